@@ -1,0 +1,29 @@
+# The two quickstart commands: `make run` (relay on http://localhost:8080, a dry run without a
+# Flashduty key) and `make test` (the whole suite; CI runs this too).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8080
+
+.PHONY: run test clean
+
+run: $(VENV)/.run-deps
+	$(BIN)/functions-framework --target=relay --source=main.py --port=$(PORT) --debug
+
+test: $(VENV)/.test-deps
+	$(BIN)/python -m pytest
+
+$(VENV)/.run-deps: requirements.txt | $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.test-deps: requirements.txt requirements-dev.txt | $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@ $(VENV)/.run-deps
+
+$(VENV):
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed" if sys.version_info < (3, 11) else 0)'
+	$(PYTHON) -m venv $(VENV)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,189 @@
+"""One callback request, whatever the platform: check it, translate it, deliver it, answer.
+
+Both entry points in main.py turn their platform's request into a Request and return this module's
+Response, so the functions-framework target and the event-function handler answer alike.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import flashduty
+import mapping
+from config import DEFAULT_ROUTE, Settings
+
+VERSION = "0.1.0"
+MAX_BODY_BYTES = 1024 * 1024
+ALLOWED_METHODS = "GET, HEAD, POST"
+
+logger = logging.getLogger("relay")
+logger.setLevel(logging.INFO)  # the one line per callback shows whatever the root level
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: Mapping[str, str]  # names in lower case
+    query: Mapping[str, str]
+    body: bytes  # at most MAX_BODY_BYTES + 1: an adapter need not read more to know it is too big
+    base64: bool = False  # API gateways may hand the body over base64-encoded
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> str:
+        return json.dumps(self.body, ensure_ascii=False)
+
+
+class BadRequest(Exception):
+    """The caller's fault: answered with this status and message, never a traceback."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or {}
+
+
+class Relay:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def handle(self, request: Request) -> Response:
+        started = time.monotonic()
+        trace_id = request.headers.get("x-volc-trace-id") or uuid.uuid4().hex
+        record: dict[str, Any] = {"message": "callback", "trace_id": trace_id, "method": request.method}
+        try:
+            response = self._answer(request, trace_id, started + self.settings.deadline_seconds, record)
+        except BadRequest as exc:
+            response = Response(exc.status, {"error": str(exc), "trace_id": trace_id}, exc.headers)
+        except Exception:
+            logger.exception(json.dumps({"message": "internal error", "trace_id": trace_id}))
+            response = Response(500, {"error": "internal error", "trace_id": trace_id})
+        if request.method != "GET" and request.method != "HEAD":
+            record.update(status=response.status, duration_ms=round((time.monotonic() - started) * 1000))
+            if "error" in response.body:
+                record["error"] = response.body["error"]
+            logger.info(json.dumps(record, ensure_ascii=False))
+        return response
+
+    def _answer(self, request: Request, trace_id: str, deadline: float, record: dict[str, Any]) -> Response:
+        if request.method in ("GET", "HEAD"):
+            return Response(200, {"status": "ok", "version": VERSION, "dry_run": self.settings.dry_run})
+        if request.method != "POST":
+            raise BadRequest(405, f"method {request.method or '(none)'} not allowed: Volcengine callbacks are POST", {"Allow": ALLOWED_METHODS})
+        self._authenticate(request)
+        route, integration_key = self._route(request.path)
+        record["route"] = route
+        callback = _parse(_decoded(request))
+
+        translation = mapping.translate(callback, self.settings.mapping)
+        events = translation.events
+        record.update(kind=translation.kind, events=len(events), filtered=translation.filtered)
+        summary: dict[str, Any] = {
+            "trace_id": trace_id,
+            "kind": translation.kind,
+            "route": route,
+            "events": len(events),
+            "filtered": translation.filtered,
+            "alert_keys": [event["alert_key"] for event in events],
+        }
+        if self.settings.dry_run:
+            record["dry_run"] = True
+            record["translated"] = events  # a dry run exists to show these
+            return Response(200, {**summary, "dry_run": True, "delivered": 0, "translated": events})
+
+        assert integration_key is not None  # _route gives a key whenever this is not a dry run
+        outcomes = flashduty.deliver(
+            events,
+            push_url=self.settings.push_url,
+            integration_key=integration_key,
+            deadline=deadline,
+            concurrency=self.settings.concurrency,
+            max_rps=self.settings.max_rps,
+        )
+        failures = [
+            {"alert_key": o.alert_key, "status": o.status, "error": o.error, "attempts": o.attempts}
+            for o in outcomes
+            if not o.delivered
+        ]
+        delivered = len(outcomes) - len(failures)
+        record.update(delivered=delivered, failed=len(failures))
+        if failures:
+            record["failures"] = failures
+            # Not everything reached Flashduty: make Volcengine retry the whole callback.
+            # Events already delivered come again identical, and Flashduty discards them.
+            return Response(
+                503,
+                {**summary, "delivered": delivered, "failed": len(failures), "failures": failures,
+                 "error": f"{len(failures)} of {len(events)} events not accepted by Flashduty; retry"},
+                {"Retry-After": "1"},
+            )
+        return Response(200, {**summary, "delivered": delivered, "failed": 0})
+
+    def _authenticate(self, request: Request) -> None:
+        expected = self.settings.callback_token
+        if expected is None:
+            return
+        given = request.headers.get("token") or request.query.get("token") or ""
+        if not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8")):
+            raise BadRequest(401, "missing or wrong callback token: send it in the Token header or the token query parameter")
+
+    def _route(self, path: str) -> tuple[str, str | None]:
+        """The integration for a callback URL path: its last segment names a route in ROUTES."""
+        routes = self.settings.routes
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        if name in routes:
+            return name, routes[name]
+        if routes and name:
+            raise BadRequest(404, f"no route named {name!r}: use one of the paths /{', /'.join(sorted(routes))} or /")
+        if self.settings.integration_key is None and not self.settings.dry_run:
+            raise BadRequest(404, f"no integration for path '/': use one of the paths /{', /'.join(sorted(routes))}")
+        return DEFAULT_ROUTE, self.settings.integration_key
+
+
+def _decoded(request: Request) -> bytes:
+    if not request.base64:
+        return request.body
+    try:
+        return base64.b64decode(request.body, validate=True)
+    except binascii.Error:
+        raise BadRequest(400, "body is marked base64-encoded but is not valid base64") from None
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    if len(body) > MAX_BODY_BYTES:
+        raise BadRequest(413, f"body is larger than {MAX_BODY_BYTES} bytes")
+    if not body.strip():
+        raise BadRequest(400, "empty body: expected a JSON object from Volcengine Cloud Monitor")
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(400, f"body is not UTF-8 (bad byte at position {exc.start})") from None
+    try:
+        callback = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(400, f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise BadRequest(400, "body is not usable JSON: nested too deeply") from None
+    if not isinstance(callback, dict):
+        raise BadRequest(400, f"body must be a JSON object, got {_json_type(callback)}")
+    return callback
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return names.get(type(value), "null")

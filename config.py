@@ -1,0 +1,165 @@
+"""Settings, read from the environment once at start and validated.
+
+A bad setting raises ConfigError naming the variable, so the function fails to start with a
+message that says what to fix, instead of failing on the first alert.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import mapping
+
+DEFAULT_PUSH_URL = "https://api.flashcat.cloud/event/push/alert/standard"
+# Volcengine waits 8 s for an answer, then retries the whole callback.
+VOLCENGINE_TIMEOUT_SECONDS = 8.0
+MAX_CONCURRENCY = 32  # also the size of the delivery connection pool
+FLASHDUTY_RATE_LIMIT = 100.0  # requests/second per integration, documented by Flashduty
+ROUTE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+DEFAULT_ROUTE = "default"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    integration_key: str | None = None
+    routes: Mapping[str, str] = field(default_factory=dict)
+    push_url: str = DEFAULT_PUSH_URL
+    dry_run: bool = True
+    callback_token: str | None = None
+    deadline_seconds: float = 6.0
+    concurrency: int = 8
+    max_rps: float = FLASHDUTY_RATE_LIMIT
+    mapping: mapping.Options = field(default_factory=mapping.Options)
+
+    def __repr__(self) -> str:  # the key and token must never reach a log
+        return (
+            f"Settings(routes={sorted(self.routes)}, push_url={self.push_url!r}, "
+            f"dry_run={self.dry_run}, token={'set' if self.callback_token else 'unset'}, "
+            f"deadline_seconds={self.deadline_seconds}, concurrency={self.concurrency}, "
+            f"max_rps={self.max_rps}, mapping={self.mapping})"
+        )
+
+
+def load(environ: Mapping[str, str]) -> Settings:
+    """Build Settings from an environment mapping; raise ConfigError on the first bad value."""
+    integration_key = _text(environ, "FLASHDUTY_INTEGRATION_KEY")
+    routes = _routes(environ)
+    return Settings(
+        integration_key=integration_key,
+        routes=routes,
+        push_url=_push_url(environ),
+        dry_run=_flag(environ, "DRY_RUN") or not (integration_key or routes),
+        callback_token=_text(environ, "CALLBACK_TOKEN"),
+        deadline_seconds=_number(
+            environ, "DELIVERY_DEADLINE_SECONDS", 6.0, 0.5, VOLCENGINE_TIMEOUT_SECONDS - 0.5
+        ),
+        concurrency=int(_number(environ, "DELIVERY_CONCURRENCY", 8, 1, MAX_CONCURRENCY, whole=True)),
+        max_rps=_number(environ, "FLASHDUTY_MAX_RPS", FLASHDUTY_RATE_LIMIT, 0.1, FLASHDUTY_RATE_LIMIT),
+        mapping=mapping.Options(
+            severity_overrides=_severity_overrides(environ),
+            min_severity=_min_severity(environ),
+        ),
+    )
+
+
+def _text(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name, "").strip()
+    return value or None
+
+
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    value = environ.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def _number(
+    environ: Mapping[str, str],
+    name: str,
+    default: float,
+    low: float,
+    high: float,
+    *,
+    whole: bool = False,
+) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if whole else float(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        kind = "a whole number" if whole else "a number"
+        raise ConfigError(f"{name} must be {kind} from {low:g} to {high:g}, got {raw!r}")
+    return value
+
+
+def _push_url(environ: Mapping[str, str]) -> str:
+    url = _text(environ, "FLASHDUTY_PUSH_URL") or DEFAULT_PUSH_URL
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise ConfigError(
+            "FLASHDUTY_PUSH_URL must be an http(s) URL without a query "
+            "(the integration key goes in FLASHDUTY_INTEGRATION_KEY or ROUTES)"
+        )
+    return url
+
+
+def _json_object(environ: Mapping[str, str], name: str, example: str) -> dict:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        # The value may hold integration keys: never echo it.
+        raise ConfigError(f"{name} must be a JSON object of strings, like {example}")
+    return value
+
+
+def _routes(environ: Mapping[str, str]) -> dict[str, str]:
+    routes = _json_object(environ, "ROUTES", '{"team-a": "<integration key>"}')
+    for name, key in routes.items():
+        if not ROUTE_NAME.match(name) or name == DEFAULT_ROUTE:
+            raise ConfigError(
+                f"ROUTES: route name {name!r} must be 1-64 letters, digits, '-' or '_' "
+                f"and not {DEFAULT_ROUTE!r}"
+            )
+        if not key.strip():
+            raise ConfigError(f"ROUTES: route {name!r} has an empty integration key")
+    return {name: key.strip() for name, key in routes.items()}
+
+
+def _severity_overrides(environ: Mapping[str, str]) -> dict[str, str]:
+    overrides = _json_object(environ, "SEVERITY_OVERRIDES", '{"notice": "Warning"}')
+    for level, severity in overrides.items():
+        if severity not in mapping.SEVERITY_RANK:
+            raise ConfigError(
+                f"SEVERITY_OVERRIDES: {level!r} maps to {severity!r}; "
+                f"use one of {', '.join(mapping.SEVERITY_RANK)}"
+            )
+    return {level.strip().lower(): severity for level, severity in overrides.items()}
+
+
+def _min_severity(environ: Mapping[str, str]) -> str:
+    value = _text(environ, "MIN_SEVERITY") or mapping.INFO
+    for severity in mapping.SEVERITY_RANK:
+        if value.lower() == severity.lower():
+            return severity
+    raise ConfigError(
+        f"MIN_SEVERITY must be one of {', '.join(mapping.SEVERITY_RANK)}, got {value!r}"
+    )

@@ -1,0 +1,59 @@
+"""Entry points: the functions-framework HTTP target `relay` and the event-function `handler`.
+
+Each only turns its platform's request into a callback.Request and the answer back. Importing this
+module loads neither flask nor functions_framework nor boto3, so an event function starts cold fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import config
+from callback import MAX_BODY_BYTES, Relay, Request, Response
+
+logging.basicConfig(format="%(message)s")  # a no-op where the platform set up logging already
+_relay = Relay(config.load(os.environ))
+
+
+def relay(request: Any) -> tuple[str, int, dict[str, str]]:
+    """functions-framework target (`--target=relay`): every path and method arrives here."""
+    answer = _relay.handle(
+        Request(
+            method=request.method,
+            path=request.path,
+            headers={name.lower(): value for name, value in request.headers.items()},
+            query=request.args.to_dict(),
+            body=request.stream.read(MAX_BODY_BYTES + 1),
+        )
+    )
+    return answer.json(), answer.status, {**answer.headers, "Content-Type": "application/json"}
+
+
+def handler(event: Any, context: Any = None) -> dict[str, Any]:
+    """Event-function entry: veFaaS API-gateway events and AWS Lambda (REST v1, HTTP API v2, URL)."""
+    answer = _relay.handle(_event_request(event))
+    return {
+        "statusCode": answer.status,
+        "headers": {**answer.headers, "Content-Type": "application/json"},
+        "body": answer.json(),
+    }
+
+
+def _event_request(event: Any) -> Request:
+    event = _mapping(event)
+    http = _mapping(_mapping(event.get("requestContext")).get("http"))  # HTTP API v2, function URLs
+    body = event.get("body")
+    return Request(
+        method=str(event.get("httpMethod") or http.get("method") or "").upper(),
+        path=str(event.get("rawPath") or event.get("path") or http.get("path") or "/"),
+        headers={str(k).lower(): str(v) for k, v in _mapping(event.get("headers")).items()},
+        query={str(k): str(v) for k, v in _mapping(event.get("queryStringParameters")).items()},
+        body=body.encode("utf-8", "surrogatepass") if isinstance(body, str) else b"",
+        base64=bool(event.get("isBase64Encoded")),
+    )
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

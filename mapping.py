@@ -1,0 +1,441 @@
+"""Translate Volcengine Cloud Monitor callbacks into Flashduty standard alert events.
+
+Pure: no I/O, no clock, no environment. The same callback always gives the same events, byte for
+byte, so a Volcengine retry is an identical repeat that Flashduty discards. Every field of the
+callback may be missing or of the wrong type; nothing here raises on a JSON object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+CRITICAL, WARNING, INFO, OK = "Critical", "Warning", "Info", "Ok"
+SEVERITY_RANK = {INFO: 0, WARNING: 1, CRITICAL: 2}
+# The seed document's table; levels arrive in either case.
+LEVELS = {"critical": CRITICAL, "warning": WARNING, "notice": INFO}
+UNKNOWN_LEVEL_SEVERITY = WARNING
+
+EVENT, METRIC, NO_DATA, UNRECOGNISED = "event", "metric", "no_data", "unrecognised"
+METRIC_TYPES = frozenset({"Metric", "MetricRecovered", "MetricsNoData", "NoDataRecovered"})
+# (list in a metric callback, kind of alert, recovers?) in the order they are translated
+RESOURCE_LISTS = (
+    ("Resources", METRIC, False),
+    ("RecoveredResources", METRIC, True),
+    ("NoDataResources", NO_DATA, False),
+    ("NoDataRecoveredResources", NO_DATA, True),
+)
+
+# Flashduty's documented limits.
+TITLE_MAX = 512
+DESCRIPTION_MAX = 2048
+ALERT_KEY_MAX = 255
+LABELS_MAX = 50
+LABEL_KEY_MAX = 128
+LABEL_VALUE_MAX = 2048
+LABEL_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+RAW_EXCERPT_MAX = 1500
+
+
+@dataclass(frozen=True)
+class Options:
+    """User choices that change the translation (from config.Settings)."""
+
+    severity_overrides: Mapping[str, str] = field(default_factory=dict)  # lower-case level -> severity
+    min_severity: str = INFO
+
+
+@dataclass(frozen=True)
+class Translation:
+    kind: str  # event, metric or unrecognised
+    events: list[dict[str, Any]]  # Flashduty standard alert events, ready to send
+    filtered: int = 0  # firing events dropped for being below Options.min_severity
+
+
+def translate(callback: Mapping[str, Any], options: Options = Options()) -> Translation:
+    """Translate one callback body (a parsed JSON object) into Flashduty events."""
+    kind_of_callback = _kind(callback)
+    if kind_of_callback == EVENT:
+        candidates = [_event_center(callback, options)]
+    elif kind_of_callback == METRIC:
+        candidates = list(_metric_alarms(callback, options))
+    else:
+        candidates = []
+    if not candidates:
+        # A format change on Volcengine's side must never silence alerts.
+        return Translation(UNRECOGNISED, [_unrecognised(callback)])
+    kept = [event for event in candidates if _passes(event, options)]
+    return Translation(kind_of_callback, kept, filtered=len(candidates) - len(kept))
+
+
+def _kind(callback: Mapping[str, Any]) -> str:
+    callback_type = callback.get("Type")
+    if callback_type == "Event":
+        return EVENT
+    # Parse by the lists, not only by Type: a body can carry several lists at once.
+    if callback_type in METRIC_TYPES or any(name in callback for name, _, _ in RESOURCE_LISTS):
+        return METRIC
+    return UNRECOGNISED
+
+
+def _passes(event: Mapping[str, Any], options: Options) -> bool:
+    status = event["event_status"]
+    return status == OK or SEVERITY_RANK[status] >= SEVERITY_RANK[options.min_severity]
+
+
+def severity(level: Any, options: Options = Options()) -> tuple[str, bool]:
+    """Flashduty severity for a Volcengine level, and whether the level was known."""
+    name = _text(level).lower()
+    if name in options.severity_overrides:
+        return options.severity_overrides[name], True
+    if name in LEVELS:
+        return LEVELS[name], True
+    return UNKNOWN_LEVEL_SEVERITY, False
+
+
+# Event Center -------------------------------------------------------------------------------
+
+
+def _event_center(callback: Mapping[str, Any], options: Options) -> dict[str, Any]:
+    details, details_text = _details(callback.get("Details"))
+    rules = _dicts(callback.get("Rules"))
+    # The most severe matched rule decides; the first one wins a tie, so the choice is stable.
+    ranked = [(rule, *severity(rule.get("Level"), options)) for rule in rules]
+    rule, status, known = max(ranked, key=lambda r: SEVERITY_RANK[r[1]], default=({}, WARNING, False))
+
+    event_type = _text(callback.get("EventType")) or _text(details.get("type"))
+    resource = _text(details.get("volcresourcename")) or _text(details.get("subject"))
+    account = _text(callback.get("AccountId")) or _text(details.get("volcaccountid"))
+    region = _text(callback.get("Region")) or _text(details.get("volcregion"))
+    summary = _event_summary(callback)
+
+    labels = {
+        "source": "volcengine",
+        "kind": EVENT,
+        "account_id": account,
+        "region": region,
+        "project": _text(callback.get("ProjectName")),
+        "resource_id": resource,
+        "resource_name": _text(details.get("subject")),
+        "rule_id": _text(rule.get("RuleId")),
+        "rule_name": _text(rule.get("RuleName")),
+        "level": _text(rule.get("Level")).lower(),
+        "event_type": event_type,
+        "event_source": _text(callback.get("Source")) or _text(details.get("source")),
+        "event_id": _text(callback.get("Id")) or _text(details.get("id")),
+    }
+    if not known:
+        labels["unknown_level"] = _text(rule.get("Level")) or "(none)"
+
+    title = " ".join(part for part in (event_type or "Volcengine event", resource and f"on {resource}") if part)
+    if summary:
+        title = f"{title}: {summary}"
+    lines = [
+        summary,
+        "",
+        _field("Event type", event_type),
+        _field("Resource", resource),
+        _field("Happened at", _epoch_text(callback.get("HappenedAt"))),
+        _field("Account / region", " / ".join(filter(None, (account, region)))),
+        _field("Matched rules", "; ".join(_rule_text(r) for r in rules)),
+        _field("Event id", labels["event_id"]),
+        _field("Details", details_text or _details_extras(details)),
+        "",
+        "Volcengine sends no recovery for events: resolve this alert in Flashduty.",
+    ]
+    return _event(
+        title=title,
+        status=status,
+        # Repeats of one event type on one resource are one alert.
+        key_parts=(EVENT, account, region, event_type, resource),
+        lines=lines,
+        labels=labels,
+    )
+
+
+def _event_summary(callback: Mapping[str, Any]) -> str:
+    # The docs' table says Description, the docs' sample sends DescriptionCN: keep both.
+    texts = [_text(callback.get("Description")), _text(callback.get("DescriptionCN"))]
+    return " / ".join(dict.fromkeys(t for t in texts if t))
+
+
+def _details(value: Any) -> tuple[dict[str, Any], str]:
+    """Details as an object, and its text when it came as a string that is not an object."""
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except (ValueError, RecursionError):
+            return {}, value
+        return (parsed, "") if isinstance(parsed, dict) else ({}, value)
+    return (value, "") if isinstance(value, dict) else ({}, "")
+
+
+# CloudEvents attributes every Details carries; the rest is what the producing service adds.
+_DETAILS_ENVELOPE = frozenset(
+    "specversion id source type volcpublishtime volcregion volcaccountid volceventbusname "
+    "volcresourcename subject time".split()
+)
+
+
+def _details_extras(details: Mapping[str, Any]) -> str:
+    return ", ".join(
+        f"{key}={_text(value)}" for key, value in details.items() if key not in _DETAILS_ENVELOPE
+    )
+
+
+def _rule_text(rule: Mapping[str, Any]) -> str:
+    name = _text(rule.get("RuleName")) or _text(rule.get("RuleId")) or "?"
+    level = _text(rule.get("Level"))
+    return f"{name} ({level})" if level else name
+
+
+# Metric alarms ------------------------------------------------------------------------------
+
+
+def _metric_alarms(callback: Mapping[str, Any], options: Options) -> Iterable[dict[str, Any]]:
+    firing_status, known = severity(callback.get("Level"), options)
+    for list_name, kind, recovers in RESOURCE_LISTS:
+        for resource in _dicts(callback.get(list_name)):
+            if recovers:
+                status = OK
+            elif kind == NO_DATA:
+                status = INFO
+            else:
+                status = firing_status
+            yield _metric_event(callback, resource, kind, recovers, status, known)
+
+
+def _metric_event(
+    callback: Mapping[str, Any],
+    resource: Mapping[str, Any],
+    kind: str,
+    recovers: bool,
+    status: str,
+    level_known: bool,
+) -> dict[str, Any]:
+    rule_name = _text(callback.get("RuleName"))
+    rule_id = _text(callback.get("RuleId"))
+    account = _text(callback.get("AccountId"))
+    resource_id = _text(resource.get("Id"))
+    resource_name = _text(resource.get("Name"))
+    metrics = _dicts(resource.get("Metrics"))
+    dimensions = [(_text(d.get("Name")), _text(d.get("Value"))) for d in _dicts(resource.get("Dimensions"))]
+    first = metrics[0] if metrics else {}
+
+    labels = {
+        "source": "volcengine",
+        "kind": kind,
+        "callback_type": _text(callback.get("Type")),
+        "account_id": account,
+        "region": _text(resource.get("Region")),
+        "project": _text(resource.get("ProjectName")) or _text(callback.get("Project")),
+        "resource_id": resource_id,
+        "resource_name": resource_name,
+        "rule_id": rule_id,
+        "rule_name": rule_name,
+        "level": _text(callback.get("Level")).lower(),
+        "namespace": _text(callback.get("Namespace")),
+        "sub_namespace": _text(callback.get("SubNamespace")),
+        "metric_name": ",".join(filter(None, (_text(m.get("Name")) for m in metrics))),
+        "metric_value": _text(first.get("CurrentValue")),
+        "metric_threshold": _text(first.get("Threshold")),
+        "metric_unit": _text(first.get("Unit")),
+        "alert_group_id": _text(resource.get("AlertGroupId")),
+    }
+    if not level_known and not recovers and kind == METRIC:
+        labels["unknown_level"] = _text(callback.get("Level")) or "(none)"
+    extra_labels = [(f"dim_{_snake(name)}", value) for name, value in dimensions] + [
+        (f"tag_{_snake(_text(tag.get('Key')))}", _text(tag.get("Value")))
+        for tag in _dicts(callback.get("Tags"))
+    ]
+
+    who = _resource_text(resource_name, resource_id)
+    headline = f"{rule_name or rule_id or 'Volcengine metric alarm'}: {who}"
+    if kind == NO_DATA:
+        no_data_metrics = _names(resource.get("NoDataMetrics")) or _names(resource.get("DroppedMetrics"))
+        what = ", ".join(no_data_metrics) or labels["metric_name"]
+        title = f"{'Data is back' if recovers else 'No data'}: {headline}" + (f" ({what})" if what else "")
+    else:
+        title = f"{'Recovered: ' if recovers else ''}{headline}"
+        if first:
+            title += f" {_metric_text(first)}"
+            if len(metrics) > 1:
+                title += f" (+{len(metrics) - 1} more)"
+
+    lines = [
+        _field("Rule", " ".join(filter(None, (rule_name, rule_id and f"({rule_id})")))),
+        _field("Condition", _text(callback.get("RuleCondition"))),
+        _field("Resource", ", ".join(filter(None, (who, labels["region"])))),
+        *(_field("Metric", _metric_text(m, detailed=True)) for m in metrics),
+        _field("Dimensions", ", ".join(f"{n}={v}" for n, v in dimensions)),
+        _field("Happened at", _text(callback.get("HappenedAt"))),
+        _field("First alert", _epoch_text(resource.get("FirstAlertTime"))),
+        _field("Last alert", _epoch_text(resource.get("LastAlertTime"))),
+        _field("Namespace", "/".join(filter(None, (labels["namespace"], labels["sub_namespace"])))),
+        _field("Account", account),
+    ]
+    return _event(
+        title=title,
+        status=status,
+        # No level in the key (warning -> critical updates the same alert); no-data alerts have
+        # their own kind in the key, so a no-data recovery never closes a threshold alert.
+        key_parts=(kind, account, rule_id or rule_name, resource_id or resource_name, *sorted(f"{n}={v}" for n, v in dimensions)),
+        lines=lines,
+        labels=labels,
+        extra_labels=extra_labels,
+    )
+
+
+def _metric_text(metric: Mapping[str, Any], detailed: bool = False) -> str:
+    name = _text(metric.get("Name"))
+    meaning = _text(metric.get("Description")) or _text(metric.get("DescriptionCn")) or _text(metric.get("DescriptionEn"))
+    value = " ".join(filter(None, (_text(metric.get("CurrentValue")), _text(metric.get("Unit")))))
+    threshold = _text(metric.get("Threshold"))
+    label = f"{name} ({meaning})" if detailed and meaning and meaning != name else (meaning or name)
+    text = f"{label} = {value}" if value else label
+    if threshold:
+        text += f" (threshold {threshold})"
+    return text
+
+
+def _resource_text(name: str, resource_id: str) -> str:
+    if name and resource_id and name != resource_id:
+        return f"{name} ({resource_id})"
+    return name or resource_id or "unknown resource"
+
+
+def _names(value: Any) -> list[str]:
+    items = value if isinstance(value, list) else []
+    return [n for n in (_text(i.get("Name")) if isinstance(i, dict) else _text(i) for i in items) if n]
+
+
+# Unrecognised -------------------------------------------------------------------------------
+
+
+def _unrecognised(callback: Mapping[str, Any]) -> dict[str, Any]:
+    raw = _json(callback)
+    callback_type = _text(callback.get("Type"))
+    lines = [
+        "The relay did not recognise this callback and forwards it as it came, so that no alert "
+        "is lost. Check the relay's version against Volcengine's callback format.",
+        "",
+        _truncate(raw, RAW_EXCERPT_MAX),
+    ]
+    return _event(
+        title="Unrecognised Volcengine callback" + (f" (Type {callback_type})" if callback_type else ""),
+        status=WARNING,
+        key_parts=(UNRECOGNISED, raw),
+        lines=lines,
+        labels={"source": "volcengine", "kind": UNRECOGNISED, "callback_type": callback_type},
+    )
+
+
+# Building events within Flashduty's limits --------------------------------------------------
+
+
+def _event(
+    *,
+    title: str,
+    status: str,
+    key_parts: Iterable[str],
+    lines: Iterable[str | None],
+    labels: Mapping[str, str],
+    extra_labels: Iterable[tuple[str, str]] = (),
+) -> dict[str, Any]:
+    return {
+        "title_rule": _truncate(title, TITLE_MAX),
+        "event_status": status,
+        "alert_key": alert_key(*key_parts),
+        "description": _truncate("\n".join(_squeeze(lines)), DESCRIPTION_MAX),
+        "labels": _labels(labels, extra_labels),
+    }
+
+
+def alert_key(*parts: str) -> str:
+    """A stable key of at most 255 characters identifying one alert."""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+    return f"volc-{parts[0]}-{digest[:40]}"
+
+
+def _labels(core: Mapping[str, str], extra: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Non-empty labels within Flashduty's limits; the core ones first, the first of a key wins."""
+    labels: dict[str, str] = {}
+    dropped = 0
+    for key, value in [*core.items(), *extra]:
+        key = key[:LABEL_KEY_MAX]
+        if not value or key in labels:
+            continue
+        if len(labels) >= LABELS_MAX - 1:
+            dropped += 1
+            continue
+        labels[key] = _truncate(value, LABEL_VALUE_MAX)
+    if dropped:
+        labels["labels_dropped"] = str(dropped)
+    return labels
+
+
+def _snake(name: str) -> str:
+    """A label-safe snake_case form of a Volcengine name; a hash where nothing of it is safe."""
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
+    snake = re.sub(r"[^A-Za-z0-9]+", "_", snake).strip("_").lower()
+    return snake or "x" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
+def _field(name: str, value: str) -> str | None:
+    return f"{name}: {value}" if value else None
+
+
+def _squeeze(lines: Iterable[str | None]) -> list[str]:
+    """Drop empty fields (None) and keep one blank line ("") between paragraphs."""
+    kept: list[str] = []
+    for line in lines:
+        if line or (line == "" and kept and kept[-1]):
+            kept.append(line)
+    while kept and not kept[-1]:
+        kept.pop()
+    return kept
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str:
+    """A field as text: numbers without a trailing .0, structures as compact JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return _json(value)
+
+
+def _json(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    except (ValueError, RecursionError):  # nested deeper than the encoder goes
+        return "(nested too deeply to show)"
+
+
+def _epoch_text(value: Any) -> str:
+    """Epoch seconds as a UTC time; anything else as it came."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        except (OverflowError, OSError, ValueError):
+            pass
+    return _text(value)
