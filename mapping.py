@@ -74,7 +74,7 @@ def translate(callback: Mapping[str, Any], options: Options = Options()) -> Tran
 
 
 def _kind(callback: Mapping[str, Any]) -> str:
-    callback_type = callback.get("Type")
+    callback_type = _text(callback.get("Type"))
     if callback_type == "Event":
         return EVENT
     # Parse by the lists, not only by Type: a body can carry several lists at once.

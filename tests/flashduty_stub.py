@@ -1,0 +1,179 @@
+"""A real HTTP server on 127.0.0.1 standing in for Flashduty's standard event API.
+
+It checks every request against the documented contract (path, integration_key, content type,
+field types and limits) and answers as Flashduty does; faults can be scripted per request.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+PATH = "/event/push/alert/standard"
+STATUSES = {"Critical", "Warning", "Info", "Ok"}
+LABEL_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def contract_violations(event: Any) -> list[str]:
+    """What in one event breaks Flashduty's documented contract (empty when nothing does)."""
+    if not isinstance(event, dict):
+        return ["event is not a JSON object"]
+    problems = []
+    title = event.get("title_rule")
+    if not isinstance(title, str) or not title or len(title) > 512:
+        problems.append("title_rule must be a non-empty string of at most 512 chars")
+    if event.get("event_status") not in STATUSES:
+        problems.append(f"event_status must be one of {sorted(STATUSES)}")
+    key = event.get("alert_key")
+    if key is None and event.get("event_status") == "Ok":
+        problems.append("alert_key is required for an Ok event")
+    if key is not None and (not isinstance(key, str) or not key or len(key) > 255):
+        problems.append("alert_key must be a string of 1 to 255 chars")
+    description = event.get("description", "")
+    if not isinstance(description, str) or len(description) > 2048:
+        problems.append("description must be a string of at most 2048 chars")
+    labels = event.get("labels", {})
+    if not isinstance(labels, dict) or len(labels) > 50:
+        problems.append("labels must be an object of at most 50 labels")
+    else:
+        for name, value in labels.items():
+            if len(name) > 128 or not LABEL_KEY.match(name):
+                problems.append(f"label key {name!r} is not a valid label name")
+            if not isinstance(value, str) or len(value) > 2048:
+                problems.append(f"label {name!r} must be a string of at most 2048 chars")
+    return problems
+
+
+@dataclass
+class Fault:
+    """How to answer one request instead of accepting it."""
+
+    status: int = 200
+    code: str | None = None  # Flashduty error code in the body
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering (longer than the relay waits: a hang)
+    reset: bool = False  # drop the connection with a TCP reset instead of answering
+
+
+@dataclass
+class Received:
+    event: dict[str, Any]
+    integration_key: str
+    at: float  # time.monotonic() of arrival
+    answered: int  # the status it was given (0 for a reset)
+
+
+class FlashdutyStub:
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.violations: list[str] = []
+        self.faults: collections.deque[Fault] = collections.deque()
+        self.delay = 0.0  # for every accepted request: Flashduty's latency
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._server.block_on_close = False
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}{PATH}"
+
+    def script(self, *faults: Fault) -> None:
+        """Answer the next requests with these faults, in order; then accept as usual."""
+        with self._lock:
+            self.faults.extend(faults)
+
+    def accepted(self) -> list[Received]:
+        with self._lock:
+            return [r for r in self.received if r.answered == 200]
+
+    def start(self) -> FlashdutyStub:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _next_fault(self) -> Fault:
+        with self._lock:
+            return self.faults.popleft() if self.faults else Fault(delay=self.delay)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+            def do_POST(self) -> None:
+                arrived = time.monotonic()
+                with stub._lock:
+                    stub.in_flight += 1
+                    stub.peak_in_flight = max(stub.peak_in_flight, stub.in_flight)
+                try:
+                    self._answer(arrived)
+                finally:
+                    with stub._lock:
+                        stub.in_flight -= 1
+
+            def _answer(self, arrived: float) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                url = urlsplit(self.path)
+                key = parse_qs(url.query).get("integration_key", [""])[0]
+                problems = []
+                if url.path != PATH:
+                    problems.append(f"path {url.path!r} is not {PATH}")
+                if not key:
+                    problems.append("integration_key missing from the query")
+                if self.headers.get("Content-Type", "").split(";")[0] != "application/json":
+                    problems.append("Content-Type is not application/json")
+                try:
+                    event = json.loads(body)
+                except ValueError:
+                    event = None
+                problems += contract_violations(event)
+                fault = stub._next_fault()
+                with stub._lock:
+                    stub.violations += problems
+                    stub.received.append(
+                        Received(event, key, arrived, 0 if fault.reset else 400 if problems else fault.status)
+                    )
+                if fault.delay:
+                    time.sleep(fault.delay)
+                if fault.reset:
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    return
+                if problems:
+                    return self._reply(400, {"error": {"code": "InvalidParameter", "message": "; ".join(problems)}})
+                if fault.status != 200:
+                    error = {"code": fault.code or "InternalError", "message": "scripted fault"}
+                    return self._reply(fault.status, {"request_id": "stub", "error": error}, fault.headers)
+                self._reply(200, {"request_id": "stub", "data": {"alert_key": event.get("alert_key", "generated")}})
+
+            def _reply(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
