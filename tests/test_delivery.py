@@ -1,0 +1,170 @@
+"""Delivery to a real local HTTP server that checks Flashduty's documented contract."""
+
+from __future__ import annotations
+
+import copy
+import json
+import socket
+import time
+
+import pytest
+from conftest import load_json
+from flashduty_stub import Fault
+
+KEY = "fd-integration-key-0123456789"
+SAMPLE = load_json("samples/metric.json")
+
+
+def body(callback: dict) -> bytes:
+    return json.dumps(callback, ensure_ascii=False).encode()
+
+
+def metric_with(resources: int) -> dict:
+    callback = copy.deepcopy(SAMPLE)
+    template = callback["Resources"][0]
+    callback["Resources"] = [{**template, "Id": f"i-{n:05d}", "Name": f"web-{n}"} for n in range(resources)]
+    return callback
+
+
+@pytest.fixture
+def relay(client, stub):
+    def make(**settings: str):
+        return client(FLASHDUTY_INTEGRATION_KEY=KEY, FLASHDUTY_PUSH_URL=stub.url, **settings)
+
+    return make
+
+
+def test_every_event_is_delivered_to_the_documented_api(relay, stub) -> None:
+    answer = relay().post("/", data=body(SAMPLE), headers={"x-volc-trace-id": "t1"})
+    assert answer.status_code == 200
+    summary = answer.get_json()
+    assert (summary["events"], summary["delivered"], summary["failed"]) == (2, 2, 0)
+    assert stub.violations == []
+    assert sorted(r.event["alert_key"] for r in stub.accepted()) == sorted(summary["alert_keys"])
+    assert {r.integration_key for r in stub.received} == {KEY}
+
+
+def test_5xx_is_retried_until_accepted(relay, stub) -> None:
+    stub.script(Fault(500), Fault(502))
+    answer = relay().post("/", data=body(load_json("samples/event.json")))
+    assert answer.status_code == 200
+    assert [r.answered for r in stub.received] == [500, 502, 200]
+
+
+def test_429_waits_for_retry_after(relay, stub) -> None:
+    stub.script(Fault(429, "RequestTooFrequently", {"Retry-After": "1"}))
+    answer = relay().post("/", data=body(load_json("samples/event.json")))
+    assert answer.status_code == 200
+    first, second = stub.received
+    assert (first.answered, second.answered) == (429, 200)
+    assert second.at - first.at >= 0.95
+
+
+def test_a_long_retry_after_is_capped(relay, stub) -> None:
+    stub.script(Fault(429, "RequestTooFrequently", {"Retry-After": "3600"}))
+    started = time.monotonic()
+    answer = relay(DELIVERY_DEADLINE_SECONDS="7").post("/", data=body(load_json("samples/event.json")))
+    assert answer.status_code == 200
+    assert stub.received[1].at - stub.received[0].at < 3.5
+    assert time.monotonic() - started < 7
+
+
+@pytest.mark.parametrize(("status", "code"), [(400, "InvalidParameter"), (401, "Unauthorized"), (403, "AccessDenied")])
+def test_other_4xx_is_not_retried_and_the_caller_is_told_to_retry(relay, stub, status: int, code: str) -> None:
+    stub.script(Fault(status, code))
+    answer = relay().post("/", data=body(load_json("samples/event.json")))
+    assert answer.status_code == 503
+    assert len(stub.received) == 1
+    (failure,) = answer.get_json()["failures"]
+    assert (failure["status"], failure["error"], failure["attempts"]) == (status, code, 1)
+
+
+def test_persistent_5xx_gives_up_after_three_retries(relay, stub) -> None:
+    stub.script(*[Fault(500)] * 4)
+    answer = relay().post("/", data=body(load_json("samples/event.json")))
+    assert answer.status_code == 503
+    assert len(stub.received) == 4
+    assert answer.get_json()["failures"][0]["attempts"] == 4
+
+
+def test_partial_failure_is_a_retry_for_the_whole_callback(relay, stub) -> None:
+    stub.script(Fault(400, "InvalidParameter"))  # one of the two events is refused
+    answer = relay().post("/", data=body(SAMPLE))
+    summary = answer.get_json()
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
+    assert (summary["delivered"], summary["failed"]) == (1, 1)
+
+
+def test_connection_reset_is_retried(relay, stub) -> None:
+    stub.script(Fault(reset=True))
+    assert relay().post("/", data=body(load_json("samples/event.json"))).status_code == 200
+    assert [r.answered for r in stub.received] == [0, 200]
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/event/push/alert/standard"
+
+
+def test_unreachable_flashduty_is_a_503_and_the_key_never_reaches_a_log(client, caplog) -> None:
+    caplog.set_level("DEBUG")
+    app = client(FLASHDUTY_INTEGRATION_KEY=KEY, FLASHDUTY_PUSH_URL=closed_port_url(), CALLBACK_TOKEN="tok-secret")
+    answer = app.post("/?token=tok-secret", data=body(load_json("samples/event.json")))
+    assert answer.status_code == 503
+    (failure,) = answer.get_json()["failures"]
+    assert failure["status"] is None and failure["error"] == "NewConnectionError"
+    assert "Retrying" in caplog.text  # urllib3 did log its retries...
+    assert KEY not in caplog.text and "tok-secret" not in caplog.text  # ...without the secrets
+    assert KEY not in answer.get_data(as_text=True)
+
+
+def test_failing_responses_never_log_the_key(relay, stub, caplog) -> None:
+    caplog.set_level("DEBUG")
+    stub.script(Fault(500), Fault(429, headers={"Retry-After": "0"}), Fault(400))
+    relay().post("/", data=body(load_json("samples/event.json")))
+    assert len(stub.received) == 3
+    assert KEY not in caplog.text
+
+
+def test_a_hanging_flashduty_is_cut_off_at_the_deadline(relay, stub) -> None:
+    stub.script(Fault(delay=5))
+    started = time.monotonic()
+    answer = relay(DELIVERY_DEADLINE_SECONDS="1").post("/", data=body(load_json("samples/event.json")))
+    elapsed = time.monotonic() - started
+    assert answer.status_code == 503
+    assert answer.get_json()["failures"][0]["error"] in ("deadline", "ReadTimeoutError")
+    assert elapsed < 1.5
+
+
+def test_fan_out_200_resources_concurrently_within_the_rate_limit(relay, stub) -> None:
+    stub.delay = 0.05  # Flashduty answering in 50 ms
+    started = time.monotonic()
+    answer = relay(DELIVERY_CONCURRENCY="16").post("/", data=body(metric_with(200)))
+    elapsed = time.monotonic() - started
+    assert answer.status_code == 200, answer.get_json().get("failures")
+    assert answer.get_json()["delivered"] == 200
+    assert len({r.event["alert_key"] for r in stub.accepted()}) == 200
+    assert stub.peak_in_flight > 1  # concurrent, not one by one
+    arrivals = sorted(r.at for r in stub.received)
+    # never more than 100 requests started in any one second (Flashduty's limit per integration)
+    assert all(arrivals[i + 100] - arrivals[i] >= 0.99 for i in range(len(arrivals) - 100))
+    assert elapsed < 6  # within the default deadline; sequentially it would take 10 s
+
+
+def test_a_lower_rate_limit_is_kept(relay, stub) -> None:
+    answer = relay(FLASHDUTY_MAX_RPS="20").post("/", data=body(metric_with(21)))
+    assert answer.status_code == 200
+    arrivals = sorted(r.at for r in stub.received)
+    assert arrivals[-1] - arrivals[0] >= 0.95  # 21 starts at 20/s span at least 1 s
+
+
+def test_events_past_the_deadline_are_reported_not_lost(relay, stub) -> None:
+    # 30 events at 10/s cannot all start within 1 s: the rest must be counted as failed
+    answer = relay(FLASHDUTY_MAX_RPS="10", DELIVERY_DEADLINE_SECONDS="1").post("/", data=body(metric_with(30)))
+    summary = answer.get_json()
+    assert answer.status_code == 503
+    assert summary["delivered"] + summary["failed"] == 30
+    assert summary["delivered"] == len(stub.accepted())
+    assert {f["error"] for f in summary["failures"]} == {"deadline"}
