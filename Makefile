@@ -5,13 +5,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
 
-.PHONY: run test clean
+.PHONY: run test bench clean
 
 run: $(VENV)/.run-deps
 	$(BIN)/functions-framework --target=relay --source=main.py --port=$(PORT) --debug
 
 test: $(VENV)/.test-deps
 	$(BIN)/python -m pytest
+
+bench: $(VENV)/.test-deps
+	$(BIN)/python bench/run.py
 
 $(VENV)/.run-deps: requirements.txt | $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt

@@ -109,7 +109,8 @@ def _event_center(callback: Mapping[str, Any], options: Options) -> dict[str, An
     rule, status, known = max(ranked, key=lambda r: SEVERITY_RANK[r[1]], default=({}, WARNING, False))
 
     event_type = _text(callback.get("EventType")) or _text(details.get("type"))
-    resource = _text(details.get("volcresourcename")) or _text(details.get("subject"))
+    subject = _text(details.get("subject"))
+    resource = _text(details.get("volcresourcename")) or subject
     account = _text(callback.get("AccountId")) or _text(details.get("volcaccountid"))
     region = _text(callback.get("Region")) or _text(details.get("volcregion"))
     summary = _event_summary(callback)
@@ -121,7 +122,7 @@ def _event_center(callback: Mapping[str, Any], options: Options) -> dict[str, An
         "region": region,
         "project": _text(callback.get("ProjectName")),
         "resource_id": resource,
-        "resource_name": _text(details.get("subject")),
+        "resource_name": subject if subject != resource else "",
         "rule_id": _text(rule.get("RuleId")),
         "rule_name": _text(rule.get("RuleName")),
         "level": _text(rule.get("Level")).lower(),
