@@ -15,15 +15,19 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import flashduty
 import mapping
 from config import DEFAULT_ROUTE, Settings
+from deadletter import Store, StoreError
 
 VERSION = "0.1.0"
 MAX_BODY_BYTES = 1024 * 1024
 ALLOWED_METHODS = "GET, HEAD, POST"
+# With a dead-letter store, delivery stops this much before the deadline to leave time to store.
+STORE_RESERVE_SECONDS = 1.5
 
 logger = logging.getLogger("relay")
 logger.setLevel(logging.INFO)  # the one line per callback shows whatever the root level
@@ -61,6 +65,7 @@ class BadRequest(Exception):
 class Relay:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.store = Store(settings.deadletter) if settings.deadletter else None
 
     def handle(self, request: Request) -> Response:
         started = time.monotonic()
@@ -77,7 +82,7 @@ class Relay:
             record.update(status=response.status, duration_ms=round((time.monotonic() - started) * 1000))
             if "error" in response.body:
                 record["error"] = response.body["error"]
-            logger.info(json.dumps(record, ensure_ascii=False))
+            logger.log(logging.ERROR if response.status >= 500 else logging.INFO, json.dumps(record, ensure_ascii=False))
         return response
 
     def _answer(self, request: Request, trace_id: str, deadline: float, record: dict[str, Any]) -> Response:
@@ -88,7 +93,8 @@ class Relay:
         self._authenticate(request)
         route, integration_key = self._route(request.path)
         record["route"] = route
-        callback = _parse(_decoded(request))
+        body = _decoded(request)
+        callback = _parse(body)
 
         translation = mapping.translate(callback, self.settings.mapping)
         events = translation.events
@@ -107,32 +113,42 @@ class Relay:
             return Response(200, {**summary, "dry_run": True, "delivered": 0, "translated": events})
 
         assert integration_key is not None  # _route gives a key whenever this is not a dry run
+        reserve = min(STORE_RESERVE_SECONDS, self.settings.deadline_seconds / 2) if self.store else 0.0
         outcomes = flashduty.deliver(
             events,
             push_url=self.settings.push_url,
             integration_key=integration_key,
-            deadline=deadline,
+            deadline=deadline - reserve,
             concurrency=self.settings.concurrency,
             max_rps=self.settings.max_rps,
         )
+        failed = [o for o in outcomes if not o.delivered]
         failures = [
-            {"alert_key": o.alert_key, "status": o.status, "error": o.error, "attempts": o.attempts}
-            for o in outcomes
-            if not o.delivered
+            {"alert_key": o.alert_key, "status": o.status, "error": o.error, "attempts": o.attempts} for o in failed
         ]
-        delivered = len(outcomes) - len(failures)
-        record.update(delivered=delivered, failed=len(failures))
-        if failures:
-            record["failures"] = failures
-            # Not everything reached Flashduty: make Volcengine retry the whole callback.
-            # Events already delivered come again identical, and Flashduty discards them.
-            return Response(
-                503,
-                {**summary, "delivered": delivered, "failed": len(failures), "failures": failures,
-                 "error": f"{len(failures)} of {len(events)} events not accepted by Flashduty; retry"},
-                {"Retry-After": "1"},
-            )
-        return Response(200, {**summary, "delivered": delivered, "failed": 0})
+        delivered = len(outcomes) - len(failed)
+        summary.update(delivered=delivered, failed=len(failed))
+        record.update(delivered=delivered, failed=len(failed))
+        if not failed:
+            return Response(200, summary)
+        summary["failures"] = record["failures"] = failures
+        if self.store is not None:
+            try:
+                self.store.keep(
+                    trace_id=trace_id, route=route, body=body, failures=failed, now=datetime.now(timezone.utc)
+                )
+            except StoreError as exc:
+                record["store_error"] = str(exc)
+            else:
+                # Kept for `python -m replay send`: a retry from Volcengine would add nothing.
+                summary["dead_lettered"] = record["dead_lettered"] = len(failed)
+                return Response(202, summary)
+        # Not everything reached Flashduty or the store: make Volcengine retry the whole callback.
+        # Events already delivered come again identical, and Flashduty discards them.
+        message = f"{len(failed)} of {len(events)} events not accepted by Flashduty"
+        if self.store is not None:
+            message += " nor kept in the dead-letter store"
+        return Response(503, {**summary, "error": f"{message}; retry"}, {"Retry-After": "1"})
 
     def _authenticate(self, request: Request) -> None:
         expected = self.settings.callback_token
@@ -152,7 +168,7 @@ class Relay:
             raise BadRequest(404, f"no route named {name!r}: use one of the paths /{', /'.join(sorted(routes))} or /")
         if self.settings.integration_key is None and not self.settings.dry_run:
             raise BadRequest(404, f"no integration for path '/': use one of the paths /{', /'.join(sorted(routes))}")
-        return DEFAULT_ROUTE, self.settings.integration_key
+        return DEFAULT_ROUTE, self.settings.integration_key_for(DEFAULT_ROUTE)
 
 
 def _decoded(request: Request) -> bytes:

@@ -28,6 +28,16 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class DeadLetter:
+    """Where undelivered events are kept: an S3-compatible bucket (AWS S3, Volcengine TOS, MinIO)."""
+
+    bucket: str
+    prefix: str  # "" or ending in "/"
+    endpoint_url: str | None = None
+    addressing_style: str = "auto"
+
+
+@dataclass(frozen=True)
 class Settings:
     integration_key: str | None = None
     routes: Mapping[str, str] = field(default_factory=dict)
@@ -38,13 +48,18 @@ class Settings:
     concurrency: int = 8
     max_rps: float = FLASHDUTY_RATE_LIMIT
     mapping: mapping.Options = field(default_factory=mapping.Options)
+    deadletter: DeadLetter | None = None
+
+    def integration_key_for(self, route: str) -> str | None:
+        """The integration key a route (a ROUTES name, or DEFAULT_ROUTE) delivers to."""
+        return self.integration_key if route == DEFAULT_ROUTE else self.routes.get(route)
 
     def __repr__(self) -> str:  # the key and token must never reach a log
         return (
             f"Settings(routes={sorted(self.routes)}, push_url={self.push_url!r}, "
             f"dry_run={self.dry_run}, token={'set' if self.callback_token else 'unset'}, "
             f"deadline_seconds={self.deadline_seconds}, concurrency={self.concurrency}, "
-            f"max_rps={self.max_rps}, mapping={self.mapping})"
+            f"max_rps={self.max_rps}, mapping={self.mapping}, deadletter={self.deadletter})"
         )
 
 
@@ -67,6 +82,7 @@ def load(environ: Mapping[str, str]) -> Settings:
             severity_overrides=_severity_overrides(environ),
             min_severity=_min_severity(environ),
         ),
+        deadletter=_deadletter(environ),
     )
 
 
@@ -108,13 +124,36 @@ def _number(
 
 def _push_url(environ: Mapping[str, str]) -> str:
     url = _text(environ, "FLASHDUTY_PUSH_URL") or DEFAULT_PUSH_URL
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+    if not _is_http_url(url):
         raise ConfigError(
             "FLASHDUTY_PUSH_URL must be an http(s) URL without a query "
             "(the integration key goes in FLASHDUTY_INTEGRATION_KEY or ROUTES)"
         )
     return url
+
+
+def _is_http_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and not parts.query
+
+
+def _deadletter(environ: Mapping[str, str]) -> DeadLetter | None:
+    uri = _text(environ, "DEADLETTER_URI")
+    endpoint_url = _text(environ, "DEADLETTER_ENDPOINT_URL")
+    style = (_text(environ, "DEADLETTER_ADDRESSING_STYLE") or "auto").lower()
+    if uri is None:
+        if endpoint_url:
+            raise ConfigError("DEADLETTER_ENDPOINT_URL is set but DEADLETTER_URI is not: set s3://bucket/prefix")
+        return None
+    parts = urlsplit(uri)
+    if parts.scheme != "s3" or not parts.netloc or parts.query:
+        raise ConfigError(f"DEADLETTER_URI must look like s3://bucket/prefix, got {uri!r}")
+    if endpoint_url and not _is_http_url(endpoint_url):
+        raise ConfigError(f"DEADLETTER_ENDPOINT_URL must be an http(s) URL, got {endpoint_url!r}")
+    if style not in ("auto", "path", "virtual"):
+        raise ConfigError(f"DEADLETTER_ADDRESSING_STYLE must be auto, path or virtual, got {style!r}")
+    prefix = parts.path.strip("/")
+    return DeadLetter(parts.netloc, prefix + "/" if prefix else "", endpoint_url, style)
 
 
 def _json_object(environ: Mapping[str, str], name: str, example: str) -> dict:

@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -78,6 +79,7 @@ class FlashdutyStub:
         self.violations: list[str] = []
         self.faults: collections.deque[Fault] = collections.deque()
         self.delay = 0.0  # for every accepted request: Flashduty's latency
+        self.fault_source: Callable[[], Fault] | None = None  # how to answer when nothing is scripted
         self.in_flight = 0
         self.peak_in_flight = 0
         self._lock = threading.Lock()
@@ -109,7 +111,9 @@ class FlashdutyStub:
 
     def _next_fault(self) -> Fault:
         with self._lock:
-            return self.faults.popleft() if self.faults else Fault(delay=self.delay)
+            if self.faults:
+                return self.faults.popleft()
+        return self.fault_source() if self.fault_source else Fault(delay=self.delay)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         stub = self

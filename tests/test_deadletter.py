@@ -1,0 +1,264 @@
+"""The dead-letter store and `python -m replay`, on moto: in-process and as a localhost server."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from datetime import datetime, timedelta, timezone
+
+import boto3
+import pytest
+from conftest import ROOT, load_json
+from flashduty_stub import Fault
+from moto import mock_aws
+
+import config
+import mapping
+import replay
+from deadletter import Store, StoreError
+from flashduty import Outcome
+
+KEY = "fd-dlq-key-0123456789"
+EVENT_BODY = (ROOT / "samples/event.json").read_bytes()
+METRIC_BODY = (ROOT / "samples/metric.json").read_bytes()
+
+
+@pytest.fixture
+def relay(client, stub, s3_endpoint, bucket):
+    def make(**settings: str):
+        return client(
+            FLASHDUTY_INTEGRATION_KEY=KEY,
+            FLASHDUTY_PUSH_URL=stub.url,
+            DEADLETTER_URI=f"s3://{bucket}/dlq/prod",
+            DEADLETTER_ENDPOINT_URL=s3_endpoint,
+            **settings,
+        )
+
+    return make
+
+
+@pytest.fixture
+def replay_env(environment, stub, s3_endpoint, bucket):
+    def run(*argv: str, **settings: str) -> tuple[int, str]:
+        environment(FLASHDUTY_INTEGRATION_KEY=KEY, FLASHDUTY_PUSH_URL=stub.url,
+                    DEADLETTER_URI=f"s3://{bucket}/dlq/prod", DEADLETTER_ENDPOINT_URL=s3_endpoint, **settings)
+        out = io.StringIO()
+        code = replay.main(list(argv), out=out)
+        return code, out.getvalue()
+
+    return run
+
+
+def objects(bucket: str, endpoint: str) -> dict[str, dict]:
+    s3 = boto3.client("s3", endpoint_url=endpoint)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    return {k: json.loads(s3.get_object(Bucket=bucket, Key=k)["Body"].read()) for k in keys}
+
+
+def test_a_rejected_event_is_stored_without_retries_and_answered_202(relay, stub, bucket, s3_endpoint) -> None:
+    stub.script(Fault(400, "InvalidParameter"))
+    answer = relay().post("/", data=EVENT_BODY, headers={"x-volc-trace-id": "trace-400"})
+    assert answer.status_code == 202
+    summary = answer.get_json()
+    assert (summary["delivered"], summary["dead_lettered"]) == (0, 1)
+    assert len(stub.received) == 1  # a permanent rejection is not retried
+
+    stored = objects(bucket, s3_endpoint)
+    assert all(k.startswith("dlq/prod/") for k in stored)
+    (callback_key,) = [k for k in stored if k.endswith("_callback.json")]
+    (event_key,) = [k for k in stored if "_event-" in k]
+    assert "trace-400" in event_key and event_key.endswith("_event-0000_InvalidParameter.json")
+    event_doc = stored[event_key]
+    assert event_doc["event"] == summary_event(EVENT_BODY)
+    assert (event_doc["route"], event_doc["trace_id"], event_doc["attempts"]) == ("default", "trace-400", 1)
+    assert event_doc["error"] == {"status": 400, "code": "InvalidParameter"}
+    assert event_doc["callback"] == callback_key
+    assert json.loads(stored[callback_key]["body"]) == json.loads(EVENT_BODY)
+    assert KEY not in json.dumps(stored)  # the route's name is stored, never its key
+
+
+def summary_event(body: bytes) -> dict:
+    (event,) = mapping.translate(json.loads(body)).events
+    return event
+
+
+def test_only_the_undelivered_events_of_a_callback_are_stored(relay, stub, bucket, s3_endpoint) -> None:
+    stub.script(*[Fault(500)] * 4)  # one at a time: the first event exhausts its retries
+    answer = relay(DELIVERY_CONCURRENCY="1").post("/", data=METRIC_BODY)
+    assert answer.status_code == 202
+    assert (answer.get_json()["delivered"], answer.get_json()["dead_lettered"]) == (1, 1)
+    stored = objects(bucket, s3_endpoint)
+    (event_doc,) = [doc for key, doc in stored.items() if "_event-" in key]
+    assert event_doc["attempts"] == 4 and event_doc["error"] == {"status": 500, "code": "InternalError"}
+    assert len(stored) == 2
+
+
+def test_everything_delivered_stores_nothing(relay, stub, bucket, s3_endpoint) -> None:
+    assert relay().post("/", data=METRIC_BODY).status_code == 200
+    assert objects(bucket, s3_endpoint) == {}
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_store_down_is_a_503_and_the_log_says_why(client, stub, aws_credentials, caplog) -> None:
+    caplog.set_level("INFO", logger="relay")
+    stub.script(Fault(400, "InvalidParameter"))
+    app = client(FLASHDUTY_INTEGRATION_KEY=KEY, FLASHDUTY_PUSH_URL=stub.url,
+                 DEADLETTER_URI="s3://nowhere/dlq", DEADLETTER_ENDPOINT_URL=f"http://127.0.0.1:{closed_port()}")
+    answer = app.post("/", data=EVENT_BODY)
+    assert answer.status_code == 503
+    assert "dead-letter store" in answer.get_json()["error"]
+    (line,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == "relay"]
+    assert line["status"] == 503 and "EndpointConnectionError" in line["store_error"]
+
+
+def test_a_missing_bucket_is_a_503(relay, stub, client, s3_endpoint, aws_credentials) -> None:
+    stub.script(Fault(400))
+    app = client(FLASHDUTY_INTEGRATION_KEY=KEY, FLASHDUTY_PUSH_URL=stub.url,
+                 DEADLETTER_URI="s3://no-such-bucket-here/x", DEADLETTER_ENDPOINT_URL=s3_endpoint)
+    assert app.post("/", data=EVENT_BODY).status_code == 503
+
+
+def test_bad_store_settings_stop_the_start(client) -> None:
+    with pytest.raises(config.ConfigError, match="DEADLETTER_URI"):
+        client(DEADLETTER_URI="https://bucket/prefix")
+    with pytest.raises(config.ConfigError, match="DEADLETTER_URI"):
+        client(DEADLETTER_ENDPOINT_URL="http://localhost:9000")
+    with pytest.raises(config.ConfigError, match="DEADLETTER_ADDRESSING_STYLE"):
+        client(DEADLETTER_URI="s3://b/p", DEADLETTER_ADDRESSING_STYLE="sideways")
+
+
+def test_importing_main_with_a_store_configured_loads_no_boto3() -> None:
+    probe = "import sys, main; print('boto3' in sys.modules or 'botocore' in sys.modules)"
+    env = {"PATH": "/usr/bin:/bin", "DEADLETTER_URI": "s3://bucket/prefix"}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_in_process_store_round_trip(aws_credentials) -> None:
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket="dlq")
+        store = Store(config.DeadLetter("dlq", "relay/"))
+        earlier = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+        failed = [Outcome({"alert_key": "a", "event_status": "Warning", "title_rule": "t"}, False, 500, "InternalError", 4),
+                  Outcome({"alert_key": "b", "event_status": "Ok", "title_rule": "t"}, False, None, "deadline", 1)]
+        store.keep(trace_id="t/2 ../x", route="team-a", body=b'{"a": 1}', failures=failed[1:], now=earlier + timedelta(hours=1))
+        store.keep(trace_id="t1", route="default", body=b'{"a": 1}', failures=failed, now=earlier)
+        entries = list(store.entries())
+        assert [e.trace_id for e in entries] == ["t1"] * 3 + ["t-2-x"] * 2  # sorted by time
+        assert [(e.index, e.error) for e in entries if e.trace_id == "t1"] == [(None, ""), (0, "InternalError"), (1, "deadline")]
+        assert store.read(entries[1].key)["event"]["alert_key"] == "a"
+        store.delete(entries[1].key)
+        assert len(list(store.entries())) == 4
+
+
+def test_unreadable_store_raises_a_store_error_without_secrets(aws_credentials) -> None:
+    store = Store(config.DeadLetter("b", "", f"http://127.0.0.1:{closed_port()}"))
+    with pytest.raises(StoreError) as error:
+        list(store.entries())
+    assert "EndpointConnectionError" in str(error.value) and "testing" not in str(error.value)
+
+
+# python -m replay -------------------------------------------------------------------------
+
+
+def fill_store(relay_client, stub, *bodies: bytes) -> None:
+    """Store every event of these callbacks, as Flashduty refuses each of them once."""
+    for n, body in enumerate(bodies):
+        stub.script(*[Fault(400, "InvalidParameter")] * len(mapping.translate(json.loads(body)).events))
+        assert relay_client.post("/", data=body, headers={"x-volc-trace-id": f"trace-{n}"}).status_code == 202
+
+
+def test_list_counts_by_error_and_age(relay, stub, replay_env) -> None:
+    fill_store(relay(), stub, EVENT_BODY, METRIC_BODY)
+    code, out = replay_env("list")
+    assert code == 0
+    assert "3 undelivered events from 2 callbacks" in out
+    assert "InvalidParameter" in out and "3" in out.split("InvalidParameter")[1].splitlines()[0]
+    assert "< 1h" in out
+
+
+def test_send_delivers_then_deletes_and_is_safe_to_run_twice(relay, stub, replay_env, bucket, s3_endpoint) -> None:
+    fill_store(relay(), stub, EVENT_BODY, METRIC_BODY)
+    stored_events = [doc["event"] for key, doc in objects(bucket, s3_endpoint).items() if "_event-" in key]
+    stub.received.clear()
+    code, out = replay_env("send")
+    assert code == 0, out
+    assert "3/3 sent: 3 accepted" in out
+    assert sorted(json.dumps(r.event) for r in stub.accepted()) == sorted(json.dumps(e) for e in stored_events)
+    assert objects(bucket, s3_endpoint) == {}  # raw bodies too, once nothing of theirs is left
+    assert replay_env("send") == (0, "sending 0 events from 0 callbacks\ndone: 0 accepted, 0 left in the store\n")
+
+
+def test_send_keeps_what_flashduty_still_refuses(relay, stub, replay_env, bucket, s3_endpoint) -> None:
+    fill_store(relay(), stub, EVENT_BODY)
+    stub.script(Fault(401, "Unauthorized"))
+    code, out = replay_env("send")
+    assert code == 1 and "1 left in the store" in out
+    assert len(objects(bucket, s3_endpoint)) == 2
+
+
+def test_send_filters_and_dry_run(relay, stub, replay_env, bucket, s3_endpoint) -> None:
+    fill_store(relay(), stub, EVENT_BODY, METRIC_BODY)
+    before = objects(bucket, s3_endpoint)
+    stub.received.clear()
+    code, out = replay_env("send", "--dry-run")
+    assert code == 0 and "would send 3 events" in out and "ecs cpu high" in out
+    assert replay_env("send", "--min-age", "1h")[1].startswith("sending 0 events")
+    assert replay_env("send", "--error", "deadline")[1].startswith("sending 0 events")
+    assert stub.received == [] and objects(bucket, s3_endpoint) == before
+
+    code, out = replay_env("send", "--trace-id", "trace-0", "--max-age", "1d")
+    assert code == 0 and "sending 1 events from 1 callbacks" in out
+    assert [r.event["labels"]["kind"] for r in stub.accepted()] == ["event"]
+    assert all("trace-0" not in key for key in objects(bucket, s3_endpoint))
+
+
+def test_send_retranslate_uses_todays_mapping(relay, stub, replay_env, bucket, s3_endpoint) -> None:
+    stub.script(Fault(400, "InvalidParameter"))  # only one of the metric callback's two events
+    assert relay().post("/", data=METRIC_BODY).get_json()["dead_lettered"] == 1
+    stub.received.clear()
+    code, out = replay_env("send", "--retranslate", SEVERITY_OVERRIDES='{"critical": "Warning"}')
+    assert code == 0, out
+    assert [r.event["event_status"] for r in stub.accepted()] == ["Warning", "Warning"]  # both, re-translated
+    assert objects(bucket, s3_endpoint) == {}
+
+
+def test_two_replays_at_once_lose_nothing(relay, stub, replay_env, bucket, s3_endpoint) -> None:
+    fill_store(relay(), stub, EVENT_BODY, METRIC_BODY, EVENT_BODY.replace(b"i-3tlf2xkx8w0hcexample", b"i-other"))
+    expected = {json.dumps(doc["event"]) for key, doc in objects(bucket, s3_endpoint).items() if "_event-" in key}
+    stub.received.clear()
+    stub.delay = 0.05
+    codes = []
+    threads = [threading.Thread(target=lambda: codes.append(replay.main(["send"], out=io.StringIO()))) for _ in range(2)]
+    replay_env("list")  # sets the environment both threads read
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert codes == [0, 0]
+    assert expected <= {json.dumps(r.event) for r in stub.accepted()}
+    assert objects(bucket, s3_endpoint) == {}
+
+
+def test_replay_without_a_store_says_so(environment, capsys) -> None:
+    environment()
+    with pytest.raises(SystemExit) as exit_:
+        replay.main(["list"])
+    assert exit_.value.code == 2 and "DEADLETTER_URI" in capsys.readouterr().err
+
+
+def test_replay_command_runs_as_a_module(relay, stub, bucket, s3_endpoint) -> None:
+    fill_store(relay(), stub, EVENT_BODY)
+    out = subprocess.run([sys.executable, "-m", "replay", "list"], cwd=ROOT, env=dict(os.environ),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "1 undelivered events from 1 callbacks" in out.stdout

@@ -1,0 +1,90 @@
+"""Soak: many callbacks against a Flashduty that fails at random, the store on moto's server.
+
+After Volcengine-style retries and one `replay send`, every event of every callback must have
+reached Flashduty at least once. Run with -s to see the counts.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import random
+import threading
+from collections import Counter
+
+from conftest import load_json
+from flashduty_stub import Fault
+from test_deadletter import KEY, objects
+
+import mapping
+import replay
+
+CALLBACKS = 40
+VOLCENGINE_RETRIES = 3
+
+
+def callbacks(rng: random.Random) -> list[dict]:
+    event, metric, recovered = (load_json(f"samples/{n}.json") for n in ("event", "metric", "metric-recovered"))
+    made = []
+    for n in range(CALLBACKS):
+        shape = rng.choice(("event", "metric", "recovered"))
+        if shape == "event":
+            callback = copy.deepcopy(event)
+            callback["Details"]["volcresourcename"] = f"i-soak-{n}"
+        else:
+            callback = copy.deepcopy(metric if shape == "metric" else recovered)
+            listed = "Resources" if shape == "metric" else "RecoveredResources"
+            template = callback[listed][0]
+            callback[listed] = [{**template, "Id": f"i-soak-{n}-{r}"} for r in range(rng.randint(1, 6))]
+        made.append(callback)
+    return made
+
+
+def test_soak_no_event_is_lost(client, stub, s3_endpoint, bucket, environment) -> None:
+    rng = random.Random(20261124)
+    lock = threading.Lock()
+    faults: Counter[str] = Counter()
+
+    def random_fault() -> Fault:
+        with lock:
+            roll = rng.random()
+            for limit, name, fault in (
+                (0.08, "500", Fault(500)),
+                (0.14, "429", Fault(429, "RequestTooFrequently", {"Retry-After": "0"})),
+                (0.18, "400", Fault(400, "InvalidParameter")),
+                (0.20, "hang", Fault(503, delay=2.5)),
+                (0.22, "reset", Fault(reset=True)),
+            ):
+                if roll < limit:
+                    faults[name] += 1
+                    return fault
+            return Fault()
+
+    settings = dict(FLASHDUTY_INTEGRATION_KEY=KEY, FLASHDUTY_PUSH_URL=stub.url,
+                    DEADLETTER_URI=f"s3://{bucket}/soak", DEADLETTER_ENDPOINT_URL=s3_endpoint,
+                    DELIVERY_DEADLINE_SECONDS="2")
+    app = client(**settings)
+    stub.fault_source = random_fault
+    sent = callbacks(rng)
+    answers: Counter[int] = Counter()
+    for n, callback in enumerate(sent):
+        for _ in range(1 + VOLCENGINE_RETRIES):  # Volcengine retries a failed delivery 3 times
+            status = app.post("/", data=json.dumps(callback), headers={"x-volc-trace-id": f"soak-{n}"}).status_code
+            answers[status] += 1
+            if 200 <= status < 300:
+                break
+
+    stub.fault_source = None
+    environment(**settings)
+    out = io.StringIO()
+    assert replay.main(["send"], out=out) == 0, out.getvalue()
+
+    expected = {json.dumps(e, sort_keys=True) for c in sent for e in mapping.translate(c).events}
+    reached = {json.dumps(r.event, sort_keys=True) for r in stub.accepted()}
+    lost = expected - reached
+    print(f"\nsoak: {len(sent)} callbacks, {len(expected)} events, {sum(faults.values())} faults injected "
+          f"({dict(faults)}), answers {dict(answers)}, events lost: {len(lost)}")
+    assert sum(faults.values()) > 0 and answers[202] > 0  # the faults really happened and were stored
+    assert not lost
+    assert objects(bucket, s3_endpoint) == {}
