@@ -185,7 +185,7 @@ _DETAILS_ENVELOPE = frozenset(
 
 def _details_extras(details: Mapping[str, Any]) -> str:
     return ", ".join(
-        f"{key}={_text(value)}" for key, value in details.items() if key not in _DETAILS_ENVELOPE
+        f"{_text(key)}={_text(value)}" for key, value in details.items() if key not in _DETAILS_ENVELOPE
     )
 
 
@@ -415,7 +415,7 @@ def _text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return value.strip()
+        return _utf8(value.strip())
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
@@ -427,9 +427,14 @@ def _text(value: Any) -> str:
 
 def _json(value: Any) -> str:
     try:
-        return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        return _utf8(json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")))
     except (ValueError, RecursionError):  # nested deeper than the encoder goes
         return "(nested too deeply to show)"
+
+
+def _utf8(text: str) -> str:
+    """JSON may escape a lone surrogate (\\ud800) that no UTF-8 body can carry: replace it."""
+    return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _epoch_text(value: Any) -> str:
