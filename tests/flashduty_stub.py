@@ -74,7 +74,7 @@ class Received:
 
 
 class FlashdutyStub:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.received: list[Received] = []
         self.violations: list[str] = []
         self.faults: collections.deque[Fault] = collections.deque()
@@ -83,7 +83,7 @@ class FlashdutyStub:
         self.in_flight = 0
         self.peak_in_flight = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
         self._server.block_on_close = False
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -123,6 +123,9 @@ class FlashdutyStub:
 
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass
+
+            def do_GET(self) -> None:
+                self._reply(200, {"accepted": [r.event for r in stub.accepted()], "received": len(stub.received)})
 
             def do_POST(self) -> None:
                 arrived = time.monotonic()
@@ -184,3 +187,31 @@ class FlashdutyStub:
                     pass  # the relay gave up waiting (a hang it was meant to cut off)
 
         return Handler
+
+
+def main() -> None:
+    """Serve the stand-in in its own process (for benchmarks): `python tests/flashduty_stub.py PORT [FAULT_RATE]`.
+
+    GET /received answers the events accepted so far; FAULT_RATE is the share of requests answered
+    with a random fault (500, 429, 400 or a reset).
+    """
+    import random
+    import sys
+
+    port, fault_rate = int(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+    rng, lock = random.Random(port), threading.Lock()
+    faults = (Fault(500), Fault(429, "RequestTooFrequently", {"Retry-After": "0"}), Fault(400, "InvalidParameter"),
+              Fault(reset=True))
+
+    def random_fault() -> Fault:
+        with lock:
+            return rng.choice(faults) if rng.random() < fault_rate else Fault()
+
+    stub = FlashdutyStub(port)
+    stub.fault_source = random_fault
+    print(stub.url, flush=True)
+    stub._server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
