@@ -20,7 +20,7 @@ $(VENV)/.run-deps: requirements.txt | $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
-$(VENV)/.test-deps: requirements.txt requirements-dev.txt | $(VENV)
+$(VENV)/.test-deps: requirements.txt requirements-dev.txt requirements-deploy.txt | $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@ $(VENV)/.run-deps
 

@@ -19,6 +19,12 @@ DEFAULT_PUSH_URL = "https://api.flashcat.cloud/event/push/alert/standard"
 VOLCENGINE_TIMEOUT_SECONDS = 8.0
 MAX_CONCURRENCY = 32  # also the size of the delivery connection pool
 FLASHDUTY_RATE_LIMIT = 100.0  # requests/second per integration, documented by Flashduty
+# Every variable load() reads (what a deploy copies into the function's environment).
+VARIABLES = (
+    "FLASHDUTY_INTEGRATION_KEY", "ROUTES", "FLASHDUTY_PUSH_URL", "DRY_RUN", "CALLBACK_TOKEN",
+    "DELIVERY_DEADLINE_SECONDS", "DELIVERY_CONCURRENCY", "FLASHDUTY_MAX_RPS", "SEVERITY_OVERRIDES",
+    "MIN_SEVERITY", "DEADLETTER_URI", "DEADLETTER_ENDPOINT_URL", "DEADLETTER_ADDRESSING_STYLE",
+)
 ROUTE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_ROUTE = "default"
 

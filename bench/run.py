@@ -17,6 +17,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import timeit
@@ -25,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,7 +146,7 @@ def stub_process(fault_rate: float = 0.0) -> Iterator[str]:
 
 
 @contextmanager
-def production_server(env: dict[str, str], target: str = "relay", source: str = "main.py") -> Iterator[tuple[str, subprocess.Popen]]:
+def production_server(env: dict[str, str], target: str = "relay", source: str = "main.py") -> Iterator[tuple[str, subprocess.Popen, IO[str]]]:
     """run.sh's server (gunicorn via functions-framework); for the bare function, the same command."""
     port = free_port()
     environment = {**os.environ, **env, "_FAAS_RUNTIME_PORT": str(port), "PYTHON": sys.executable}
@@ -154,14 +156,16 @@ def production_server(env: dict[str, str], target: str = "relay", source: str = 
         environment.update(WORKERS="1", THREADS="16")
         command = [sys.executable, "-m", "functions_framework", f"--target={target}", f"--source={source}",
                    "--host=127.0.0.1", f"--port={port}"]
-    process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_until_up(url, process)
-        yield url, process
-    finally:
-        process.terminate()
-        process.wait()
+    # The server's log goes to a file: an unread pipe would fill and block its logging.
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=log, text=True)
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            wait_until_up(url, process)
+            yield url, process, log
+        finally:
+            process.terminate()
+            process.wait()
 
 
 def worker_rss_kib(arbiter: subprocess.Popen) -> int:
@@ -223,7 +227,8 @@ def throughput_and_memory(levels: tuple[int, ...] = (1, 8, 32), requests: int = 
         key = "bench-key"
         direct_url = f"{stub_url}?integration_key={key}"
         relay_env = {"FLASHDUTY_INTEGRATION_KEY": key, "FLASHDUTY_PUSH_URL": stub_url}
-        with production_server(relay_env) as (relay_url, relay_process), production_server({}, "ok", "bench/bare.py") as (bare_url, _):
+        with production_server(relay_env) as (relay_url, relay_process, _), \
+                production_server({}, "ok", "bench/bare.py") as (bare_url, _, _):
             drive(relay_url, lambda n: body, 50, 4)  # warm both
             drive(bare_url, lambda n: body, 50, 4)
             for level in levels:
@@ -303,13 +308,13 @@ def load_with_faults(callbacks: int = 1000, concurrency: int = 32, fault_rate: f
         with stub_process(fault_rate) as stub_url:
             env = {**creds, "FLASHDUTY_INTEGRATION_KEY": "load-key", "FLASHDUTY_PUSH_URL": stub_url,
                    "DEADLETTER_URI": "s3://load/dlq", "DEADLETTER_ENDPOINT_URL": endpoint}
-            with production_server(env) as (url, process):
+            with production_server(env) as (url, process, log):
                 drive(url, lambda n: bodies[0], 20, 4)
                 before = worker_rss_kib(process)
                 per_second, p50, p99 = drive(url, lambda n: bodies[n], callbacks, concurrency, answers, retries=3)
                 after = worker_rss_kib(process)
-                process.terminate()
-                server_log = process.communicate()[1]
+                log.seek(0)
+                server_log = log.read()
             accepted = {e["alert_key"] for e in json.loads(urllib.request.urlopen(stub_url).read())["accepted"]}
         client = boto3.client("s3", endpoint_url=endpoint)
         stored = {json.loads(client.get_object(Bucket="load", Key=o["Key"])["Body"].read())["event"]["alert_key"]

@@ -13,14 +13,10 @@ from typing import Any
 import pytest
 from functions_framework import create_app
 
+import config
 from flashduty_stub import FlashdutyStub
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = (
-    "FLASHDUTY_INTEGRATION_KEY", "FLASHDUTY_PUSH_URL", "ROUTES", "DRY_RUN", "CALLBACK_TOKEN",
-    "DELIVERY_DEADLINE_SECONDS", "DELIVERY_CONCURRENCY", "FLASHDUTY_MAX_RPS",
-    "SEVERITY_OVERRIDES", "MIN_SEVERITY",
-)
 
 
 def load_json(path: str) -> dict[str, Any]:
@@ -40,7 +36,7 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     """Set the relay's settings for this test, and only these."""
 
     def apply(**settings: str) -> None:
-        for name in SETTINGS:
+        for name in config.VARIABLES:
             monkeypatch.delenv(name, raising=False)
         for name, value in settings.items():
             monkeypatch.setenv(name, value)

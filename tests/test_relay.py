@@ -218,3 +218,14 @@ def test_importing_main_loads_no_web_framework_or_boto3() -> None:
     probe = "import sys, main; print(sorted(m for m in ('flask', 'functions_framework', 'boto3', 'botocore', 'werkzeug') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_variables_lists_exactly_what_the_settings_read() -> None:
+    class Recording(dict):
+        def get(self, name, default=None):
+            read.add(name)
+            return super().get(name, default)
+
+    read: set[str] = set()
+    config.load(Recording())
+    assert read == set(config.VARIABLES)
