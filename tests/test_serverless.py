@@ -1,0 +1,87 @@
+"""serverless.yml: `osls package` builds it offline; the template and the zip are what Lambda needs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+OSLS = ROOT / "node_modules/.bin/osls"
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory) -> Path:
+    assert OSLS.exists(), "node_modules is missing: `make test` installs it (npm ci)"
+    out = tmp_path_factory.mktemp("sls")
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "dummy", "AWS_SECRET_ACCESS_KEY": "dummy", "PYTHON_BIN": sys.executable,
+           "SLS_TELEMETRY_DISABLED": "1"}
+    env.pop("AWS_PROFILE", None)
+    result = subprocess.run([str(OSLS), "package", "--stage", "ci", "--package", str(out)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
+
+
+def resources(package: Path) -> dict:
+    return json.loads((package / "cloudformation-template-update-stack.json").read_text())["Resources"]
+
+
+def test_the_function_and_its_endpoint(package: Path) -> None:
+    res = resources(package)
+    function = res["RelayLambdaFunction"]["Properties"]
+    assert function["Handler"] == "main.handler" and function["Runtime"].startswith("python3.1")
+    assert function["Timeout"] > 6  # above the delivery deadline
+    assert res["RelayLambdaFunctionUrl"]["Properties"]["AuthType"] == "NONE"  # the relay checks its token
+
+
+def test_secrets_come_from_ssm_and_the_store_from_the_bucket(package: Path) -> None:
+    variables = resources(package)["RelayLambdaFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["FLASHDUTY_INTEGRATION_KEY"] == "{{resolve:ssm:/volc-flashduty-relay/ci/flashduty-integration-key}}"
+    assert variables["CALLBACK_TOKEN"] == "{{resolve:ssm:/volc-flashduty-relay/ci/callback-token}}"
+    assert variables["DEADLETTER_URI"] == {"Fn::Join": ["", ["s3://", {"Ref": "DeadLetterBucket"}, "/ci"]]}
+
+
+def test_least_privilege_on_the_dead_letter_bucket(package: Path) -> None:
+    res = resources(package)
+    bucket = res["DeadLetterBucket"]
+    assert bucket["Type"] == "AWS::S3::Bucket" and bucket["DeletionPolicy"] == "Retain"
+    assert all(bucket["Properties"]["PublicAccessBlockConfiguration"].values())
+    statements = res["IamRoleLambdaExecution"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    s3 = [s for s in statements if any(a.startswith("s3:") for a in s["Action"])]
+    assert s3 == [{"Effect": "Allow", "Action": ["s3:PutObject"],
+                   "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": ["DeadLetterBucket", "Arn"]}, "/ci/*"]]}}]
+
+
+def test_the_zip_holds_our_modules_and_requirements_and_nothing_else(package: Path) -> None:
+    names = zipfile.ZipFile(package / "volc-flashduty-relay.zip").namelist()
+    top = {n.split("/")[0] for n in names}
+    assert {"main.py", "callback.py", "mapping.py", "flashduty.py", "config.py", "deadletter.py"} <= top
+    assert {"requests", "urllib3", "boto3"} <= top
+    assert not top & {"tests", "samples", "bench", "node_modules", "flask", "functions_framework", "deploy.py", "replay.py"}
+
+
+def test_the_handler_runs_from_the_zip_alone(package: Path, tmp_path: Path) -> None:
+    zipfile.ZipFile(package / "volc-flashduty-relay.zip").extractall(tmp_path)
+    probe = ("import json, main; body = open(%r).read();"
+             "print(main.handler({'version': '2.0', 'rawPath': '/', 'requestContext': {'http': {'method': 'POST'}},"
+             " 'body': body, 'isBase64Encoded': False}, None)['statusCode'])") % str(ROOT / "samples/event.json")
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(tmp_path), "DRY_RUN": "true"}
+    # -S: no site-packages, so everything the handler imports must come from the zip
+    result = subprocess.run([sys.executable, "-S", "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.stdout.strip() == "200", result.stderr
+
+
+def test_lambda_requirements_pin_what_requirements_txt_pins() -> None:
+    def pins(name: str) -> dict[str, str]:
+        lines = (ROOT / name).read_text().splitlines()
+        return dict(re.match(r"([A-Za-z0-9_.-]+)(.*)", line).groups() for line in lines if line and not line.startswith("#"))
+
+    lambda_pins = pins("requirements-lambda.txt")
+    assert lambda_pins == {name: spec for name, spec in pins("requirements.txt").items() if name in lambda_pins}
