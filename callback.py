@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import flashduty
@@ -82,14 +82,20 @@ class Relay:
             record.update(status=response.status, duration_ms=round((time.monotonic() - started) * 1000))
             if "error" in response.body:
                 record["error"] = response.body["error"]
-            logger.log(logging.ERROR if response.status >= 500 else logging.INFO, json.dumps(record, ensure_ascii=False))
+            logger.log(
+                logging.ERROR if response.status >= 500 else logging.INFO, json.dumps(record, ensure_ascii=False)
+            )
         return response
 
     def _answer(self, request: Request, trace_id: str, deadline: float, record: dict[str, Any]) -> Response:
         if request.method in ("GET", "HEAD"):
             return Response(200, {"status": "ok", "version": VERSION, "dry_run": self.settings.dry_run})
         if request.method != "POST":
-            raise BadRequest(405, f"method {request.method or '(none)'} not allowed: Volcengine callbacks are POST", {"Allow": ALLOWED_METHODS})
+            raise BadRequest(
+                405,
+                f"method {request.method or '(none)'} not allowed: Volcengine callbacks are POST",
+                {"Allow": ALLOWED_METHODS},
+            )
         self._authenticate(request)
         route, integration_key = self._route(request.path)
         record["route"] = route
@@ -134,9 +140,7 @@ class Relay:
         summary["failures"] = record["failures"] = failures
         if self.store is not None:
             try:
-                self.store.keep(
-                    trace_id=trace_id, route=route, body=body, failures=failed, now=datetime.now(timezone.utc)
-                )
+                self.store.keep(trace_id=trace_id, route=route, body=body, failures=failed, now=datetime.now(UTC))
             except StoreError as exc:
                 record["store_error"] = str(exc)
             else:
@@ -156,7 +160,9 @@ class Relay:
             return
         given = request.headers.get("token") or request.query.get("token") or ""
         if not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8")):
-            raise BadRequest(401, "missing or wrong callback token: send it in the Token header or the token query parameter")
+            raise BadRequest(
+                401, "missing or wrong callback token: send it in the Token header or the token query parameter"
+            )
 
     def _route(self, path: str) -> tuple[str, str | None]:
         """The integration for a callback URL path: its last segment names a route in ROUTES."""

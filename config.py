@@ -21,9 +21,19 @@ MAX_CONCURRENCY = 32  # also the size of the delivery connection pool
 FLASHDUTY_RATE_LIMIT = 100.0  # requests/second per integration, documented by Flashduty
 # Every variable load() reads (what a deploy copies into the function's environment).
 VARIABLES = (
-    "FLASHDUTY_INTEGRATION_KEY", "ROUTES", "FLASHDUTY_PUSH_URL", "DRY_RUN", "CALLBACK_TOKEN",
-    "DELIVERY_DEADLINE_SECONDS", "DELIVERY_CONCURRENCY", "FLASHDUTY_MAX_RPS", "SEVERITY_OVERRIDES",
-    "MIN_SEVERITY", "DEADLETTER_URI", "DEADLETTER_ENDPOINT_URL", "DEADLETTER_ADDRESSING_STYLE",
+    "FLASHDUTY_INTEGRATION_KEY",
+    "ROUTES",
+    "FLASHDUTY_PUSH_URL",
+    "DRY_RUN",
+    "CALLBACK_TOKEN",
+    "DELIVERY_DEADLINE_SECONDS",
+    "DELIVERY_CONCURRENCY",
+    "FLASHDUTY_MAX_RPS",
+    "SEVERITY_OVERRIDES",
+    "MIN_SEVERITY",
+    "DEADLETTER_URI",
+    "DEADLETTER_ENDPOINT_URL",
+    "DEADLETTER_ADDRESSING_STYLE",
 )
 ROUTE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_ROUTE = "default"
@@ -79,9 +89,7 @@ def load(environ: Mapping[str, str]) -> Settings:
         push_url=_push_url(environ),
         dry_run=_flag(environ, "DRY_RUN") or not (integration_key or routes),
         callback_token=_text(environ, "CALLBACK_TOKEN"),
-        deadline_seconds=_number(
-            environ, "DELIVERY_DEADLINE_SECONDS", 6.0, 0.5, VOLCENGINE_TIMEOUT_SECONDS - 0.5
-        ),
+        deadline_seconds=_number(environ, "DELIVERY_DEADLINE_SECONDS", 6.0, 0.5, VOLCENGINE_TIMEOUT_SECONDS - 0.5),
         concurrency=int(_number(environ, "DELIVERY_CONCURRENCY", 8, 1, MAX_CONCURRENCY, whole=True)),
         max_rps=_number(environ, "FLASHDUTY_MAX_RPS", FLASHDUTY_RATE_LIMIT, 0.1, FLASHDUTY_RATE_LIMIT),
         mapping=mapping.Options(
@@ -181,8 +189,7 @@ def _routes(environ: Mapping[str, str]) -> dict[str, str]:
     for name, key in routes.items():
         if not ROUTE_NAME.match(name) or name == DEFAULT_ROUTE:
             raise ConfigError(
-                f"ROUTES: route name {name!r} must be 1-64 letters, digits, '-' or '_' "
-                f"and not {DEFAULT_ROUTE!r}"
+                f"ROUTES: route name {name!r} must be 1-64 letters, digits, '-' or '_' and not {DEFAULT_ROUTE!r}"
             )
         if not key.strip():
             raise ConfigError(f"ROUTES: route {name!r} has an empty integration key")
@@ -194,8 +201,7 @@ def _severity_overrides(environ: Mapping[str, str]) -> dict[str, str]:
     for level, severity in overrides.items():
         if severity not in mapping.SEVERITY_RANK:
             raise ConfigError(
-                f"SEVERITY_OVERRIDES: {level!r} maps to {severity!r}; "
-                f"use one of {', '.join(mapping.SEVERITY_RANK)}"
+                f"SEVERITY_OVERRIDES: {level!r} maps to {severity!r}; use one of {', '.join(mapping.SEVERITY_RANK)}"
             )
     return {level.strip().lower(): severity for level, severity in overrides.items()}
 
@@ -205,6 +211,4 @@ def _min_severity(environ: Mapping[str, str]) -> str:
     for severity in mapping.SEVERITY_RANK:
         if value.lower() == severity.lower():
             return severity
-    raise ConfigError(
-        f"MIN_SEVERITY must be one of {', '.join(mapping.SEVERITY_RANK)}, got {value!r}"
-    )
+    raise ConfigError(f"MIN_SEVERITY must be one of {', '.join(mapping.SEVERITY_RANK)}, got {value!r}")

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from config import DeadLetter
@@ -87,23 +87,39 @@ class Store:
             )
         return self._client
 
-    def keep(
-        self, *, trace_id: str, route: str, body: bytes, failures: Sequence[Outcome], now: datetime
-    ) -> list[str]:
+    def keep(self, *, trace_id: str, route: str, body: bytes, failures: Sequence[Outcome], now: datetime) -> list[str]:
         """Store the raw callback and every undelivered event; the names written, or StoreError."""
         group = f"{self.location.prefix}{now.strftime('%Y%m%dT%H%M%S.%f')}Z_{_safe(trace_id)}"
         stored_at = now.isoformat()
         callback_key = f"{group}_callback.json"
-        objects = [(callback_key, {
-            "version": FORMAT_VERSION, "trace_id": trace_id, "route": route, "stored_at": stored_at,
-            "body": body.decode("utf-8-sig", "replace"),
-        })]
+        objects = [
+            (
+                callback_key,
+                {
+                    "version": FORMAT_VERSION,
+                    "trace_id": trace_id,
+                    "route": route,
+                    "stored_at": stored_at,
+                    "body": body.decode("utf-8-sig", "replace"),
+                },
+            )
+        ]
         for index, outcome in enumerate(failures):
-            objects.append((f"{group}_event-{index:04d}_{_error_name(outcome)}.json", {
-                "version": FORMAT_VERSION, "trace_id": trace_id, "route": route, "stored_at": stored_at,
-                "callback": callback_key, "event": outcome.event, "attempts": outcome.attempts,
-                "error": {"status": outcome.status, "code": outcome.error},
-            }))
+            objects.append(
+                (
+                    f"{group}_event-{index:04d}_{_error_name(outcome)}.json",
+                    {
+                        "version": FORMAT_VERSION,
+                        "trace_id": trace_id,
+                        "route": route,
+                        "stored_at": stored_at,
+                        "callback": callback_key,
+                        "event": outcome.event,
+                        "attempts": outcome.attempts,
+                        "error": {"status": outcome.status, "code": outcome.error},
+                    },
+                )
+            )
         with ThreadPoolExecutor(max_workers=min(8, len(objects))) as pool:
             list(pool.map(lambda item: self._put(*item), objects))  # re-raises the first failure
         return [key for key, _ in objects]
@@ -115,12 +131,12 @@ class Store:
         while True:
             page = self._call(f"list s3://{self.location.bucket}/{prefix}", "list_objects_v2", **params)
             for item in page.get("Contents", []):
-                match = _NAME.match(item["Key"][len(prefix):])
+                match = _NAME.match(item["Key"][len(prefix) :])
                 if match:
                     yield Entry(
                         key=item["Key"],
                         group=prefix + match["group"],
-                        stored_at=datetime.strptime(match["time"], "%Y%m%dT%H%M%S.%f").replace(tzinfo=timezone.utc),
+                        stored_at=datetime.strptime(match["time"], "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC),
                         trace_id=match["trace"],
                         index=int(match["index"]) if match["index"] else None,
                         error=match["error"] or "",
@@ -137,8 +153,9 @@ class Store:
 
     def _put(self, key: str, document: dict[str, Any]) -> None:
         body = json.dumps(document, ensure_ascii=False).encode("utf-8")
-        self._call(f"write s3://{self.location.bucket}/{key}", "put_object", Key=key, Body=body,
-                   ContentType="application/json")
+        self._call(
+            f"write s3://{self.location.bucket}/{key}", "put_object", Key=key, Body=body, ContentType="application/json"
+        )
 
     def _call(self, action: str, operation: str, read_body: bool = False, **params: Any) -> Any:
         client = self.client

@@ -24,8 +24,17 @@ from typing import Any, TextIO
 import config
 
 ROOT = Path(__file__).resolve().parent
-PACKAGE = ("main.py", "index.py", "callback.py", "mapping.py", "flashduty.py", "config.py", "deadletter.py",
-           "run.sh", "requirements.txt")
+PACKAGE = (
+    "main.py",
+    "index.py",
+    "callback.py",
+    "mapping.py",
+    "flashduty.py",
+    "config.py",
+    "deadletter.py",
+    "run.sh",
+    "requirements.txt",
+)
 API_VERSION = "2024-06-06"
 PORT = 8000  # what run.sh listens on when veFaaS gives no port
 POLL_SECONDS = 3.0
@@ -73,49 +82,120 @@ def plan(target: Target) -> list[str]:
 class Deployer:
     """The deploy steps against a veFaaS API client (VEFAASApi) and the SDK's universal API."""
 
-    def __init__(self, api: Any, universal: Any, models: Any, put: Callable[..., Any], out: TextIO,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        api: Any,
+        universal: Any,
+        models: Any,
+        put: Callable[..., Any],
+        out: TextIO,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.api, self.universal, self.models, self.put, self.out, self.sleep = api, universal, models, put, out, sleep
 
     def deploy(self, target: Target, code: bytes) -> str | None:
         function_id = self._find(target.name)
         if function_id is None:
-            function_id = self._step("create function", lambda: self.api.create_function(self.models.CreateFunctionRequest(
-                name=target.name, runtime=target.runtime, command="./run.sh", port=PORT,
-                memory_mb=target.memory_mb, request_timeout=target.request_timeout,
-                description="Volcengine Cloud Monitor callbacks to Flashduty",
-                envs=[self.models.EnvForCreateFunctionInput(key=k, value=v) for k, v in sorted(target.environment.items())],
-            )).id)
+            function_id = self._step(
+                "create function",
+                lambda: (
+                    self.api.create_function(
+                        self.models.CreateFunctionRequest(
+                            name=target.name,
+                            runtime=target.runtime,
+                            command="./run.sh",
+                            port=PORT,
+                            memory_mb=target.memory_mb,
+                            request_timeout=target.request_timeout,
+                            description="Volcengine Cloud Monitor callbacks to Flashduty",
+                            envs=[
+                                self.models.EnvForCreateFunctionInput(key=k, value=v)
+                                for k, v in sorted(target.environment.items())
+                            ],
+                        )
+                    ).id
+                ),
+            )
         else:
-            self._step("update function", lambda: self.api.update_function(self.models.UpdateFunctionRequest(
-                id=function_id, command="./run.sh", port=PORT, memory_mb=target.memory_mb,
-                request_timeout=target.request_timeout,
-                envs=[self.models.EnvForUpdateFunctionInput(key=k, value=v) for k, v in sorted(target.environment.items())],
-            )))
-        address = self._step("get code upload address", lambda: self.api.get_code_upload_address(
-            self.models.GetCodeUploadAddressRequest(function_id=function_id, content_length=len(code))).upload_address)
+            self._step(
+                "update function",
+                lambda: self.api.update_function(
+                    self.models.UpdateFunctionRequest(
+                        id=function_id,
+                        command="./run.sh",
+                        port=PORT,
+                        memory_mb=target.memory_mb,
+                        request_timeout=target.request_timeout,
+                        envs=[
+                            self.models.EnvForUpdateFunctionInput(key=k, value=v)
+                            for k, v in sorted(target.environment.items())
+                        ],
+                    )
+                ),
+            )
+        address = self._step(
+            "get code upload address",
+            lambda: (
+                self.api.get_code_upload_address(
+                    self.models.GetCodeUploadAddressRequest(function_id=function_id, content_length=len(code))
+                ).upload_address
+            ),
+        )
         response = self.put(address, data=code, headers={"Content-Type": "application/zip"}, timeout=120)
         if not 200 <= response.status_code < 300:
             raise DeployError(f"uploading the code package failed with HTTP {response.status_code}")
-        self._step("attach code", lambda: self.universal.do_call(
-            self.models.UniversalInfo(method="POST", service="vefaas", version=API_VERSION,
-                                      action="CodeUploadCallback", content_type="application/json"),
-            {"FunctionId": function_id}))
-        self._step("install dependencies", lambda: self.api.create_dependency_install_task(
-            self.models.CreateDependencyInstallTaskRequest(function_id=function_id)))
-        self._wait("dependency install", lambda: self.api.get_dependency_install_task_status(
-            self.models.GetDependencyInstallTaskStatusRequest(function_id=function_id)).status)
-        self._step("release", lambda: self.api.release(self.models.ReleaseRequest(
-            function_id=function_id, revision_number=0, description="python -m deploy")))  # 0: the current code
-        self._wait("release", lambda: self.api.get_release_status(
-            self.models.GetReleaseStatusRequest(function_id=function_id)).status)
-        triggers = self._step("list triggers", lambda: self.api.list_triggers(
-            self.models.ListTriggersRequest(function_id=function_id)).items) or []
-        return next((url for t in triggers for url in re.findall(r"https?://[^\s\"'\\]+", t.detailed_config or "")), None)
+        self._step(
+            "attach code",
+            lambda: self.universal.do_call(
+                self.models.UniversalInfo(
+                    method="POST",
+                    service="vefaas",
+                    version=API_VERSION,
+                    action="CodeUploadCallback",
+                    content_type="application/json",
+                ),
+                {"FunctionId": function_id},
+            ),
+        )
+        self._step(
+            "install dependencies",
+            lambda: self.api.create_dependency_install_task(
+                self.models.CreateDependencyInstallTaskRequest(function_id=function_id)
+            ),
+        )
+        self._wait(
+            "dependency install",
+            lambda: (
+                self.api.get_dependency_install_task_status(
+                    self.models.GetDependencyInstallTaskStatusRequest(function_id=function_id)
+                ).status
+            ),
+        )
+        self._step(
+            "release",
+            lambda: self.api.release(
+                self.models.ReleaseRequest(function_id=function_id, revision_number=0, description="python -m deploy")
+            ),
+        )  # 0: the current code
+        self._wait(
+            "release",
+            lambda: self.api.get_release_status(self.models.GetReleaseStatusRequest(function_id=function_id)).status,
+        )
+        triggers = (
+            self._step(
+                "list triggers",
+                lambda: self.api.list_triggers(self.models.ListTriggersRequest(function_id=function_id)).items,
+            )
+            or []
+        )
+        return next(
+            (url for t in triggers for url in re.findall(r"https?://[^\s\"'\\]+", t.detailed_config or "")), None
+        )
 
     def _find(self, name: str) -> str | None:
         request = self.models.ListFunctionsRequest(
-            filters=[self.models.FilterForListFunctionsInput(name="Name", values=[name])], page_size=100)
+            filters=[self.models.FilterForListFunctionsInput(name="Name", values=[name])], page_size=100
+        )
         items = self._step("list functions", lambda: self.api.list_functions(request).items) or []
         return next((item.id for item in items if item.name == name), None)
 
@@ -146,8 +226,10 @@ def _explain(what: str, error: Any) -> str:
     except (TypeError, ValueError, KeyError):
         code = error.reason or f"HTTP {error.status}"
     if error.status in (401, 403) or any(w in str(code) for w in ("AccessKey", "Signature", "Authorization", "Denied")):
-        return (f"{what}: veFaaS refused the credentials ({code}). Check VOLCENGINE_ACCESS_KEY and "
-                f"VOLCENGINE_SECRET_KEY, and that the key may use veFaaS in this region.")
+        return (
+            f"{what}: veFaaS refused the credentials ({code}). Check VOLCENGINE_ACCESS_KEY and "
+            f"VOLCENGINE_SECRET_KEY, and that the key may use veFaaS in this region."
+        )
     return f"{what} failed: {code}"
 
 
@@ -161,8 +243,11 @@ def sdk_clients(access_key: str, secret_key: str, region: str) -> tuple[Any, Any
     configuration = volcenginesdkcore.Configuration()
     configuration.ak, configuration.sk, configuration.region = access_key, secret_key, region
     client = volcenginesdkcore.ApiClient(configuration)
-    models = argparse.Namespace(**{n: getattr(volcenginesdkvefaas, n) for n in dir(volcenginesdkvefaas) if n[0].isupper()},
-                                UniversalInfo=UniversalInfo, ApiException=ApiException)
+    models = argparse.Namespace(
+        **{n: getattr(volcenginesdkvefaas, n) for n in dir(volcenginesdkvefaas) if n[0].isupper()},
+        UniversalInfo=UniversalInfo,
+        ApiException=ApiException,
+    )
     return volcenginesdkvefaas.VEFAASApi(client), UniversalApi(client), models
 
 
@@ -172,7 +257,9 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, clients: Calla
     parser.add_argument("--region", default=os.environ.get("VOLCENGINE_REGION", "cn-beijing"))
     parser.add_argument("--runtime", default="native-python3.10/v1", help="veFaaS web-server runtime")
     parser.add_argument("--memory-mb", type=int, default=512)
-    parser.add_argument("--timeout", type=int, default=30, help="request timeout, seconds (above the delivery deadline)")
+    parser.add_argument(
+        "--timeout", type=int, default=30, help="request timeout, seconds (above the delivery deadline)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan; call nothing")
     args = parser.parse_args(argv)
 
@@ -191,7 +278,9 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, clients: Calla
 
     access_key, secret_key = os.environ.get("VOLCENGINE_ACCESS_KEY"), os.environ.get("VOLCENGINE_SECRET_KEY")
     if not (access_key and secret_key):
-        parser.exit(2, "deploy: set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY (an access key allowed to use veFaaS)\n")
+        parser.exit(
+            2, "deploy: set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY (an access key allowed to use veFaaS)\n"
+        )
     import requests
 
     api, universal, models = clients(access_key, secret_key, args.region)
@@ -202,8 +291,11 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, clients: Calla
     if url:
         print(f"\ndeployed. Callback URL for Cloud Monitor: {url}", file=out)
     else:
-        print("\ndeployed. The function has no API gateway trigger yet: add one in the veFaaS console "
-              "(Triggers -> API gateway, POST), then run this again to print its URL.", file=out)
+        print(
+            "\ndeployed. The function has no API gateway trigger yet: add one in the veFaaS console "
+            "(Triggers -> API gateway, POST), then run this again to print its URL.",
+            file=out,
+        )
     return 0
 
 

@@ -138,21 +138,17 @@ def deliver(
     limiter = _limiter(integration_key, max_rps)
     pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(events))))
     try:
-        futures = [
-            pool.submit(_send, event, push_url, integration_key, limiter, deadline) for event in events
-        ]
+        futures = [pool.submit(_send, event, push_url, integration_key, limiter, deadline) for event in events]
         wait(futures, timeout=max(0.0, deadline - time.monotonic()))
         return [
             future.result() if future.done() else Outcome(event, False, error=DEADLINE)
-            for future, event in zip(futures, events)
+            for future, event in zip(futures, events, strict=True)
         ]
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _send(
-    event: dict[str, Any], push_url: str, integration_key: str, limiter: RateLimiter, deadline: float
-) -> Outcome:
+def _send(event: dict[str, Any], push_url: str, integration_key: str, limiter: RateLimiter, deadline: float) -> Outcome:
     if not limiter.wait_for_slot(deadline):
         return Outcome(event, False, error=DEADLINE)
     remaining = max(0.1, deadline - time.monotonic())
@@ -174,9 +170,7 @@ def _send(
     attempts = len(retries.history) + 1 if retries else 1
     if response.ok:
         return Outcome(event, True, status=response.status_code, attempts=attempts)
-    return Outcome(
-        event, False, status=response.status_code, error=_error_code(response), attempts=attempts
-    )
+    return Outcome(event, False, status=response.status_code, error=_error_code(response), attempts=attempts)
 
 
 def _error_code(response: requests.Response) -> str:

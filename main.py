@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 import config
-from callback import MAX_BODY_BYTES, Relay, Request, Response
+from callback import MAX_BODY_BYTES, Relay, Request
 
 logging.basicConfig(format="%(message)s")  # a no-op where the platform set up logging already
 _relay = Relay(config.load(os.environ))

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 CRITICAL, WARNING, INFO, OK = "Critical", "Warning", "Info", "Ok"
@@ -184,9 +184,7 @@ _DETAILS_ENVELOPE = frozenset(
 
 
 def _details_extras(details: Mapping[str, Any]) -> str:
-    return ", ".join(
-        f"{_text(key)}={_text(value)}" for key, value in details.items() if key not in _DETAILS_ENVELOPE
-    )
+    return ", ".join(f"{_text(key)}={_text(value)}" for key, value in details.items() if key not in _DETAILS_ENVELOPE)
 
 
 def _rule_text(rule: Mapping[str, Any]) -> str:
@@ -251,8 +249,7 @@ def _metric_event(
     if not level_known and not recovers and kind == METRIC:
         labels["unknown_level"] = _text(callback.get("Level")) or "(none)"
     extra_labels = [(f"dim_{_snake(name)}", value) for name, value in dimensions] + [
-        (f"tag_{_snake(_text(tag.get('Key')))}", _text(tag.get("Value")))
-        for tag in _dicts(callback.get("Tags"))
+        (f"tag_{_snake(_text(tag.get('Key')))}", _text(tag.get("Value"))) for tag in _dicts(callback.get("Tags"))
     ]
 
     who = _resource_text(resource_name, resource_id)
@@ -285,7 +282,13 @@ def _metric_event(
         status=status,
         # No level in the key (warning -> critical updates the same alert); no-data alerts have
         # their own kind in the key, so a no-data recovery never closes a threshold alert.
-        key_parts=(kind, account, rule_id or rule_name, resource_id or resource_name, *sorted(f"{n}={v}" for n, v in dimensions)),
+        key_parts=(
+            kind,
+            account,
+            rule_id or rule_name,
+            resource_id or resource_name,
+            *sorted(f"{n}={v}" for n, v in dimensions),
+        ),
         lines=lines,
         labels=labels,
         extra_labels=extra_labels,
@@ -294,7 +297,9 @@ def _metric_event(
 
 def _metric_text(metric: Mapping[str, Any], detailed: bool = False) -> str:
     name = _text(metric.get("Name"))
-    meaning = _text(metric.get("Description")) or _text(metric.get("DescriptionCn")) or _text(metric.get("DescriptionEn"))
+    meaning = (
+        _text(metric.get("Description")) or _text(metric.get("DescriptionCn")) or _text(metric.get("DescriptionEn"))
+    )
     value = " ".join(filter(None, (_text(metric.get("CurrentValue")), _text(metric.get("Unit")))))
     threshold = _text(metric.get("Threshold"))
     label = f"{name} ({meaning})" if detailed and meaning and meaning != name else (meaning or name)
@@ -441,7 +446,7 @@ def _epoch_text(value: Any) -> str:
     """Epoch seconds as a UTC time; anything else as it came."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
-            return datetime.fromtimestamp(value, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+            return datetime.fromtimestamp(value, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         except (OverflowError, OSError, ValueError):
             pass
     return _text(value)

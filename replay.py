@@ -16,7 +16,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 import config
@@ -59,8 +59,11 @@ def list_store(store: Store, now: datetime, out: TextIO) -> int:
     entries = list(store.entries())
     events = [e for e in entries if e.is_event]
     callbacks = {e.group for e in entries if not e.is_event}
-    print(f"{len(events)} undelivered events from {len(callbacks)} callbacks in "
-          f"s3://{store.location.bucket}/{store.location.prefix}", file=out)
+    print(
+        f"{len(events)} undelivered events from {len(callbacks)} callbacks in "
+        f"s3://{store.location.bucket}/{store.location.prefix}",
+        file=out,
+    )
     if not events:
         return 0
     by_error = Counter(e.error for e in events)
@@ -100,7 +103,7 @@ def send(
 
     # Work items: (route, events to send, objects to delete once they are all accepted).
     work: list[tuple[str, list[dict[str, Any]], list[str]]] = []
-    for group, members in sorted(by_group.items()):
+    for _, members in sorted(by_group.items()):
         event_entries = [e for e in members if e.is_event and selection.matches(e, now)]
         callback_entry = next((e for e in members if not e.is_event), None)
         if retranslate and callback_entry is not None:
@@ -134,16 +137,18 @@ def send(
             failed += count
             continue
         for start in range(0, len(items), BATCH):
-            batch = items[start:start + BATCH]
+            batch = items[start : start + BATCH]
             events = [event for events, _ in batch for event in events]
-            outcomes = iter(flashduty.deliver(
-                events,
-                push_url=settings.push_url,
-                integration_key=integration_key,
-                deadline=time.monotonic() + BATCH_DEADLINE_SECONDS,
-                concurrency=settings.concurrency,
-                max_rps=settings.max_rps,
-            ))
+            outcomes = iter(
+                flashduty.deliver(
+                    events,
+                    push_url=settings.push_url,
+                    integration_key=integration_key,
+                    deadline=time.monotonic() + BATCH_DEADLINE_SECONDS,
+                    concurrency=settings.concurrency,
+                    max_rps=settings.max_rps,
+                )
+            )
             for item_events, keys in batch:
                 results = [next(outcomes) for _ in item_events]
                 if all(o.delivered for o in results):
@@ -178,12 +183,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="what is in the store: counts by error and age")
     send_parser = commands.add_parser("send", help="re-send stored events to Flashduty")
-    send_parser.add_argument("--min-age", type=duration, help="only events stored at least this long ago (30m, 12h, 7d)")
+    send_parser.add_argument(
+        "--min-age", type=duration, help="only events stored at least this long ago (30m, 12h, 7d)"
+    )
     send_parser.add_argument("--max-age", type=duration, help="only events stored at most this long ago")
     send_parser.add_argument("--trace-id", help="only the events of this callback (x-volc-trace-id)")
     send_parser.add_argument("--error", help="only events that failed with this error, as `list` shows it")
-    send_parser.add_argument("--retranslate", action="store_true",
-                             help="translate the stored raw callbacks again with today's mapping")
+    send_parser.add_argument(
+        "--retranslate", action="store_true", help="translate the stored raw callbacks again with today's mapping"
+    )
     send_parser.add_argument("--dry-run", action="store_true", help="show what would be sent; send and delete nothing")
     args = parser.parse_args(argv)
 
@@ -194,7 +202,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     if settings.deadletter is None:
         parser.exit(2, "replay: DEADLETTER_URI is not set: nothing to replay from\n")
     store = Store(settings.deadletter)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     try:
         if args.command == "list":
             return list_store(store, now, out)

@@ -32,12 +32,15 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from flashduty_stub import FlashdutyStub  # noqa: E402
+
 import config  # noqa: E402
 import mapping  # noqa: E402
 from callback import Relay, Request  # noqa: E402
-from flashduty_stub import FlashdutyStub  # noqa: E402
 
-SAMPLES = {name: (ROOT / f"samples/{name}.json").read_bytes() for name in ("event", "metric", "metric-recovered", "nodata")}
+SAMPLES = {
+    name: (ROOT / f"samples/{name}.json").read_bytes() for name in ("event", "metric", "metric-recovered", "nodata")
+}
 SAMPLES["unrecognised"] = (ROOT / "tests/events/unrecognised.json").read_bytes()
 
 
@@ -68,12 +71,15 @@ def translation() -> None:
         number = max(1, 2000 // events)
         parse, both = [], []
         for _ in range(7):  # interleaved
-            parse.append(timeit.timeit(lambda: json.loads(body), number=number) / number / events)
-            both.append(timeit.timeit(lambda: mapping.translate(json.loads(body)), number=number) / number / events)
+            parse.append(timeit.timeit(lambda b=body: json.loads(b), number=number) / number / events)
+            both.append(timeit.timeit(lambda b=body: mapping.translate(json.loads(b)), number=number) / number / events)
         p, b = statistics.median(parse) * 1e6, statistics.median(both) * 1e6
         rows.append((name, events, p, b, b / p))
-    table("Translation cost per event (json.loads + mapping.translate, beside json.loads alone)",
-          ("callback", "events", "json.loads µs/event", "parse + translate µs/event", "ratio"), rows)
+    table(
+        "Translation cost per event (json.loads + mapping.translate, beside json.loads alone)",
+        ("callback", "events", "json.loads µs/event", "parse + translate µs/event", "ratio"),
+        rows,
+    )
 
 
 # Cold start --------------------------------------------------------------------------------
@@ -94,7 +100,9 @@ def cold_start(runs: int = 11) -> None:
         "`import requests` (baseline)": "import requests",
         "`import main`": "import main",
         "`import main` + first callback via `handler`": EVENT_FIRST_CALLBACK,
-        "bare functions-framework function, first request (baseline)": FF_FIRST.format(target="ok", source="bench/bare.py"),
+        "bare functions-framework function, first request (baseline)": FF_FIRST.format(
+            target="ok", source="bench/bare.py"
+        ),
         "relay via functions-framework, first request": FF_FIRST.format(target="relay", source="main.py"),
     }
     env = {k: v for k, v in os.environ.items() if k not in ("FLASHDUTY_INTEGRATION_KEY", "ROUTES", "DEADLETTER_URI")}
@@ -105,7 +113,10 @@ def cold_start(runs: int = 11) -> None:
             subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True)
             times[name].append(time.perf_counter() - started)
     med = {name: statistics.median(t) * 1000 for name, t in times.items()}
-    base_event, base_ff = med["`import requests` (baseline)"], med["bare functions-framework function, first request (baseline)"]
+    base_event, base_ff = (
+        med["`import requests` (baseline)"],
+        med["bare functions-framework function, first request (baseline)"],
+    )
     rows = [(name, ms, ms / (base_ff if "functions-framework" in name else base_event)) for name, ms in med.items()]
     table(f"Cold start: a fresh process, median of {runs}", ("what", "ms", "ratio to its baseline"), rows)
 
@@ -135,8 +146,13 @@ def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> N
 @contextmanager
 def stub_process(fault_rate: float = 0.0) -> Iterator[str]:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "tests/flashduty_stub.py", str(port), str(fault_rate)], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "tests/flashduty_stub.py", str(port), str(fault_rate)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     url = process.stdout.readline().strip()
     try:
         yield url
@@ -146,7 +162,9 @@ def stub_process(fault_rate: float = 0.0) -> Iterator[str]:
 
 
 @contextmanager
-def production_server(env: dict[str, str], target: str = "relay", source: str = "main.py") -> Iterator[tuple[str, subprocess.Popen, IO[str]]]:
+def production_server(
+    env: dict[str, str], target: str = "relay", source: str = "main.py"
+) -> Iterator[tuple[str, subprocess.Popen, IO[str]]]:
     """run.sh's server (gunicorn via functions-framework); for the bare function, the same command."""
     port = free_port()
     environment = {**os.environ, **env, "_FAAS_RUNTIME_PORT": str(port), "PYTHON": sys.executable}
@@ -154,8 +172,15 @@ def production_server(env: dict[str, str], target: str = "relay", source: str = 
         command = ["./run.sh"]
     else:
         environment.update(WORKERS="1", THREADS="16")
-        command = [sys.executable, "-m", "functions_framework", f"--target={target}", f"--source={source}",
-                   "--host=127.0.0.1", f"--port={port}"]
+        command = [
+            sys.executable,
+            "-m",
+            "functions_framework",
+            f"--target={target}",
+            f"--source={source}",
+            "--host=127.0.0.1",
+            f"--port={port}",
+        ]
     # The server's log goes to a file: an unread pipe would fill and block its logging.
     with tempfile.TemporaryFile("w+") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=log, text=True)
@@ -174,9 +199,15 @@ def worker_rss_kib(arbiter: subprocess.Popen) -> int:
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
 
 
-def drive(url: str, bodies: Callable[[int], bytes], requests: int, concurrency: int,
-          answers: Counter | None = None, retries: int = 0,
-          paths: Callable[[int], str] | None = None) -> tuple[float, float, float]:
+def drive(
+    url: str,
+    bodies: Callable[[int], bytes],
+    requests: int,
+    concurrency: int,
+    answers: Counter | None = None,
+    retries: int = 0,
+    paths: Callable[[int], str] | None = None,
+) -> tuple[float, float, float]:
     """Post `requests` bodies at this concurrency over keep-alive connections; (per second, p50 ms, p99 ms)."""
     parts = urlsplit(url)
     target = paths or (lambda n: parts.path + (f"?{parts.query}" if parts.query else "") or "/")
@@ -233,32 +264,62 @@ def throughput_and_memory(levels: tuple[int, ...] = (1, 8, 32), requests: int = 
         direct_url = f"{stub_url}?integration_key=bench-key-0"
         relay_env = {"ROUTES": json.dumps(routes), "FLASHDUTY_PUSH_URL": stub_url}
         spread = lambda n: f"/r{n % ROUTE_COUNT}"  # noqa: E731
-        with production_server(relay_env) as (relay_url, relay_process, _), \
-                production_server({}, "ok", "bench/bare.py") as (bare_url, _, _):
+        with (
+            production_server(relay_env) as (relay_url, relay_process, _),
+            production_server({}, "ok", "bench/bare.py") as (bare_url, _, _),
+        ):
             drive(relay_url, lambda n: body, 50, 4, paths=spread)  # warm both
             drive(bare_url, lambda n: body, 50, 4)
             for level in levels:
                 measured = {}
-                for name, url, payload, paths in (("relay", relay_url, body, spread), ("bare", bare_url, body, None),
-                                                  ("direct", direct_url, json.dumps(event).encode(), None)):
+                for name, url, payload, paths in (
+                    ("relay", relay_url, body, spread),
+                    ("bare", bare_url, body, None),
+                    ("direct", direct_url, json.dumps(event).encode(), None),
+                ):
                     measured[name] = drive(url, lambda n, p=payload: p, requests, level, paths=paths)
                 relay, bare, direct = measured["relay"], measured["bare"], measured["direct"]
-                rows.append((level, relay[0], bare[0], relay[0] / bare[0], relay[1], relay[2], bare[1], direct[1],
-                             relay[1] - direct[1]))
-            table("Throughput and latency through the production server (run.sh: gunicorn via functions-framework, "
-                  f"1 worker, 16 threads), one Event Center callback per request spread over {ROUTE_COUNT} routes "
-                  "(one integration is held to 100 events/s), Flashduty stand-in in its own process",
-                  ("concurrency", "relay cb/s", "bare 'ok' req/s", "relay / bare", "relay p50 ms", "relay p99 ms",
-                   "bare p50 ms", "event straight to stand-in p50 ms", "relay's added ms per hop (p50)"), rows)
+                rows.append(
+                    (
+                        level,
+                        relay[0],
+                        bare[0],
+                        relay[0] / bare[0],
+                        relay[1],
+                        relay[2],
+                        bare[1],
+                        direct[1],
+                        relay[1] - direct[1],
+                    )
+                )
+            table(
+                "Throughput and latency through the production server (run.sh: gunicorn via functions-framework, "
+                f"1 worker, 16 threads), one Event Center callback per request spread over {ROUTE_COUNT} routes "
+                "(one integration is held to 100 events/s), Flashduty stand-in in its own process",
+                (
+                    "concurrency",
+                    "relay cb/s",
+                    "bare 'ok' req/s",
+                    "relay / bare",
+                    "relay p50 ms",
+                    "relay p99 ms",
+                    "bare p50 ms",
+                    "event straight to stand-in p50 ms",
+                    "relay's added ms per hop (p50)",
+                ),
+                rows,
+            )
 
             first = worker_rss_kib(relay_process)
             drive(relay_url, lambda n: body, 100, 8, paths=spread)
             after_100 = worker_rss_kib(relay_process)
             drive(relay_url, lambda n: body, 9900, 8, paths=spread)
             after_10k = worker_rss_kib(relay_process)
-            table("Memory: peak RSS (VmHWM) of the relay's gunicorn worker",
-                  ("after warm-up KiB", "after 100 more callbacks KiB", "after 10,000 KiB", "10,000 / 100"),
-                  [(first, after_100, after_10k, after_10k / after_100)])
+            table(
+                "Memory: peak RSS (VmHWM) of the relay's gunicorn worker",
+                ("after warm-up KiB", "after 100 more callbacks KiB", "after 10,000 KiB", "10,000 / 100"),
+                [(first, after_100, after_10k, after_10k / after_100)],
+            )
 
 
 # Fan-out -----------------------------------------------------------------------------------
@@ -270,8 +331,13 @@ def fan_out() -> None:
         stub = FlashdutyStub().start()
         stub.delay = latency
         try:
-            settings = config.load({"FLASHDUTY_INTEGRATION_KEY": f"fan-{latency}", "FLASHDUTY_PUSH_URL": stub.url,
-                                    "DELIVERY_CONCURRENCY": "16"})
+            settings = config.load(
+                {
+                    "FLASHDUTY_INTEGRATION_KEY": f"fan-{latency}",
+                    "FLASHDUTY_PUSH_URL": stub.url,
+                    "DELIVERY_CONCURRENCY": "16",
+                }
+            )
             relay = Relay(settings)
             for resources in (10, 100, 500):
                 times = []
@@ -289,9 +355,19 @@ def fan_out() -> None:
                 rows.append((resources, f"{latency * 1000:.0f}", ms, floor * 1000, ms / (floor * 1000), peak))
         finally:
             stub.stop()
-    table("Fan-out: one metric callback of N resources (16 at once), beside the floor set by Flashduty's "
-          "100 requests/s and the pool", ("resources", "Flashduty latency ms", "delivered in ms", "floor ms",
-                                         "ratio to floor", "peak requests in any 1 s"), rows)
+    table(
+        "Fan-out: one metric callback of N resources (16 at once), beside the floor set by Flashduty's "
+        "100 requests/s and the pool",
+        (
+            "resources",
+            "Flashduty latency ms",
+            "delivered in ms",
+            "floor ms",
+            "ratio to floor",
+            "peak requests in any 1 s",
+        ),
+        rows,
+    )
 
 
 # Reliability: load with faults -------------------------------------------------------------
@@ -313,8 +389,13 @@ def load_with_faults(callbacks: int = 1000, concurrency: int = 32, fault_rate: f
     answers: Counter = Counter()
     try:
         with stub_process(fault_rate) as stub_url:
-            env = {**creds, "FLASHDUTY_INTEGRATION_KEY": "load-key", "FLASHDUTY_PUSH_URL": stub_url,
-                   "DEADLETTER_URI": "s3://load/dlq", "DEADLETTER_ENDPOINT_URL": endpoint}
+            env = {
+                **creds,
+                "FLASHDUTY_INTEGRATION_KEY": "load-key",
+                "FLASHDUTY_PUSH_URL": stub_url,
+                "DEADLETTER_URI": "s3://load/dlq",
+                "DEADLETTER_ENDPOINT_URL": endpoint,
+            }
             with production_server(env) as (url, process, log):
                 drive(url, lambda n: bodies[0], 20, 4)
                 before = worker_rss_kib(process)
@@ -324,28 +405,57 @@ def load_with_faults(callbacks: int = 1000, concurrency: int = 32, fault_rate: f
                 server_log = log.read()
             accepted = {e["alert_key"] for e in json.loads(urllib.request.urlopen(stub_url).read())["accepted"]}
         client = boto3.client("s3", endpoint_url=endpoint)
-        stored = {json.loads(client.get_object(Bucket="load", Key=o["Key"])["Body"].read())["event"]["alert_key"]
-                  for page in client.get_paginator("list_objects_v2").paginate(Bucket="load")
-                  for o in page.get("Contents", []) if "_event-" in o["Key"]}
+        stored = {
+            json.loads(client.get_object(Bucket="load", Key=o["Key"])["Body"].read())["event"]["alert_key"]
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket="load")
+            for o in page.get("Contents", [])
+            if "_event-" in o["Key"]
+        }
     finally:
         s3.stop()
     final = {n: max(status for (m, status) in answers if m == n) for n in expected}
     lost = sum(len(keys - accepted - stored) for keys in expected.values())
     ours = sum(1 for (n, status), count in answers.items() if status == 500) + server_log.count("Traceback")
-    table(f"Load: {callbacks} callbacks at concurrency {concurrency} through the production server, "
-          f"{fault_rate:.0%} random Flashduty faults, store on moto's S3 server, Volcengine-style retries",
-          ("events", "delivered", "stored", "lost", "answers", "errors of our own", "callbacks/s", "p50 ms", "p99 ms",
-           "worker peak RSS before / after KiB"),
-          [(sum(map(len, expected.values())), len(accepted & set().union(*expected.values())), len(stored), lost,
-            dict(Counter(final.values())), ours, per_second, p50, p99, f"{before} / {after}")])
+    table(
+        f"Load: {callbacks} callbacks at concurrency {concurrency} through the production server, "
+        f"{fault_rate:.0%} random Flashduty faults, store on moto's S3 server, Volcengine-style retries",
+        (
+            "events",
+            "delivered",
+            "stored",
+            "lost",
+            "answers",
+            "errors of our own",
+            "callbacks/s",
+            "p50 ms",
+            "p99 ms",
+            "worker peak RSS before / after KiB",
+        ),
+        [
+            (
+                sum(map(len, expected.values())),
+                len(accepted & set().union(*expected.values())),
+                len(stored),
+                lost,
+                dict(Counter(final.values())),
+                ours,
+                per_second,
+                p50,
+                p99,
+                f"{before} / {after}",
+            )
+        ],
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip the long memory and load runs")
     args = parser.parse_args()
-    print(f"## {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, "
-          f"{platform.system()} {platform.machine()}")
+    print(
+        f"## {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, "
+        f"{platform.system()} {platform.machine()}"
+    )
     translation()
     cold_start()
     fan_out()

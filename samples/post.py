@@ -1,8 +1,8 @@
 """Post sample callbacks to a running relay and print its answers (standard library only).
 
-    python3 samples/post.py                          # every sample, to http://localhost:8080/
-    python3 samples/post.py samples/metric.json      # one sample
-    python3 samples/post.py --url https://<your function URL>/ --token <CALLBACK_TOKEN>
+python3 samples/post.py                          # every sample, to http://localhost:8080/
+python3 samples/post.py samples/metric.json      # one sample
+python3 samples/post.py --url https://<your function URL>/ --token <CALLBACK_TOKEN>
 """
 
 from __future__ import annotations

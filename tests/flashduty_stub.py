@@ -13,9 +13,9 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -203,8 +203,12 @@ def main() -> None:
 
     port, fault_rate = int(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
     rng, lock = random.Random(port), threading.Lock()
-    faults = (Fault(500), Fault(429, "RequestTooFrequently", {"Retry-After": "0"}), Fault(400, "InvalidParameter"),
-              Fault(reset=True))
+    faults = (
+        Fault(500),
+        Fault(429, "RequestTooFrequently", {"Retry-After": "0"}),
+        Fault(400, "InvalidParameter"),
+        Fault(reset=True),
+    )
 
     def random_fault() -> Fault:
         with lock:

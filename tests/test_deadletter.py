@@ -9,11 +9,11 @@ import socket
 import subprocess
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
-from conftest import ROOT, load_json
+from conftest import ROOT
 from flashduty_stub import Fault
 from moto import mock_aws
 
@@ -45,8 +45,13 @@ def relay(client, stub, s3_endpoint, bucket):
 @pytest.fixture
 def replay_env(environment, stub, s3_endpoint, bucket):
     def run(*argv: str, **settings: str) -> tuple[int, str]:
-        environment(FLASHDUTY_INTEGRATION_KEY=KEY, FLASHDUTY_PUSH_URL=stub.url,
-                    DEADLETTER_URI=f"s3://{bucket}/dlq/prod", DEADLETTER_ENDPOINT_URL=s3_endpoint, **settings)
+        environment(
+            FLASHDUTY_INTEGRATION_KEY=KEY,
+            FLASHDUTY_PUSH_URL=stub.url,
+            DEADLETTER_URI=f"s3://{bucket}/dlq/prod",
+            DEADLETTER_ENDPOINT_URL=s3_endpoint,
+            **settings,
+        )
         out = io.StringIO()
         code = replay.main(list(argv), out=out)
         return code, out.getvalue()
@@ -112,8 +117,12 @@ def closed_port() -> int:
 def test_store_down_is_a_503_and_the_log_says_why(client, stub, aws_credentials, caplog) -> None:
     caplog.set_level("INFO", logger="relay")
     stub.script(Fault(400, "InvalidParameter"))
-    app = client(FLASHDUTY_INTEGRATION_KEY=KEY, FLASHDUTY_PUSH_URL=stub.url,
-                 DEADLETTER_URI="s3://nowhere/dlq", DEADLETTER_ENDPOINT_URL=f"http://127.0.0.1:{closed_port()}")
+    app = client(
+        FLASHDUTY_INTEGRATION_KEY=KEY,
+        FLASHDUTY_PUSH_URL=stub.url,
+        DEADLETTER_URI="s3://nowhere/dlq",
+        DEADLETTER_ENDPOINT_URL=f"http://127.0.0.1:{closed_port()}",
+    )
     answer = app.post("/", data=EVENT_BODY)
     assert answer.status_code == 503
     assert "dead-letter store" in answer.get_json()["error"]
@@ -123,8 +132,12 @@ def test_store_down_is_a_503_and_the_log_says_why(client, stub, aws_credentials,
 
 def test_a_missing_bucket_is_a_503(relay, stub, client, s3_endpoint, aws_credentials) -> None:
     stub.script(Fault(400))
-    app = client(FLASHDUTY_INTEGRATION_KEY=KEY, FLASHDUTY_PUSH_URL=stub.url,
-                 DEADLETTER_URI="s3://no-such-bucket-here/x", DEADLETTER_ENDPOINT_URL=s3_endpoint)
+    app = client(
+        FLASHDUTY_INTEGRATION_KEY=KEY,
+        FLASHDUTY_PUSH_URL=stub.url,
+        DEADLETTER_URI="s3://no-such-bucket-here/x",
+        DEADLETTER_ENDPOINT_URL=s3_endpoint,
+    )
     assert app.post("/", data=EVENT_BODY).status_code == 503
 
 
@@ -148,14 +161,22 @@ def test_in_process_store_round_trip(aws_credentials) -> None:
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket="dlq")
         store = Store(config.DeadLetter("dlq", "relay/"))
-        earlier = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
-        failed = [Outcome({"alert_key": "a", "event_status": "Warning", "title_rule": "t"}, False, 500, "InternalError", 4),
-                  Outcome({"alert_key": "b", "event_status": "Ok", "title_rule": "t"}, False, None, "deadline", 1)]
-        store.keep(trace_id="t/2 ../x", route="team-a", body=b'{"a": 1}', failures=failed[1:], now=earlier + timedelta(hours=1))
+        earlier = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+        failed = [
+            Outcome({"alert_key": "a", "event_status": "Warning", "title_rule": "t"}, False, 500, "InternalError", 4),
+            Outcome({"alert_key": "b", "event_status": "Ok", "title_rule": "t"}, False, None, "deadline", 1),
+        ]
+        store.keep(
+            trace_id="t/2 ../x", route="team-a", body=b'{"a": 1}', failures=failed[1:], now=earlier + timedelta(hours=1)
+        )
         store.keep(trace_id="t1", route="default", body=b'{"a": 1}', failures=failed, now=earlier)
         entries = list(store.entries())
         assert [e.trace_id for e in entries] == ["t1"] * 3 + ["t-2-x"] * 2  # sorted by time
-        assert [(e.index, e.error) for e in entries if e.trace_id == "t1"] == [(None, ""), (0, "InternalError"), (1, "deadline")]
+        assert [(e.index, e.error) for e in entries if e.trace_id == "t1"] == [
+            (None, ""),
+            (0, "InternalError"),
+            (1, "deadline"),
+        ]
         assert store.read(entries[1].key)["event"]["alert_key"] == "a"
         store.delete(entries[1].key)
         assert len(list(store.entries())) == 4
@@ -239,7 +260,9 @@ def test_two_replays_at_once_lose_nothing(relay, stub, replay_env, bucket, s3_en
     stub.received.clear()
     stub.delay = 0.05
     codes = []
-    threads = [threading.Thread(target=lambda: codes.append(replay.main(["send"], out=io.StringIO()))) for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: codes.append(replay.main(["send"], out=io.StringIO()))) for _ in range(2)
+    ]
     replay_env("list")  # sets the environment both threads read
     for thread in threads:
         thread.start()
@@ -259,6 +282,12 @@ def test_replay_without_a_store_says_so(environment, capsys) -> None:
 
 def test_replay_command_runs_as_a_module(relay, stub, bucket, s3_endpoint) -> None:
     fill_store(relay(), stub, EVENT_BODY)
-    out = subprocess.run([sys.executable, "-m", "replay", "list"], cwd=ROOT, env=dict(os.environ),
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "replay", "list"],
+        cwd=ROOT,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0 and "1 undelivered events from 1 callbacks" in out.stdout

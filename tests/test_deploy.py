@@ -45,8 +45,16 @@ class Recorder(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # what the open API answers an unknown access key
         self._record()
-        body = json.dumps({"ResponseMetadata": {"RequestId": "r", "Action": "ListFunctions", "Service": "vefaas",
-                                                "Error": {"Code": "InvalidAccessKey", "Message": "bad key"}}}).encode()
+        body = json.dumps(
+            {
+                "ResponseMetadata": {
+                    "RequestId": "r",
+                    "Action": "ListFunctions",
+                    "Service": "vefaas",
+                    "Error": {"Code": "InvalidAccessKey", "Message": "bad key"},
+                }
+            }
+        ).encode()
         self.send_response(401)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -77,7 +85,9 @@ class FakeVefaas:
         return result
 
     def list_functions(self, request):
-        return self._call("list_functions", request, SimpleNamespace(items=[SimpleNamespace(id=i, name=n) for i, n in self.existing]))
+        return self._call(
+            "list_functions", request, SimpleNamespace(items=[SimpleNamespace(id=i, name=n) for i, n in self.existing])
+        )
 
     def create_function(self, request):
         return self._call("create_function", request, SimpleNamespace(id="fn-new"))
@@ -95,7 +105,9 @@ class FakeVefaas:
         return self._call("create_dependency_install_task", request)
 
     def get_dependency_install_task_status(self, request):
-        return self._call("get_dependency_install_task_status", request, SimpleNamespace(status=self.statuses["dependency"].pop(0)))
+        return self._call(
+            "get_dependency_install_task_status", request, SimpleNamespace(status=self.statuses["dependency"].pop(0))
+        )
 
     def release(self, request):
         return self._call("release", request)
@@ -123,22 +135,36 @@ def run(fake: FakeVefaas, monkeypatch, *argv: str, **environment: str) -> tuple[
 
 
 CREATE_ORDER = [
-    "list_functions", "create_function", "get_code_upload_address", "universal:CodeUploadCallback",
-    "create_dependency_install_task", "get_dependency_install_task_status", "get_dependency_install_task_status",
-    "release", "get_release_status", "get_release_status", "list_triggers",
+    "list_functions",
+    "create_function",
+    "get_code_upload_address",
+    "universal:CodeUploadCallback",
+    "create_dependency_install_task",
+    "get_dependency_install_task_status",
+    "get_dependency_install_task_status",
+    "release",
+    "get_release_status",
+    "get_release_status",
+    "list_triggers",
 ]
 
 
 def test_a_new_function_is_created_uploaded_installed_released(local_server, environment, monkeypatch) -> None:
     environment(FLASHDUTY_INTEGRATION_KEY="fd-key", CALLBACK_TOKEN="tok")
-    fake = FakeVefaas([], f"http://{local_server}/upload?sig=x",
-                      json.dumps({"routes": [{"url": "https://sd1234.apigateway-cn-beijing.volceapi.com/"}]}))
+    fake = FakeVefaas(
+        [],
+        f"http://{local_server}/upload?sig=x",
+        json.dumps({"routes": [{"url": "https://sd1234.apigateway-cn-beijing.volceapi.com/"}]}),
+    )
     code, out = run(fake, monkeypatch, "--name", "relay-prod")
     assert code == 0, out
     assert [name for name, _ in fake.calls] == CREATE_ORDER
     created = fake.calls[1][1]
     assert (created.name, created.command, created.port) == ("relay-prod", "./run.sh", 8000)
-    assert {(e.key, e.value) for e in created.envs} == {("FLASHDUTY_INTEGRATION_KEY", "fd-key"), ("CALLBACK_TOKEN", "tok")}
+    assert {(e.key, e.value) for e in created.envs} == {
+        ("FLASHDUTY_INTEGRATION_KEY", "fd-key"),
+        ("CALLBACK_TOKEN", "tok"),
+    }
     assert fake.calls[2][1].content_length == len(deploy.package())
     assert fake.calls[3][1] == {"FunctionId": "fn-new"}
     assert fake.calls[7][1].revision_number == 0
@@ -194,7 +220,9 @@ def test_a_bad_setting_is_refused_before_deploying(environment, capsys) -> None:
     assert exit_.value.code == 2 and "MIN_SEVERITY" in capsys.readouterr().err
 
 
-def test_bad_credentials_through_the_real_sdk_give_a_clear_message(local_server, environment, monkeypatch, capsys) -> None:
+def test_bad_credentials_through_the_real_sdk_give_a_clear_message(
+    local_server, environment, monkeypatch, capsys
+) -> None:
     environment()
     monkeypatch.setenv("VOLCENGINE_ACCESS_KEY", "AKLTwrong")
     monkeypatch.setenv("VOLCENGINE_SECRET_KEY", "wrong-secret")

@@ -10,7 +10,7 @@ import json
 import socket
 
 import pytest
-from conftest import ROOT, load_json
+from conftest import load_json
 from flashduty_stub import Fault, FlashdutyStub
 from test_deadletter import objects
 
@@ -44,8 +44,11 @@ def test_fault_matrix(client, s3_endpoint, bucket, with_store: bool) -> None:
     for name, fault in FAULTS.items():
         stub = FlashdutyStub().start()  # one per fault: late retries of a hang must not count for the next
         stub.fault_source = lambda f=fault: f
-        settings = {"FLASHDUTY_INTEGRATION_KEY": "k", "DELIVERY_DEADLINE_SECONDS": "2",
-                    "FLASHDUTY_PUSH_URL": stub.url if fault else closed_port_url()}
+        settings = {
+            "FLASHDUTY_INTEGRATION_KEY": "k",
+            "DELIVERY_DEADLINE_SECONDS": "2",
+            "FLASHDUTY_PUSH_URL": stub.url if fault else closed_port_url(),
+        }
         prefix = name.replace(" ", "-").replace(":", "")
         if with_store:
             settings.update(DEADLETTER_URI=f"s3://{bucket}/{prefix}", DEADLETTER_ENDPOINT_URL=s3_endpoint)
@@ -56,13 +59,17 @@ def test_fault_matrix(client, s3_endpoint, bucket, with_store: bool) -> None:
         summary = answer.get_json()
         delivered = set(summary["alert_keys"]) - {f["alert_key"] for f in summary.get("failures", [])}
         assert delivered <= {r.event["alert_key"] for r in stub.accepted()}  # the relay's word, checked
-        stored = {d["event"]["alert_key"] for k, d in objects(bucket, s3_endpoint).items()
-                  if k.startswith(prefix + "/") and "_event-" in k}
+        stored = {
+            d["event"]["alert_key"]
+            for k, d in objects(bucket, s3_endpoint).items()
+            if k.startswith(prefix + "/") and "_event-" in k
+        }
         told_to_retry = EVENTS if answer.status_code == 503 else set()
         lost = EVENTS - delivered - stored - told_to_retry
         rows.append((name, answer.status_code, len(delivered), len(stored), len(told_to_retry), len(lost)))
 
-    print(f"\n| Flashduty fault ({'store' if with_store else 'no store'}) | answer | delivered | stored | told to retry | lost |")
+    store = "store" if with_store else "no store"
+    print(f"\n| Flashduty fault ({store}) | answer | delivered | stored | told to retry | lost |")
     print("|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(map(str, row)) + " |")

