@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ import boto3
 import pytest
 from conftest import ROOT
 from flashduty_stub import Fault
+from local_ports import free_port
 from moto import mock_aws
 
 import config
@@ -108,12 +108,6 @@ def test_everything_delivered_stores_nothing(relay, stub, bucket, s3_endpoint) -
     assert objects(bucket, s3_endpoint) == {}
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_store_down_is_a_503_and_the_log_says_why(client, stub, aws_credentials, caplog) -> None:
     caplog.set_level("INFO", logger="relay")
     stub.script(Fault(400, "InvalidParameter"))
@@ -121,7 +115,7 @@ def test_store_down_is_a_503_and_the_log_says_why(client, stub, aws_credentials,
         FLASHDUTY_INTEGRATION_KEY=KEY,
         FLASHDUTY_PUSH_URL=stub.url,
         DEADLETTER_URI="s3://nowhere/dlq",
-        DEADLETTER_ENDPOINT_URL=f"http://127.0.0.1:{closed_port()}",
+        DEADLETTER_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
     )
     answer = app.post("/", data=EVENT_BODY)
     assert answer.status_code == 503
@@ -183,7 +177,7 @@ def test_in_process_store_round_trip(aws_credentials) -> None:
 
 
 def test_unreadable_store_raises_a_store_error_without_secrets(aws_credentials) -> None:
-    store = Store(config.DeadLetter("b", "", f"http://127.0.0.1:{closed_port()}"))
+    store = Store(config.DeadLetter("b", "", f"http://127.0.0.1:{free_port()}"))
     with pytest.raises(StoreError) as error:
         list(store.entries())
     assert "EndpointConnectionError" in str(error.value) and "testing" not in str(error.value)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import copy
 import json
-import socket
 import time
 
 import pytest
 from conftest import load_json
 from flashduty_stub import Fault
+from local_ports import unreachable_push_url
 
 KEY = "fd-integration-key-0123456789"
 SAMPLE = load_json("samples/metric.json")
@@ -101,16 +101,9 @@ def test_connection_reset_is_retried(relay, stub) -> None:
     assert [r.answered for r in stub.received] == [0, 200]
 
 
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/event/push/alert/standard"
-
-
 def test_unreachable_flashduty_is_a_503_and_the_key_never_reaches_a_log(client, caplog) -> None:
     caplog.set_level("DEBUG")
-    app = client(FLASHDUTY_INTEGRATION_KEY=KEY, FLASHDUTY_PUSH_URL=closed_port_url(), CALLBACK_TOKEN="tok-secret")
+    app = client(FLASHDUTY_INTEGRATION_KEY=KEY, FLASHDUTY_PUSH_URL=unreachable_push_url(), CALLBACK_TOKEN="tok-secret")
     answer = app.post("/?token=tok-secret", data=body(load_json("samples/event.json")))
     assert answer.status_code == 503
     (failure,) = answer.get_json()["failures"]

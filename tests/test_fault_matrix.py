@@ -7,11 +7,11 @@ delivered, stored, or with the caller told to retry (a 503). Run with -s to see 
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 from conftest import load_json
 from flashduty_stub import Fault, FlashdutyStub
+from local_ports import unreachable_push_url
 from test_deadletter import objects
 
 import mapping
@@ -32,12 +32,6 @@ FAULTS = {
 }
 
 
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}/event/push/alert/standard"
-
-
 @pytest.mark.parametrize("with_store", [False, True], ids=["no store", "store"])
 def test_fault_matrix(client, s3_endpoint, bucket, with_store: bool) -> None:
     rows = []
@@ -47,7 +41,7 @@ def test_fault_matrix(client, s3_endpoint, bucket, with_store: bool) -> None:
         settings = {
             "FLASHDUTY_INTEGRATION_KEY": "k",
             "DELIVERY_DEADLINE_SECONDS": "2",
-            "FLASHDUTY_PUSH_URL": stub.url if fault else closed_port_url(),
+            "FLASHDUTY_PUSH_URL": stub.url if fault else unreachable_push_url(),
         }
         prefix = name.replace(" ", "-").replace(":", "")
         if with_store:

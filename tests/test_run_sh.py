@@ -4,31 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
 from conftest import ROOT
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(url: str, process: subprocess.Popen, seconds: float = 30) -> bytes:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        assert process.poll() is None, process.communicate()[1]
-        try:
-            return urllib.request.urlopen(url, timeout=1).read()
-        except OSError:
-            time.sleep(0.1)  # polling until the server is up
-    raise AssertionError(f"{url} never answered")
+from local_ports import free_port, wait_until_up
 
 
 @pytest.mark.parametrize("variable", ["_FAAS_RUNTIME_PORT", "_BYTEFAAS_RUNTIME_PORT"])
@@ -38,7 +20,7 @@ def test_run_sh_serves_the_relay(variable: str) -> None:
     env.update({variable: str(port), "PYTHON": sys.executable, "DRY_RUN": "true", "THREADS": "4"})
     process = subprocess.Popen(["./run.sh"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        health = json.loads(wait_for(f"http://127.0.0.1:{port}/", process))
+        health = json.loads(wait_until_up(f"http://127.0.0.1:{port}/", process))
         assert health["status"] == "ok" and health["dry_run"] is True
         request = urllib.request.Request(f"http://127.0.0.1:{port}/", data=(ROOT / "samples/metric.json").read_bytes())
         answer = json.loads(urllib.request.urlopen(request, timeout=10).read())
