@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import requests
+import urllib3
+
 import config
 
 ROOT = Path(__file__).resolve().parent
@@ -141,7 +144,10 @@ class Deployer:
                 ).upload_address
             ),
         )
-        response = self.put(address, data=code, headers={"Content-Type": "application/zip"}, timeout=120)
+        response = self._step(
+            "upload code package",
+            lambda: self.put(address, data=code, headers={"Content-Type": "application/zip"}, timeout=120),
+        )
         if not 200 <= response.status_code < 300:
             raise DeployError(f"uploading the code package failed with HTTP {response.status_code}")
         self._step(
@@ -205,6 +211,11 @@ class Deployer:
             return call()
         except self.models.ApiException as error:
             raise DeployError(_explain(what, error)) from None
+        except (OSError, urllib3.exceptions.HTTPError, requests.RequestException) as error:
+            # Their text may hold the signed upload URL: say only what kind of failure it was.
+            raise DeployError(
+                f"{what}: cannot reach veFaaS ({type(error).__name__}); check the network and region"
+            ) from None
 
     def _wait(self, what: str, status: Callable[[], str]) -> None:
         deadline = time.monotonic() + WAIT_SECONDS
@@ -281,8 +292,6 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, clients: Calla
         parser.exit(
             2, "deploy: set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY (an access key allowed to use veFaaS)\n"
         )
-    import requests
-
     api, universal, models = clients(access_key, secret_key, args.region)
     try:
         url = Deployer(api, universal, models, requests.put, out).deploy(target, code)

@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
+from local_ports import free_port
 
 import deploy
 
@@ -240,3 +241,29 @@ def test_bad_credentials_through_the_real_sdk_give_a_clear_message(
     assert "refused the credentials (InvalidAccessKey)" in err and "VOLCENGINE_ACCESS_KEY" in err
     assert "wrong-secret" not in err
     assert Recorder.received and Recorder.received[0][0] == "POST"  # the SDK really called out
+
+
+def test_an_unreachable_api_gives_a_clear_message(environment, monkeypatch, capsys) -> None:
+    environment()
+    monkeypatch.setenv("VOLCENGINE_ACCESS_KEY", "AKLTx")
+    monkeypatch.setenv("VOLCENGINE_SECRET_KEY", "s")
+
+    def nowhere(access_key: str, secret_key: str, region: str):
+        api, universal, models = deploy.sdk_clients(access_key, secret_key, region)
+        api.api_client.configuration.host = f"127.0.0.1:{free_port()}"
+        api.api_client.configuration.scheme = "http"
+        return api, universal, models
+
+    with pytest.raises(SystemExit) as exit_:
+        deploy.main([], clients=nowhere)
+    assert exit_.value.code == 1 and "list functions: cannot reach veFaaS" in capsys.readouterr().err
+
+
+def test_a_failed_upload_never_shows_the_signed_url(environment, monkeypatch, capsys) -> None:
+    environment(FLASHDUTY_INTEGRATION_KEY="fd-key")
+    fake = FakeVefaas([], f"http://127.0.0.1:{free_port()}/upload?signature=top-secret", None)
+    with pytest.raises(SystemExit) as exit_:
+        run(fake, monkeypatch)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and "upload code package: cannot reach veFaaS" in err
+    assert "top-secret" not in err
