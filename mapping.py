@@ -171,8 +171,8 @@ def _details(value: Any) -> tuple[dict[str, Any], str]:
         try:
             parsed = json.loads(value)
         except (ValueError, RecursionError):
-            return {}, value
-        return (parsed, "") if isinstance(parsed, dict) else ({}, value)
+            return {}, _text(value)
+        return (parsed, "") if isinstance(parsed, dict) else ({}, _text(value))
     return (value, "") if isinstance(value, dict) else ({}, "")
 
 

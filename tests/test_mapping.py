@@ -227,3 +227,11 @@ def test_same_input_same_output_byte_for_byte() -> None:
         first = json.dumps(translate(load_json(path)).events, ensure_ascii=False)
         again = json.dumps(translate(load_json(path)).events, ensure_ascii=False)
         assert first == again
+
+
+@pytest.mark.parametrize("details", ["plain \ud800 text", '"json \\ud800 string"', {"extra\ud800": "v\udfff"}])
+def test_lone_surrogates_anywhere_still_give_utf8_events(details) -> None:
+    callback = load_json("samples/event.json")
+    callback["Details"] = details
+    event = only_event(callback)
+    json.dumps(event, ensure_ascii=False).encode("utf-8")  # raises if a surrogate got through
