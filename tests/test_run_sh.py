@@ -25,6 +25,17 @@ def test_run_sh_serves_the_relay(variable: str) -> None:
         request = urllib.request.Request(f"http://127.0.0.1:{port}/", data=(ROOT / "samples/metric.json").read_bytes())
         answer = json.loads(urllib.request.urlopen(request, timeout=10).read())
         assert answer["events"] == 2 and answer["kind"] == "metric"
+        # The README's next step: post every sample and see the translated events.
+        posted = subprocess.run(
+            [sys.executable, "samples/post.py", "--url", f"http://127.0.0.1:{port}/"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert posted.returncode == 0, posted.stdout + posted.stderr
+        assert posted.stdout.count("HTTP 200") == len(list((ROOT / "samples").glob("*.json")))
+        assert '"translated"' in posted.stdout
     finally:
         process.terminate()
         process.wait(timeout=10)
