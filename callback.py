@@ -79,9 +79,9 @@ class Relay:
             logger.exception(json.dumps({"message": "internal error", "trace_id": trace_id}))
             response = Response(500, {"error": "internal error", "trace_id": trace_id})
         if request.method != "GET" and request.method != "HEAD":
+            # The log line is the answer (less the key list), and what only the log may say.
+            record.update({k: v for k, v in response.body.items() if k != "alert_keys"})
             record.update(status=response.status, duration_ms=round((time.monotonic() - started) * 1000))
-            if "error" in response.body:
-                record["error"] = response.body["error"]
             logger.log(
                 logging.ERROR if response.status >= 500 else logging.INFO, json.dumps(record, ensure_ascii=False)
             )
@@ -104,7 +104,6 @@ class Relay:
 
         translation = mapping.translate(callback, self.settings.mapping)
         events = translation.events
-        record.update(kind=translation.kind, events=len(events), filtered=translation.filtered)
         summary: dict[str, Any] = {
             "trace_id": trace_id,
             "kind": translation.kind,
@@ -113,9 +112,7 @@ class Relay:
             "filtered": translation.filtered,
             "alert_keys": [event["alert_key"] for event in events],
         }
-        if self.settings.dry_run:
-            record["dry_run"] = True
-            record["translated"] = events  # a dry run exists to show these
+        if self.settings.dry_run:  # a dry run exists to show the translated events
             return Response(200, {**summary, "dry_run": True, "delivered": 0, "translated": events})
 
         assert integration_key is not None  # _route gives a key whenever this is not a dry run
@@ -134,10 +131,9 @@ class Relay:
         ]
         delivered = len(outcomes) - len(failed)
         summary.update(delivered=delivered, failed=len(failed))
-        record.update(delivered=delivered, failed=len(failed))
         if not failed:
             return Response(200, summary)
-        summary["failures"] = record["failures"] = failures
+        summary["failures"] = failures
         if self.store is not None:
             try:
                 self.store.keep(trace_id=trace_id, route=route, body=body, failures=failed, now=datetime.now(UTC))
@@ -145,7 +141,7 @@ class Relay:
                 record["store_error"] = str(exc)
             else:
                 # Kept for `python -m replay send`: a retry from Volcengine would add nothing.
-                summary["dead_lettered"] = record["dead_lettered"] = len(failed)
+                summary["dead_lettered"] = len(failed)
                 return Response(202, summary)
         # Not everything reached Flashduty or the store: make Volcengine retry the whole callback.
         # Events already delivered come again identical, and Flashduty discards them.
@@ -169,7 +165,7 @@ class Relay:
         routes = self.settings.routes
         name = path.rstrip("/").rsplit("/", 1)[-1]
         if name in routes:
-            return name, routes[name]
+            return name, self.settings.integration_key_for(name)
         if routes and name:
             raise BadRequest(404, f"no route named {name!r}: use one of the paths /{', /'.join(sorted(routes))} or /")
         if self.settings.integration_key is None and not self.settings.dry_run:

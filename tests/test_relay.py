@@ -144,6 +144,7 @@ def test_one_json_log_line_per_callback(client, caplog) -> None:
     line = lines[0]
     assert line["trace_id"] == "trace-log" and line["kind"] == "metric" and line["status"] == 200
     assert line["events"] == 2 and isinstance(line["duration_ms"], int)
+    assert len(line["translated"]) == 2 and line["route"] == "default" and "alert_keys" not in line
 
 
 # The event-function entry behaves exactly like the functions-framework target ---------------
