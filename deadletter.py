@@ -90,36 +90,19 @@ class Store:
     def keep(self, *, trace_id: str, route: str, body: bytes, failures: Sequence[Outcome], now: datetime) -> list[str]:
         """Store the raw callback and every undelivered event; the names written, or StoreError."""
         group = f"{self.location.prefix}{now.strftime('%Y%m%dT%H%M%S.%f')}Z_{_safe(trace_id)}"
-        stored_at = now.isoformat()
+        common = {"version": FORMAT_VERSION, "trace_id": trace_id, "route": route, "stored_at": now.isoformat()}
         callback_key = f"{group}_callback.json"
-        objects = [
-            (
-                callback_key,
-                {
-                    "version": FORMAT_VERSION,
-                    "trace_id": trace_id,
-                    "route": route,
-                    "stored_at": stored_at,
-                    "body": body.decode("utf-8-sig", "replace"),
-                },
-            )
-        ]
+        objects = [(callback_key, {**common, "body": body.decode("utf-8-sig", "replace")})]
         for index, outcome in enumerate(failures):
-            objects.append(
-                (
-                    f"{group}_event-{index:04d}_{_error_name(outcome)}.json",
-                    {
-                        "version": FORMAT_VERSION,
-                        "trace_id": trace_id,
-                        "route": route,
-                        "stored_at": stored_at,
-                        "callback": callback_key,
-                        "event": outcome.event,
-                        "attempts": outcome.attempts,
-                        "error": {"status": outcome.status, "code": outcome.error},
-                    },
-                )
-            )
+            error = {"status": outcome.status, "code": outcome.error}
+            document = {
+                **common,
+                "callback": callback_key,
+                "event": outcome.event,
+                "attempts": outcome.attempts,
+                "error": error,
+            }
+            objects.append((f"{group}_event-{index:04d}_{_error_name(outcome)}.json", document))
         with ThreadPoolExecutor(max_workers=min(8, len(objects))) as pool:
             list(pool.map(lambda item: self._put(*item), objects))  # re-raises the first failure
         return [key for key, _ in objects]
