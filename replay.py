@@ -108,7 +108,8 @@ def send(
         callback_entry = next((e for e in members if not e.is_event), None)
         if retranslate and callback_entry is not None:
             stored = store.read(callback_entry.key)
-            translation = mapping.translate(_parse_body(stored["body"]), settings.mapping)
+            # The relay stores only bodies it parsed as a JSON object.
+            translation = mapping.translate(json.loads(stored["body"]), settings.mapping)
             # Every event of the callback, as today's mapping sees it; the delivered ones come
             # again and, where unchanged, Flashduty discards them.
             work.append((stored["route"], translation.events, [e.key for e in members]))
@@ -162,11 +163,6 @@ def send(
     _delete_orphaned_callbacks(store)
     print(f"done: {accepted} accepted, {failed} left in the store", file=out)
     return 0 if failed == 0 else 1
-
-
-def _parse_body(body: str) -> dict[str, Any]:
-    parsed = json.loads(body)
-    return parsed if isinstance(parsed, dict) else {"body": parsed}
 
 
 def _delete_orphaned_callbacks(store: Store) -> None:
