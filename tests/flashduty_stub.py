@@ -54,6 +54,12 @@ def contract_violations(event: Any) -> list[str]:
     return problems
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 128  # not Python's 5: a burst of new connections must not be reset
+
+
 @dataclass
 class Fault:
     """How to answer one request instead of accepting it."""
@@ -83,9 +89,7 @@ class FlashdutyStub:
         self.in_flight = 0
         self.peak_in_flight = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
-        self._server.daemon_threads = True
-        self._server.block_on_close = False
+        self._server = _Server(("127.0.0.1", port), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
