@@ -44,12 +44,27 @@ class Outcome:
         return self.event.get("alert_key", "")
 
 
+# The rate limiter and deadline of the event this thread is sending: urllib3 retries inside one
+# session.post call, on the calling thread, so this is where its retries can find them.
+_sending = threading.local()
+
+
+class _PastDeadline(Exception):
+    """A retry could not start before the callback's deadline."""
+
+
 class _CappedRetry(Retry):
     """Honours Retry-After, but never waits longer than the callback can afford."""
 
     def get_retry_after(self, response: Any) -> float | None:
         seconds = super().get_retry_after(response)
         return None if seconds is None else min(seconds, RETRY_AFTER_CAP_SECONDS)
+
+    def sleep(self, response: Any = None) -> None:
+        super().sleep(response)
+        # A retry is a request too: it waits for its slot under the integration's rate limit.
+        if not _sending.limiter.wait_for_slot(_sending.deadline):
+            raise _PastDeadline
 
 
 class _RedactKey(logging.Filter):
@@ -151,6 +166,7 @@ def deliver(
 def _send(event: dict[str, Any], push_url: str, integration_key: str, limiter: RateLimiter, deadline: float) -> Outcome:
     if not limiter.wait_for_slot(deadline):
         return Outcome(event, False, error=DEADLINE)
+    _sending.limiter, _sending.deadline = limiter, deadline
     remaining = max(0.1, deadline - time.monotonic())
     try:
         response = _SESSION.post(
@@ -160,6 +176,8 @@ def _send(event: dict[str, Any], push_url: str, integration_key: str, limiter: R
             headers={"Content-Type": "application/json"},
             timeout=(min(CONNECT_TIMEOUT_SECONDS, remaining), remaining),
         )
+    except _PastDeadline:
+        return Outcome(event, False, error=DEADLINE, attempts=1)  # at least the first attempt was sent
     except requests.RequestException as exc:
         # The exception's text holds the URL, and with it the key: keep only what kind it was.
         reason = exc.args[0] if exc.args else None

@@ -148,6 +148,26 @@ def test_fan_out_200_resources_concurrently_within_the_rate_limit(relay, stub) -
     assert elapsed < 6  # within the default deadline; sequentially it would take 10 s
 
 
+def test_retries_wait_for_the_rate_limit_too(relay, stub) -> None:
+    # urllib3 retries a reset at once (no backoff before the first retry); at 2 requests/s the
+    # retry must still wait for its slot.
+    stub.script(Fault(reset=True))
+    assert relay(FLASHDUTY_MAX_RPS="2").post("/", data=body(load_json("samples/event.json"))).status_code == 200
+    first, second = stub.received
+    assert second.at - first.at >= 0.45
+
+
+def test_a_retry_that_cannot_start_before_the_deadline_is_given_up(relay, stub) -> None:
+    stub.script(Fault(500))  # the next slot at 0.5 requests/s is 2 s away, past the 1 s deadline
+    started = time.monotonic()
+    answer = relay(FLASHDUTY_MAX_RPS="0.5", DELIVERY_DEADLINE_SECONDS="1").post(
+        "/", data=body(load_json("samples/event.json"))
+    )
+    assert answer.status_code == 503 and time.monotonic() - started < 1.5
+    assert answer.get_json()["failures"][0]["error"] == "deadline"
+    assert len(stub.received) == 1
+
+
 def test_a_lower_rate_limit_is_kept(relay, stub) -> None:
     answer = relay(FLASHDUTY_MAX_RPS="20").post("/", data=body(metric_with(21)))
     assert answer.status_code == 200
