@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from flashduty_stub import FlashdutyStub  # noqa: E402
+from flashduty_stub import FlashdutyStub, stub_process  # noqa: E402
 from local_ports import free_port, wait_until_up  # noqa: E402
 
 import config  # noqa: E402
@@ -122,24 +122,6 @@ def cold_start(runs: int = 11) -> None:
 
 
 # Servers -----------------------------------------------------------------------------------
-
-
-@contextmanager
-def stub_process(fault_rate: float = 0.0) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "tests/flashduty_stub.py", str(port), str(fault_rate)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    url = process.stdout.readline().strip()
-    try:
-        yield url
-    finally:
-        process.kill()
-        process.wait()
 
 
 @contextmanager

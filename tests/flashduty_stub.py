@@ -11,13 +11,19 @@ import json
 import re
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from local_ports import free_port
 
 PATH = "/event/push/alert/standard"
 STATUSES = {"Critical", "Warning", "Info", "Ok"}
@@ -132,7 +138,14 @@ class FlashdutyStub:
                 pass
 
             def do_GET(self) -> None:
-                self._reply(200, {"accepted": [r.event for r in stub.accepted()], "received": len(stub.received)})
+                with stub._lock:
+                    seen = {
+                        "accepted": [r.event for r in stub.received if r.answered == 200],
+                        "received": len(stub.received),
+                        "arrivals": [r.at for r in stub.received],
+                        "peak_in_flight": stub.peak_in_flight,
+                    }
+                self._reply(200, seen)
 
             def do_POST(self) -> None:
                 arrived = time.monotonic()
@@ -196,16 +209,31 @@ class FlashdutyStub:
         return Handler
 
 
-def main() -> None:
-    """Serve the stand-in in its own process (for benchmarks): `python tests/flashduty_stub.py PORT [FAULT_RATE]`.
+@contextmanager
+def stub_process(fault_rate: float = 0.0, delay: float = 0.0) -> Iterator[str]:
+    """The stand-in in a process of its own, so that the relay's threads cannot skew its clock.
 
-    GET /received answers the events accepted so far; FAULT_RATE is the share of requests answered
-    with a random fault (500, 429, 400 or a reset).
+    Its push URL is yielded; a GET to it answers what was accepted and when each request arrived.
+    """
+    command = [sys.executable, str(Path(__file__)), str(free_port()), str(fault_rate), str(delay)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        yield process.stdout.readline().strip()
+    finally:
+        process.kill()
+        process.wait()
+
+
+def main() -> None:
+    """`python tests/flashduty_stub.py PORT [FAULT_RATE [DELAY]]`: serve until killed.
+
+    FAULT_RATE is the share of requests answered with a random fault (500, 429, 400 or a reset);
+    DELAY is Flashduty's latency for the others, in seconds.
     """
     import random
-    import sys
 
-    port, fault_rate = int(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+    port = int(sys.argv[1])
+    fault_rate, delay = (float(a) for a in (sys.argv[2:4] + ["0", "0"])[:2])
     rng, lock = random.Random(port), threading.Lock()
     faults = (
         Fault(500),
@@ -216,7 +244,7 @@ def main() -> None:
 
     def random_fault() -> Fault:
         with lock:
-            return rng.choice(faults) if rng.random() < fault_rate else Fault()
+            return rng.choice(faults) if rng.random() < fault_rate else Fault(delay=delay)
 
     stub = FlashdutyStub(port)
     stub.fault_source = random_fault
