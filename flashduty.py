@@ -107,7 +107,12 @@ RATE_HEADROOM = 0.98
 
 
 class RateLimiter:
-    """Spaces request starts at least 1/rate apart, across all threads of the process."""
+    """Request starts at least 1/rate apart, across all threads of the process.
+
+    A slot is granted only when it is due, to the caller that then sends at once: a reservation
+    held through a sleep would let threads that wake late (a busy machine, a GC pause) send
+    together, bunching requests at Flashduty's end.
+    """
 
     def __init__(self, rate: float) -> None:
         self._interval = 1.0 / (rate * RATE_HEADROOM)
@@ -115,15 +120,17 @@ class RateLimiter:
         self._lock = threading.Lock()
 
     def wait_for_slot(self, deadline: float) -> bool:
-        """Sleep until this caller may send; False, without waiting, if that is past the deadline."""
-        with self._lock:
-            now = time.monotonic()
-            slot = max(now, self._next)
-            if slot >= deadline:
+        """Wait until this caller may send now; False, without waiting, once that is past the deadline."""
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                if now >= self._next:
+                    self._next = now + self._interval
+                    return True
+                due = self._next
+            if due >= deadline:
                 return False
-            self._next = slot + self._interval
-        time.sleep(slot - now)
-        return True
+            time.sleep(due - now)
 
 
 _limiters: dict[tuple[str, float], RateLimiter] = {}

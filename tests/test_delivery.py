@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import random
+import threading
 import time
 import urllib.request
 
@@ -11,6 +13,8 @@ import pytest
 from conftest import load_json
 from flashduty_stub import Fault, stub_process
 from local_ports import unreachable_push_url
+
+from flashduty import RateLimiter
 
 KEY = "fd-integration-key-0123456789"
 SAMPLE = load_json("samples/metric.json")
@@ -192,3 +196,30 @@ def test_events_past_the_deadline_are_reported_not_lost(relay, stub) -> None:
     assert summary["delivered"] + summary["failed"] == 30
     assert summary["delivered"] == len(stub.accepted())
     assert {f["error"] for f in summary["failures"]} == {"deadline"}
+
+
+def test_rate_limit_holds_through_a_process_stall() -> None:
+    # sorted() of a big list is one C call that holds the GIL: every thread stalls, as in a GC pause
+    # or on a busy machine. Threads that were due meanwhile must not then all send at once.
+    limiter = RateLimiter(100)
+    data = list(range(3_000_000))
+    random.Random(1).shuffle(data)
+    starts: list[float] = []
+
+    def sender() -> None:
+        for _ in range(10):
+            assert limiter.wait_for_slot(time.monotonic() + 30)
+            starts.append(time.monotonic())
+
+    threads = [threading.Thread(target=sender) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    while len(starts) < 10:  # the senders are under way
+        time.sleep(0.005)
+    stalled = time.monotonic()
+    sorted(data)
+    assert time.monotonic() - stalled > 0.1  # the stall was real
+    for thread in threads:
+        thread.join()
+    starts.sort()
+    assert max(sum(1 for t in starts if a <= t < a + 0.1) for a in starts) <= 12
