@@ -170,7 +170,7 @@ def _deadletter(environ: Mapping[str, str]) -> DeadLetter | None:
     return DeadLetter(parts.netloc, prefix + "/" if prefix else "", endpoint_url, style)
 
 
-def _json_object(environ: Mapping[str, str], name: str, example: str) -> dict:
+def _json_object(environ: Mapping[str, str], name: str, example: str) -> dict[str, str]:
     raw = environ.get(name, "").strip()
     if not raw:
         return {}
@@ -181,7 +181,7 @@ def _json_object(environ: Mapping[str, str], name: str, example: str) -> dict:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         # The value may hold integration keys: never echo it.
         raise ConfigError(f"{name} must be a JSON object of strings, like {example}")
-    return value
+    return dict(value)
 
 
 def _routes(environ: Mapping[str, str]) -> dict[str, str]:
@@ -196,17 +196,19 @@ def _routes(environ: Mapping[str, str]) -> dict[str, str]:
     return {name: key.strip() for name, key in routes.items()}
 
 
-def _severity_overrides(environ: Mapping[str, str]) -> dict[str, str]:
-    overrides = _json_object(environ, "SEVERITY_OVERRIDES", '{"notice": "Warning"}')
-    for level, severity in overrides.items():
-        if severity not in mapping.SEVERITY_RANK:
+def _severity_overrides(environ: Mapping[str, str]) -> dict[str, mapping.Severity]:
+    overrides: dict[str, mapping.Severity] = {}
+    for level, name in _json_object(environ, "SEVERITY_OVERRIDES", '{"notice": "Warning"}').items():
+        severity = next((s for s in mapping.SEVERITY_RANK if s == name), None)
+        if severity is None:
             raise ConfigError(
-                f"SEVERITY_OVERRIDES: {level!r} maps to {severity!r}; use one of {', '.join(mapping.SEVERITY_RANK)}"
+                f"SEVERITY_OVERRIDES: {level!r} maps to {name!r}; use one of {', '.join(mapping.SEVERITY_RANK)}"
             )
-    return {level.strip().lower(): severity for level, severity in overrides.items()}
+        overrides[level.strip().lower()] = severity
+    return overrides
 
 
-def _min_severity(environ: Mapping[str, str]) -> str:
+def _min_severity(environ: Mapping[str, str]) -> mapping.Severity:
     value = _text(environ, "MIN_SEVERITY") or mapping.INFO
     for severity in mapping.SEVERITY_RANK:
         if value.lower() == severity.lower():

@@ -110,7 +110,7 @@ class Store:
     def entries(self) -> Iterator[Entry]:
         """Every object under the prefix whose name the relay wrote, oldest first."""
         prefix = self.location.prefix
-        params = {"Prefix": prefix}
+        params: dict[str, Any] = {"Prefix": prefix}
         while True:
             page = self._call(f"list s3://{self.location.bucket}/{prefix}", "list_objects_v2", **params)
             for item in page.get("Contents", []):
@@ -129,7 +129,8 @@ class Store:
             params["ContinuationToken"] = page["NextContinuationToken"]
 
     def read(self, key: str) -> dict[str, Any]:
-        return json.loads(self._call(f"read {key}", "get_object", Key=key, read_body=True))
+        document: dict[str, Any] = json.loads(self._call(f"read {key}", "get_object", Key=key, read_body=True))
+        return document
 
     def delete(self, key: str) -> None:
         self._call(f"delete {key}", "delete_object", Key=key)
@@ -140,7 +141,7 @@ class Store:
             f"write s3://{self.location.bucket}/{key}", "put_object", Key=key, Body=body, ContentType="application/json"
         )
 
-    def _call(self, action: str, operation: str, read_body: bool = False, **params: Any) -> Any:
+    def _call(self, action: str, operation: str, *, read_body: bool = False, **params: Any) -> Any:
         client = self.client
         from botocore.exceptions import BotoCoreError, ClientError  # loaded with the client
 

@@ -262,7 +262,9 @@ def sdk_clients(access_key: str, secret_key: str, region: str) -> tuple[Any, Any
     return volcenginesdkvefaas.VEFAASApi(client), UniversalApi(client), models
 
 
-def main(argv: list[str] | None = None, out: TextIO = sys.stdout, clients: Callable[..., tuple] = sdk_clients) -> int:
+def main(
+    argv: list[str] | None = None, out: TextIO = sys.stdout, clients: Callable[..., tuple[Any, Any, Any]] = sdk_clients
+) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy", description=__doc__.splitlines()[0])
     parser.add_argument("--name", default=os.environ.get("VEFAAS_FUNCTION_NAME", "volc-flashduty-relay"))
     parser.add_argument("--region", default=os.environ.get("VOLCENGINE_REGION", "cn-beijing"))

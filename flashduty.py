@@ -23,6 +23,7 @@ from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
 from config import MAX_CONCURRENCY
+from mapping import Event
 
 RETRIES = 3  # Flashduty suggests at most 3 retries, backing off from 1 s
 BACKOFF_FACTOR = 0.5  # urllib3 waits 0, 1, 2 s before the retries
@@ -33,7 +34,7 @@ DEADLINE = "deadline"  # Outcome.error for an event the deadline left unsent or 
 
 @dataclass(frozen=True)
 class Outcome:
-    event: dict[str, Any]
+    event: Event
     delivered: bool
     status: int | None = None  # Flashduty's HTTP status, None when it never answered
     error: str | None = None  # Flashduty's error code, or what went wrong on the way
@@ -143,7 +144,7 @@ def _limiter(integration_key: str, rate: float) -> RateLimiter:
 
 
 def deliver(
-    events: Sequence[dict[str, Any]],
+    events: Sequence[Event],
     *,
     push_url: str,
     integration_key: str,
@@ -170,7 +171,7 @@ def deliver(
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _send(event: dict[str, Any], push_url: str, integration_key: str, limiter: RateLimiter, deadline: float) -> Outcome:
+def _send(event: Event, push_url: str, integration_key: str, limiter: RateLimiter, deadline: float) -> Outcome:
     if not limiter.wait_for_slot(deadline):
         return Outcome(event, False, error=DEADLINE)
     _sending.limiter, _sending.deadline = limiter, deadline

@@ -13,13 +13,18 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final, Literal, NotRequired, TypedDict
 
-CRITICAL, WARNING, INFO, OK = "Critical", "Warning", "Info", "Ok"
-SEVERITY_RANK = {INFO: 0, WARNING: 1, CRITICAL: 2}
+Severity = Literal["Critical", "Warning", "Info"]
+EventStatus = Literal["Critical", "Warning", "Info", "Ok"]  # Ok closes the alert
+CRITICAL: Final = "Critical"
+WARNING: Final = "Warning"
+INFO: Final = "Info"
+OK: Final = "Ok"
+SEVERITY_RANK: dict[Severity, int] = {INFO: 0, WARNING: 1, CRITICAL: 2}
 # The seed document's table; levels arrive in either case.
-LEVELS = {"critical": CRITICAL, "warning": WARNING, "notice": INFO}
-UNKNOWN_LEVEL_SEVERITY = WARNING
+LEVELS: dict[str, Severity] = {"critical": CRITICAL, "warning": WARNING, "notice": INFO}
+UNKNOWN_LEVEL_SEVERITY: Severity = WARNING
 
 EVENT, METRIC, NO_DATA, UNRECOGNISED = "event", "metric", "no_data", "unrecognised"
 METRIC_TYPES = frozenset({"Metric", "MetricRecovered", "MetricsNoData", "NoDataRecovered"})
@@ -34,7 +39,6 @@ RESOURCE_LISTS = (
 # Flashduty's documented limits.
 TITLE_MAX = 512
 DESCRIPTION_MAX = 2048
-ALERT_KEY_MAX = 255
 LABELS_MAX = 50
 LABEL_KEY_MAX = 128
 LABEL_VALUE_MAX = 2048
@@ -42,18 +46,31 @@ LABEL_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RAW_EXCERPT_MAX = 1500
 
 
+class Event(TypedDict):
+    """A Flashduty standard alert event, with the fields Flashduty documents (limits above).
+
+    Flashduty also takes `images` (links to pictures), which nothing in a Volcengine callback fills.
+    """
+
+    title_rule: str
+    event_status: EventStatus
+    alert_key: NotRequired[str]  # Flashduty requires it for Ok only; the relay always sets it
+    description: NotRequired[str]
+    labels: NotRequired[dict[str, str]]
+
+
 @dataclass(frozen=True)
 class Options:
     """User choices that change the translation (from config.Settings)."""
 
-    severity_overrides: Mapping[str, str] = field(default_factory=dict)  # lower-case level -> severity
-    min_severity: str = INFO
+    severity_overrides: Mapping[str, Severity] = field(default_factory=dict)  # lower-case level -> severity
+    min_severity: Severity = INFO
 
 
 @dataclass(frozen=True)
 class Translation:
     kind: str  # event, metric or unrecognised
-    events: list[dict[str, Any]]  # Flashduty standard alert events, ready to send
+    events: list[Event]  # ready to send
     filtered: int = 0  # firing events dropped for being below Options.min_severity
 
 
@@ -83,12 +100,12 @@ def _kind(callback: Mapping[str, Any]) -> str:
     return UNRECOGNISED
 
 
-def _passes(event: Mapping[str, Any], options: Options) -> bool:
+def _passes(event: Event, options: Options) -> bool:
     status = event["event_status"]
     return status == OK or SEVERITY_RANK[status] >= SEVERITY_RANK[options.min_severity]
 
 
-def severity(level: Any, options: Options = Options()) -> tuple[str, bool]:
+def severity(level: Any, options: Options = Options()) -> tuple[Severity, bool]:
     """Flashduty severity for a Volcengine level, and whether the level was known."""
     name = _text(level).lower()
     if name in options.severity_overrides:
@@ -101,7 +118,7 @@ def severity(level: Any, options: Options = Options()) -> tuple[str, bool]:
 # Event Center -------------------------------------------------------------------------------
 
 
-def _event_center(callback: Mapping[str, Any], options: Options) -> dict[str, Any]:
+def _event_center(callback: Mapping[str, Any], options: Options) -> Event:
     details, details_text = _details(callback.get("Details"))
     rules = _dicts(callback.get("Rules"))
     # The most severe matched rule decides; the first one wins a tie, so the choice is stable.
@@ -196,10 +213,11 @@ def _rule_text(rule: Mapping[str, Any]) -> str:
 # Metric alarms ------------------------------------------------------------------------------
 
 
-def _metric_alarms(callback: Mapping[str, Any], options: Options) -> Iterable[dict[str, Any]]:
+def _metric_alarms(callback: Mapping[str, Any], options: Options) -> Iterable[Event]:
     firing_status, known = severity(callback.get("Level"), options)
     for list_name, kind, recovers in RESOURCE_LISTS:
         for resource in _dicts(callback.get(list_name)):
+            status: EventStatus
             if recovers:
                 status = OK
             elif kind == NO_DATA:
@@ -214,9 +232,9 @@ def _metric_event(
     resource: Mapping[str, Any],
     kind: str,
     recovers: bool,
-    status: str,
+    status: EventStatus,
     level_known: bool,
-) -> dict[str, Any]:
+) -> Event:
     rule_name = _text(callback.get("RuleName"))
     rule_id = _text(callback.get("RuleId"))
     account = _text(callback.get("AccountId"))
@@ -323,7 +341,7 @@ def _names(value: Any) -> list[str]:
 # Unrecognised -------------------------------------------------------------------------------
 
 
-def _unrecognised(callback: Mapping[str, Any]) -> dict[str, Any]:
+def _unrecognised(callback: Mapping[str, Any]) -> Event:
     raw = _json(callback)
     callback_type = _text(callback.get("Type"))
     lines = [
@@ -347,12 +365,12 @@ def _unrecognised(callback: Mapping[str, Any]) -> dict[str, Any]:
 def _event(
     *,
     title: str,
-    status: str,
+    status: EventStatus,
     key_parts: Iterable[str],
     lines: Iterable[str | None],
     labels: Mapping[str, str],
     extra_labels: Iterable[tuple[str, str]] = (),
-) -> dict[str, Any]:
+) -> Event:
     return {
         "title_rule": _truncate(title, TITLE_MAX),
         "event_status": status,

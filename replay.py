@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO
+from typing import TextIO
 
 import config
 import flashduty
@@ -102,7 +102,7 @@ def send(
             by_group[entry.group].append(entry)
 
     # Work items: (route, events to send, objects to delete once they are all accepted).
-    work: list[tuple[str, list[dict[str, Any]], list[str]]] = []
+    work: list[tuple[str, list[mapping.Event], list[str]]] = []
     for _, members in sorted(by_group.items()):
         event_entries = [e for e in members if e.is_event and selection.matches(e, now)]
         callback_entry = next((e for e in members if not e.is_event), None)
@@ -127,7 +127,7 @@ def send(
         return 0
 
     accepted = failed = sent = 0
-    by_route: dict[str, list[tuple[list[dict[str, Any]], list[str]]]] = defaultdict(list)
+    by_route: dict[str, list[tuple[list[mapping.Event], list[str]]]] = defaultdict(list)
     for route, events, keys in work:
         by_route[route].append((events, keys))
     for route, items in by_route.items():
