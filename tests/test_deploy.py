@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
-from local_ports import free_port
 
 import deploy
+from tests.support.servers import free_port
 
 
 def test_package_holds_the_relay_and_nothing_else() -> None:
@@ -194,7 +194,7 @@ def test_a_failed_release_is_reported(local_server, environment, monkeypatch, ca
     assert exit_.value.code == 1 and "release ended Failed" in capsys.readouterr().err
 
 
-def test_dry_run_calls_nothing(environment, monkeypatch) -> None:
+def test_dry_run_calls_nothing(environment) -> None:
     environment(FLASHDUTY_INTEGRATION_KEY="fd-key")
 
     def no_clients(*_):

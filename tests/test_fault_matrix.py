@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import load_json
-from flashduty_stub import Fault, FlashdutyStub
-from local_ports import unreachable_push_url
-from test_deadletter import objects
 
 import mapping
+from tests.support.callbacks import load_json
+from tests.support.flashduty import Fault, FlashdutyStub
+from tests.support.s3 import objects
+from tests.support.servers import unreachable_push_url
 
 SAMPLE = load_json("samples/metric.json")
 EVENTS = {e["alert_key"] for e in mapping.translate(SAMPLE).events}

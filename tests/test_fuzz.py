@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ROOT
 from functions_framework import create_app
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from test_mapping_properties import json_values, mutated_callbacks
+
+from tests.support.callbacks import ROOT
+from tests.support.strategies import json_values, mutated_callbacks
 
 OURS_MAY_ANSWER = {200, 400, 413}
 

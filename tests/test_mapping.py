@@ -6,10 +6,10 @@ import copy
 import json
 
 import pytest
-from conftest import load_json
-from flashduty_stub import contract_violations
 
 from mapping import CRITICAL, INFO, OK, WARNING, Options, translate
+from tests.support.callbacks import load_json
+from tests.support.flashduty import contract_violations
 
 REQUIRED_LABELS = {"source", "kind", "account_id", "region", "resource_id", "rule_id", "rule_name"}
 

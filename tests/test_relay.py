@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, load_json
 
 import config
+from tests.support.callbacks import ROOT, load_json
 
 SAMPLE = (ROOT / "samples/metric.json").read_bytes()
 

@@ -11,7 +11,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+
+from tests.support.callbacks import ROOT
 
 OSLS = ROOT / "node_modules/.bin/osls"
 

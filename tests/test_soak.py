@@ -13,30 +13,31 @@ import random
 import threading
 from collections import Counter
 
-from conftest import load_json
-from flashduty_stub import Fault
-from test_deadletter import KEY, objects
-
 import mapping
 import replay
+from tests.support.callbacks import load_json, metric_callback
+from tests.support.flashduty import Fault
+from tests.support.s3 import objects
 
+KEY = "fd-soak-key-0123456789"
 CALLBACKS = 40
 VOLCENGINE_RETRIES = 3
 
 
 def callbacks(rng: random.Random) -> list[dict]:
-    event, metric, recovered = (load_json(f"samples/{n}.json") for n in ("event", "metric", "metric-recovered"))
+    event = load_json("samples/event.json")
     made = []
     for n in range(CALLBACKS):
         shape = rng.choice(("event", "metric", "recovered"))
         if shape == "event":
             callback = copy.deepcopy(event)
             callback["Details"]["volcresourcename"] = f"i-soak-{n}"
+        elif shape == "metric":
+            callback = metric_callback(rng.randint(1, 6), f"soak-{n}-")
         else:
-            callback = copy.deepcopy(metric if shape == "metric" else recovered)
-            listed = "Resources" if shape == "metric" else "RecoveredResources"
-            template = callback[listed][0]
-            callback[listed] = [{**template, "Id": f"i-soak-{n}-{r}"} for r in range(rng.randint(1, 6))]
+            callback = metric_callback(
+                rng.randint(1, 6), f"soak-{n}-", sample="samples/metric-recovered.json", listed="RecoveredResources"
+            )
         made.append(callback)
     return made
 

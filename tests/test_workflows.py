@@ -6,7 +6,8 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from conftest import ROOT
+
+from tests.support.callbacks import ROOT
 
 WORKFLOWS = sorted((ROOT / ".github/workflows").glob("*.yml"))
 

@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from local_ports import free_port
+from tests.support.callbacks import ROOT
+from tests.support.servers import free_port
 
 PATH = "/event/push/alert/standard"
 STATUSES = {"Critical", "Warning", "Info", "Ok"}
@@ -215,8 +215,8 @@ def stub_process(fault_rate: float = 0.0, delay: float = 0.0) -> Iterator[str]:
 
     Its push URL is yielded; a GET to it answers what was accepted and when each request arrived.
     """
-    command = [sys.executable, str(Path(__file__)), str(free_port()), str(fault_rate), str(delay)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    command = [sys.executable, "-m", __name__, str(free_port()), str(fault_rate), str(delay)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         yield process.stdout.readline().strip()
     finally:
@@ -225,7 +225,7 @@ def stub_process(fault_rate: float = 0.0, delay: float = 0.0) -> Iterator[str]:
 
 
 def main() -> None:
-    """`python tests/flashduty_stub.py PORT [FAULT_RATE [DELAY]]`: serve until killed.
+    """`python -m tests.support.flashduty PORT [FAULT_RATE [DELAY]]`: serve until killed.
 
     FAULT_RATE is the share of requests answered with a random fault (500, 429, 400 or a reset);
     DELAY is Flashduty's latency for the others, in seconds.

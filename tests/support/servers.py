@@ -1,0 +1,80 @@
+"""Ports on this machine, and the servers the tests and benchmarks start on them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import IO
+
+from tests.support.callbacks import ROOT
+
+
+def free_port() -> int:
+    """A port nothing listens on now: for a server to start, or to find a connection refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def unreachable_push_url() -> str:
+    return f"http://127.0.0.1:{free_port()}/event/push/alert/standard"
+
+
+def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> bytes:
+    """The first answer of a server that `process` is starting; fails if it exits or never answers."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        try:
+            return urllib.request.urlopen(url, timeout=1).read()
+        except OSError:
+            time.sleep(0.1)  # polling until the server is up
+    raise RuntimeError(f"{url} never answered")
+
+
+@contextmanager
+def production_server(
+    env: Mapping[str, str], target: str = "relay", source: str = "main.py", port_variable: str = "_FAAS_RUNTIME_PORT"
+) -> Iterator[tuple[str, subprocess.Popen, IO[str]]]:
+    """run.sh's server (gunicorn via functions-framework); for another target, the same command.
+
+    Yields the server's URL, its process and its log (a file: an unread pipe would fill and block
+    the server's logging).
+    """
+    port = free_port()
+    environment = {
+        **{k: v for k, v in os.environ.items() if k not in ("_FAAS_RUNTIME_PORT", "_BYTEFAAS_RUNTIME_PORT")},
+        **env,
+        port_variable: str(port),
+        "PYTHON": sys.executable,
+    }
+    if target == "relay":
+        command = ["./run.sh"]
+    else:
+        environment.update(WORKERS="1", THREADS="16")
+        command = [
+            sys.executable,
+            "-m",
+            "functions_framework",
+            f"--target={target}",
+            f"--source={source}",
+            "--host=127.0.0.1",
+            f"--port={port}",
+        ]
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=log, text=True)
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            wait_until_up(url, process)
+            yield url, process, log
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
