@@ -53,13 +53,41 @@ class Response:
         return json.dumps(self.body, ensure_ascii=False)
 
 
-class BadRequest(Exception):
-    """The caller's fault: answered with this status and message, never a traceback."""
+class CallerError(Exception):
+    """An answer the caller caused: its status and this message as JSON, never a traceback."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    status = 400
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status = status
         self.headers = headers or {}
+
+
+class BadRequest(CallerError):
+    """The body is malformed: empty, not UTF-8, not JSON, not an object, bad base64."""
+
+
+class Unauthorized(CallerError):
+    status = 401
+
+
+class NotFound(CallerError):
+    """The path names no route."""
+
+    status = 404
+
+
+class MethodNotAllowed(CallerError):
+    status = 405
+
+    def __init__(self, method: str) -> None:
+        super().__init__(
+            f"method {method or '(none)'} not allowed: Volcengine callbacks are POST", {"Allow": ALLOWED_METHODS}
+        )
+
+
+class PayloadTooLarge(CallerError):
+    status = 413
 
 
 class Relay:
@@ -73,7 +101,7 @@ class Relay:
         record: dict[str, Any] = {"message": "callback", "trace_id": trace_id, "method": request.method}
         try:
             response = self._answer(request, trace_id, started + self.settings.deadline_seconds, record)
-        except BadRequest as exc:
+        except CallerError as exc:
             response = Response(exc.status, {"error": str(exc), "trace_id": trace_id}, exc.headers)
         except Exception:
             logger.exception(json.dumps({"message": "internal error", "trace_id": trace_id}))
@@ -91,11 +119,7 @@ class Relay:
         if request.method in ("GET", "HEAD"):
             return Response(200, {"status": "ok", "version": VERSION, "dry_run": self.settings.dry_run})
         if request.method != "POST":
-            raise BadRequest(
-                405,
-                f"method {request.method or '(none)'} not allowed: Volcengine callbacks are POST",
-                {"Allow": ALLOWED_METHODS},
-            )
+            raise MethodNotAllowed(request.method)
         self._authenticate(request)
         route, integration_key = self._route(request.path)
         record["route"] = route
@@ -156,8 +180,8 @@ class Relay:
             return
         given = request.headers.get("token") or request.query.get("token") or ""
         if not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8")):
-            raise BadRequest(
-                401, "missing or wrong callback token: send it in the Token header or the token query parameter"
+            raise Unauthorized(
+                "missing or wrong callback token: send it in the Token header or the token query parameter"
             )
 
     def _route(self, path: str) -> tuple[str, str | None]:
@@ -167,9 +191,9 @@ class Relay:
         if name in routes:
             return name, self.settings.integration_key_for(name)
         if routes and name:
-            raise BadRequest(404, f"no route named {name!r}: use one of the paths /{', /'.join(sorted(routes))} or /")
+            raise NotFound(f"no route named {name!r}: use one of the paths /{', /'.join(sorted(routes))} or /")
         if self.settings.integration_key is None and not self.settings.dry_run:
-            raise BadRequest(404, f"no integration for path '/': use one of the paths /{', /'.join(sorted(routes))}")
+            raise NotFound(f"no integration for path '/': use one of the paths /{', /'.join(sorted(routes))}")
         return DEFAULT_ROUTE, self.settings.integration_key_for(DEFAULT_ROUTE)
 
 
@@ -179,26 +203,26 @@ def _decoded(request: Request) -> bytes:
     try:
         return base64.b64decode(request.body, validate=True)
     except binascii.Error:
-        raise BadRequest(400, "body is marked base64-encoded but is not valid base64") from None
+        raise BadRequest("body is marked base64-encoded but is not valid base64") from None
 
 
 def _parse(body: bytes) -> dict[str, Any]:
     if len(body) > MAX_BODY_BYTES:
-        raise BadRequest(413, f"body is larger than {MAX_BODY_BYTES} bytes")
+        raise PayloadTooLarge(f"body is larger than {MAX_BODY_BYTES} bytes")
     if not body.strip():
-        raise BadRequest(400, "empty body: expected a JSON object from Volcengine Cloud Monitor")
+        raise BadRequest("empty body: expected a JSON object from Volcengine Cloud Monitor")
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise BadRequest(400, f"body is not UTF-8 (bad byte at position {exc.start})") from None
+        raise BadRequest(f"body is not UTF-8 (bad byte at position {exc.start})") from None
     try:
         callback = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BadRequest(400, f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise BadRequest(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
-        raise BadRequest(400, "body is not usable JSON: nested too deeply") from None
+        raise BadRequest("body is not usable JSON: nested too deeply") from None
     if not isinstance(callback, dict):
-        raise BadRequest(400, f"body must be a JSON object, got {_json_type(callback)}")
+        raise BadRequest(f"body must be a JSON object, got {_json_type(callback)}")
     return callback
 
 
