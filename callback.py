@@ -13,7 +13,10 @@ import json
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +31,9 @@ MAX_BODY_BYTES = 1024 * 1024
 ALLOWED_METHODS = "GET, HEAD, POST"
 # With a dead-letter store, delivery stops this much before the deadline to leave time to store.
 STORE_RESERVE_SECONDS = 1.5
+LISTED_MAX = 100  # alert keys and failures listed in an answer and its log line; past that, counts
+# Store writes run beside delivery; threads start only when a store is configured.
+_WRITER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store")
 
 logger = logging.getLogger("relay")
 logger.setLevel(logging.INFO)  # the one line per callback shows whatever the root level
@@ -134,12 +140,19 @@ class Relay:
             "route": route,
             "events": len(events),
             "filtered": translation.filtered,
-            "alert_keys": [event["alert_key"] for event in events],
+            "alert_keys": [event["alert_key"] for event in events[:LISTED_MAX]],
         }
+        if len(events) > LISTED_MAX:
+            summary["listed"] = LISTED_MAX
         if self.settings.dry_run:  # a dry run exists to show the translated events
             return Response(200, {**summary, "dry_run": True, "delivered": 0, "translated": events})
 
         assert integration_key is not None  # _route gives a key whenever this is not a dry run
+        now = datetime.now(UTC)
+        # What this callback sends supersedes older stored events of the same alerts (replay reads it).
+        recording = (
+            _WRITER.submit(self.store.record_sent, trace_id=trace_id, events=events, now=now) if self.store else None
+        )
         reserve = min(STORE_RESERVE_SECONDS, self.settings.deadline_seconds / 2) if self.store else 0.0
         outcomes = flashduty.deliver(
             events,
@@ -147,22 +160,26 @@ class Relay:
             integration_key=integration_key,
             deadline=deadline - reserve,
             concurrency=self.settings.concurrency,
-            max_rps=self.settings.max_rps,
+            limits=self.settings.limits,
+            shuffle=True,
         )
         failed = [o for o in outcomes if not o.delivered]
-        failures = [
-            {"alert_key": o.alert_key, "status": o.status, "error": o.error, "attempts": o.attempts} for o in failed
-        ]
-        delivered = len(outcomes) - len(failed)
-        summary.update(delivered=delivered, failed=len(failed))
+        summary.update(delivered=len(outcomes) - len(failed), failed=len(failed))
+        if recording is not None and (error := _written(recording, deadline)):
+            record["record_error"] = error
         if not failed:
             return Response(200, summary)
-        summary["failures"] = failures
+        summary["failures"] = [
+            {"alert_key": o.alert_key, "status": o.status, "error": o.error, "attempts": o.attempts}
+            for o in failed[:LISTED_MAX]
+        ]
+        summary["failures_by_error"] = dict(Counter(o.error or f"HTTP {o.status}" for o in failed).most_common())
         if self.store is not None:
-            try:
-                self.store.keep(trace_id=trace_id, route=route, body=body, failures=failed, now=datetime.now(UTC))
-            except StoreError as exc:
-                record["store_error"] = str(exc)
+            keeping = _WRITER.submit(
+                self.store.keep, trace_id=trace_id, route=route, body=body, failures=failed, now=now
+            )
+            if error := _written(keeping, deadline):
+                record["store_error"] = error
             else:
                 # Kept for `python -m replay send`: a retry from Volcengine would add nothing.
                 summary["dead_lettered"] = len(failed)
@@ -195,6 +212,17 @@ class Relay:
         if self.settings.integration_key is None and not self.settings.dry_run:
             raise NotFound(f"no integration for path '/': use one of the paths /{', /'.join(sorted(routes))}")
         return DEFAULT_ROUTE, self.settings.integration_key_for(DEFAULT_ROUTE)
+
+
+def _written(write: Future[Any], deadline: float) -> str | None:
+    """Why a store write failed or did not finish by the deadline; None once it succeeded."""
+    try:
+        write.result(timeout=max(0.0, deadline - time.monotonic()))
+    except FutureTimeout:
+        return "the store did not answer before the deadline"
+    except StoreError as exc:
+        return str(exc)
+    return None
 
 
 def _decoded(request: Request) -> bytes:

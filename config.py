@@ -18,7 +18,9 @@ DEFAULT_PUSH_URL = "https://api.flashcat.cloud/event/push/alert/standard"
 # Volcengine waits 8 s for an answer, then retries the whole callback.
 VOLCENGINE_TIMEOUT_SECONDS = 8.0
 MAX_CONCURRENCY = 32  # also the size of the delivery connection pool
-FLASHDUTY_RATE_LIMIT = 100.0  # requests/second per integration, documented by Flashduty
+# Flashduty's documented limits per integration: 100 requests a second and 1,000 a minute.
+FLASHDUTY_RATE_LIMIT = 100.0
+FLASHDUTY_MINUTE_LIMIT = 1000
 # Every variable load() reads (what a deploy copies into the function's environment).
 VARIABLES = (
     "FLASHDUTY_INTEGRATION_KEY",
@@ -29,6 +31,8 @@ VARIABLES = (
     "DELIVERY_DEADLINE_SECONDS",
     "DELIVERY_CONCURRENCY",
     "FLASHDUTY_MAX_RPS",
+    "FLASHDUTY_MAX_PER_MINUTE",
+    "FLASHDUTY_MINUTE_SECONDS",
     "SEVERITY_OVERRIDES",
     "MIN_SEVERITY",
     "DEADLETTER_URI",
@@ -54,6 +58,15 @@ class DeadLetter:
 
 
 @dataclass(frozen=True)
+class RateLimits:
+    """What one integration may be sent, in any second and in any minute, retries included."""
+
+    per_second: float = FLASHDUTY_RATE_LIMIT
+    per_minute: int = FLASHDUTY_MINUTE_LIMIT
+    minute_seconds: float = 60.0  # shorter only where tests and benchmarks scale time down
+
+
+@dataclass(frozen=True)
 class Settings:
     integration_key: str | None = None
     routes: Mapping[str, str] = field(default_factory=dict)
@@ -62,7 +75,7 @@ class Settings:
     callback_token: str | None = None
     deadline_seconds: float = 6.0
     concurrency: int = 8
-    max_rps: float = FLASHDUTY_RATE_LIMIT
+    limits: RateLimits = field(default_factory=RateLimits)
     mapping: mapping.Options = field(default_factory=mapping.Options)
     deadletter: DeadLetter | None = None
 
@@ -75,7 +88,7 @@ class Settings:
             f"Settings(routes={sorted(self.routes)}, push_url={self.push_url!r}, "
             f"dry_run={self.dry_run}, token={'set' if self.callback_token else 'unset'}, "
             f"deadline_seconds={self.deadline_seconds}, concurrency={self.concurrency}, "
-            f"max_rps={self.max_rps}, mapping={self.mapping}, deadletter={self.deadletter})"
+            f"limits={self.limits}, mapping={self.mapping}, deadletter={self.deadletter})"
         )
 
 
@@ -91,7 +104,15 @@ def load(environ: Mapping[str, str]) -> Settings:
         callback_token=_text(environ, "CALLBACK_TOKEN"),
         deadline_seconds=_number(environ, "DELIVERY_DEADLINE_SECONDS", 6.0, 0.5, VOLCENGINE_TIMEOUT_SECONDS - 0.5),
         concurrency=int(_number(environ, "DELIVERY_CONCURRENCY", 8, 1, MAX_CONCURRENCY, whole=True)),
-        max_rps=_number(environ, "FLASHDUTY_MAX_RPS", FLASHDUTY_RATE_LIMIT, 0.1, FLASHDUTY_RATE_LIMIT),
+        limits=RateLimits(
+            per_second=_number(environ, "FLASHDUTY_MAX_RPS", FLASHDUTY_RATE_LIMIT, 0.1, FLASHDUTY_RATE_LIMIT),
+            per_minute=int(
+                _number(
+                    environ, "FLASHDUTY_MAX_PER_MINUTE", FLASHDUTY_MINUTE_LIMIT, 1, FLASHDUTY_MINUTE_LIMIT, whole=True
+                )
+            ),
+            minute_seconds=_number(environ, "FLASHDUTY_MINUTE_SECONDS", 60.0, 1.0, 60.0),
+        ),
         mapping=mapping.Options(
             severity_overrides=_severity_overrides(environ),
             min_severity=_min_severity(environ),

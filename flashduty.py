@@ -1,35 +1,48 @@
 """Deliver events to Flashduty's standard alert event API.
 
 One pooled requests.Session for the life of the process (warm invocations reuse its connections),
-urllib3 Retry for connection errors, 429 and 5xx (honouring a capped Retry-After), a rate limit per
-integration, and a deadline for the whole callback: Volcengine stops waiting after 8 s.
+urllib3 Retry for connection errors, 429 and 5xx (honouring a capped Retry-After), both of
+Flashduty's rate limits per integration, and a deadline for the whole callback: Volcengine stops
+waiting after 8 s. The events that matter most go first; events of one alert go one after another.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
+import random
 import re
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3 import BaseHTTPResponse
+from urllib3.connectionpool import ConnectionPool
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
-from config import MAX_CONCURRENCY
-from mapping import Event
+from config import MAX_CONCURRENCY, RateLimits
+from mapping import CRITICAL, INFO, OK, WARNING, Event
 
 RETRIES = 3  # Flashduty suggests at most 3 retries, backing off from 1 s
 BACKOFF_FACTOR = 0.5  # urllib3 waits 0, 1, 2 s before the retries
 RETRY_AFTER_CAP_SECONDS = 3.0
 CONNECT_TIMEOUT_SECONDS = 2.0
-DEADLINE = "deadline"  # Outcome.error for an event the deadline left unsent or unanswered
+READ_TIMEOUT_SECONDS = 30.0  # for one answer, however far the deadline (a replay's may be hours away)
+# Outcome.error for an event that never got an answer, when no attempt had failed yet:
+DEADLINE = "deadline"  # time ran out before it was sent
+RATE_LIMITED = "rate-limit"  # Flashduty's limits left no slot for it before the deadline
+BLOCKED = "blocked"  # an earlier event of its alert failed, and a later one must not overtake it
+# What goes first when not everything fits in the deadline: a firing pages someone; a recovery
+# stops an incident from escalating; Info pages nobody.
+PRIORITY = {CRITICAL: 0, WARNING: 1, OK: 2, INFO: 3}
 
 
 @dataclass(frozen=True)
@@ -44,9 +57,78 @@ class Outcome:
     def alert_key(self) -> str:
         return self.event.get("alert_key", "")
 
+    @property
+    def refused(self) -> bool:
+        """Flashduty refused it for good (a 4xx other than 429): sending it again changes nothing."""
+        return self.status is not None and 400 <= self.status < 500 and self.status != 429
 
-# The rate limiter and deadline of the event this thread is sending: urllib3 retries inside one
-# session.post call, on the calling thread, so this is where its retries can find them.
+
+class RateLimiter:
+    """Request starts within both of Flashduty's limits, across all threads of the process.
+
+    Starts are spaced at least 1/per_second apart, and no window of a minute holds more than
+    per_minute of them. A slot is granted only when it is due, to the caller that then sends at
+    once: a reservation held through a sleep would let threads that wake late (a busy machine, a
+    GC pause) send together, bunching requests at Flashduty's end. Libraries such as pyrate-limiter
+    and limits count windows well, but cannot say when the next slot is due (so that a caller past
+    its deadline gives up at once instead of waiting), let a second's whole quota out in one burst,
+    and have no way to hold every caller off after a 429; this is the 40 lines that do.
+    """
+
+    def __init__(self, limits: RateLimits) -> None:
+        # Starts spaced exactly at the limit can still arrive bunched (network jitter): 101 in one
+        # second at Flashduty's end was measured at 100/s. Keep a little inside both limits.
+        self._interval = 1.0 / (limits.per_second * RATE_HEADROOM)
+        self._window = limits.minute_seconds / RATE_HEADROOM
+        self._starts: collections.deque[float] = collections.deque(maxlen=limits.per_minute)
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait_for_slot(self, deadline: float) -> bool:
+        """Wait until this caller may send now; False, without waiting, once that is past the deadline."""
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                if now >= deadline:
+                    return False
+                due = self._next
+                if len(self._starts) == self._starts.maxlen:  # the minute is full until its oldest leaves
+                    due = max(due, self._starts[0] + self._window)
+                if now >= due:
+                    self._next = now + self._interval
+                    self._starts.append(now)
+                    return True
+            if due >= deadline:
+                return False
+            time.sleep(due - now)
+
+    def hold_off(self, seconds: float) -> None:
+        """Flashduty answered 429: nobody sends to this integration for this long."""
+        with self._lock:
+            self._next = max(self._next, time.monotonic() + seconds)
+
+
+RATE_HEADROOM = 0.98
+_limiters: dict[tuple[str, RateLimits], RateLimiter] = {}
+_limiters_lock = threading.Lock()
+
+
+def limiter(integration_key: str, limits: RateLimits) -> RateLimiter:
+    """The process's one limiter for this integration."""
+    with _limiters_lock:
+        return _limiters.setdefault((integration_key, limits), RateLimiter(limits))
+
+
+class _Progress:
+    """How far one event's delivery got, for an answer given before it finished."""
+
+    def __init__(self) -> None:
+        self.attempts = 0  # started
+        self.cause: str | None = None  # what the last failed attempt met
+
+
+# The limiter, deadline and progress of the event this thread is sending: urllib3 retries inside
+# one session.post call, on the calling thread, so this is where its retries can find them.
 _sending = threading.local()
 
 
@@ -61,11 +143,29 @@ class _CappedRetry(Retry):
         seconds = super().get_retry_after(response)
         return None if seconds is None else min(seconds, RETRY_AFTER_CAP_SECONDS)
 
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
+        progress: _Progress = _sending.progress  # an attempt failed: say so if time runs out next
+        progress.cause = type(error).__name__ if error else f"HTTP {response.status}" if response else None
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
     def sleep(self, response: Any = None) -> None:
+        if response is not None and response.status == 429:
+            # The integration's budget is spent (another process shares it, or a replay does):
+            # every thread of this process waits, not only this one.
+            _sending.limiter.hold_off(self.get_retry_after(response) or 1.0)
         super().sleep(response)
-        # A retry is a request too: it waits for its slot under the integration's rate limit.
+        # A retry is a request too: it waits for its slot under the integration's rate limits.
         if not _sending.limiter.wait_for_slot(_sending.deadline):
             raise _PastDeadline
+        _sending.progress.attempts += 1
 
 
 class _RedactKey(logging.Filter):
@@ -100,47 +200,8 @@ def _new_session() -> requests.Session:
 
 
 _SESSION = _new_session()
-
-
-# Starts spaced exactly 1/rate apart can still arrive bunched (network jitter): 101 in one second
-# at Flashduty's end was measured at 100/s. Keep a little under the limit.
-RATE_HEADROOM = 0.98
-
-
-class RateLimiter:
-    """Request starts at least 1/rate apart, across all threads of the process.
-
-    A slot is granted only when it is due, to the caller that then sends at once: a reservation
-    held through a sleep would let threads that wake late (a busy machine, a GC pause) send
-    together, bunching requests at Flashduty's end.
-    """
-
-    def __init__(self, rate: float) -> None:
-        self._interval = 1.0 / (rate * RATE_HEADROOM)
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait_for_slot(self, deadline: float) -> bool:
-        """Wait until this caller may send now; False, without waiting, once that is past the deadline."""
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                if now >= self._next:
-                    self._next = now + self._interval
-                    return True
-                due = self._next
-            if due >= deadline:
-                return False
-            time.sleep(due - now)
-
-
-_limiters: dict[tuple[str, float], RateLimiter] = {}
-_limiters_lock = threading.Lock()
-
-
-def _limiter(integration_key: str, rate: float) -> RateLimiter:
-    with _limiters_lock:
-        return _limiters.setdefault((integration_key, rate), RateLimiter(rate))
+# Shared by every callback of the process; threads start only when a callback has several alerts.
+_POOL = ThreadPoolExecutor(max_workers=MAX_CONCURRENCY, thread_name_prefix="deliver")
 
 
 def deliver(
@@ -150,32 +211,69 @@ def deliver(
     integration_key: str,
     deadline: float,
     concurrency: int,
-    max_rps: float,
+    limits: RateLimits,
+    shuffle: bool = False,
 ) -> list[Outcome]:
-    """Send every event, concurrently; return one Outcome per event, in order, by the deadline.
+    """Send every event by the deadline; return one Outcome per event, in the order given.
 
-    `deadline` is a time.monotonic() value. An event still unsent or unanswered then is reported
-    with error DEADLINE; its request may still complete in the background, which is harmless
-    because Flashduty discards an identical repeat.
+    Alerts go in PRIORITY order (the order given within one priority), up to `concurrency` at once;
+    the events of one alert key go one after another, in the order given, and stop at the first
+    that fails for a reason that may pass (a refusal does not hold the next back). `deadline` is a
+    time.monotonic() value; what is unanswered then is reported with the cause it met. Its request
+    may still complete in the background, which is harmless: Flashduty discards an identical repeat.
+    `shuffle` puts the alerts of one priority in random order, so that Volcengine's retries of a
+    callback too large for one deadline do not all send the same ones first.
     """
-    limiter = _limiter(integration_key, max_rps)
-    pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(events))))
-    try:
-        futures = [pool.submit(_send, event, push_url, integration_key, limiter, deadline) for event in events]
+    limiter_ = limiter(integration_key, limits)
+    by_key: dict[str, list[int]] = {}
+    for index, event in enumerate(events):
+        by_key.setdefault(event.get("alert_key", f"#{index}"), []).append(index)
+    chains = list(by_key.values())
+    if shuffle:
+        random.shuffle(chains)
+    chains.sort(key=lambda chain: min(PRIORITY[events[i]["event_status"]] for i in chain))
+    results: dict[int, Outcome] = {}
+    progress = {index: _Progress() for index in range(len(events))}
+    pending = iter(chains)
+    lock = threading.Lock()
+
+    def work() -> None:
+        while time.monotonic() < deadline:
+            with lock:
+                chain = next(pending, None)
+            if chain is None:
+                return
+            for position, index in enumerate(chain):
+                outcome = _send(events[index], push_url, integration_key, limiter_, deadline, progress[index])
+                results[index] = outcome
+                if not (outcome.delivered or outcome.refused):
+                    for later in chain[position + 1 :]:
+                        results[later] = Outcome(events[later], False, error=BLOCKED)
+                    break
+
+    workers = min(concurrency, len(chains))
+    if workers == 1:
+        work()  # the usual callback, one alert: no thread to start or hand over to
+    elif workers > 1:
+        futures = [_POOL.submit(work) for _ in range(workers)]
         wait(futures, timeout=max(0.0, deadline - time.monotonic()))
-        return [
-            future.result() if future.done() else Outcome(event, False, error=DEADLINE)
-            for future, event in zip(futures, events, strict=True)
-        ]
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        for future in futures:
+            future.cancel()  # not started by the deadline: nothing left for it to do
+    return [results.get(index) or _unanswered(event, progress[index]) for index, event in enumerate(events)]
 
 
-def _send(event: Event, push_url: str, integration_key: str, limiter: RateLimiter, deadline: float) -> Outcome:
-    if not limiter.wait_for_slot(deadline):
-        return Outcome(event, False, error=DEADLINE)
-    _sending.limiter, _sending.deadline = limiter, deadline
-    remaining = max(0.1, deadline - time.monotonic())
+def _unanswered(event: Event, progress: _Progress) -> Outcome:
+    return Outcome(event, False, error=progress.cause or DEADLINE, attempts=progress.attempts)
+
+
+def _send(
+    event: Event, push_url: str, integration_key: str, limiter_: RateLimiter, deadline: float, progress: _Progress
+) -> Outcome:
+    if not limiter_.wait_for_slot(deadline):
+        return Outcome(event, False, error=RATE_LIMITED)
+    _sending.limiter, _sending.deadline, _sending.progress = limiter_, deadline, progress
+    progress.attempts = 1
+    remaining = max(0.1, min(deadline - time.monotonic(), READ_TIMEOUT_SECONDS))
     try:
         response = _SESSION.post(
             push_url,
@@ -185,13 +283,13 @@ def _send(event: Event, push_url: str, integration_key: str, limiter: RateLimite
             timeout=(min(CONNECT_TIMEOUT_SECONDS, remaining), remaining),
         )
     except _PastDeadline:
-        return Outcome(event, False, error=DEADLINE, attempts=1)  # at least the first attempt was sent
+        return _unanswered(event, progress)  # the cause its last attempt met, not just "deadline"
     except requests.RequestException as exc:
         # The exception's text holds the URL, and with it the key: keep only what kind it was.
         reason = exc.args[0] if exc.args else None
         if isinstance(reason, MaxRetryError):
             return Outcome(event, False, error=type(reason.reason).__name__, attempts=RETRIES + 1)
-        return Outcome(event, False, error=type(exc).__name__, attempts=1)
+        return Outcome(event, False, error=type(exc).__name__, attempts=progress.attempts)
     retries = getattr(response.raw, "retries", None)
     attempts = len(retries.history) + 1 if retries else 1
     if response.ok:

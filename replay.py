@@ -1,31 +1,36 @@
 """Replay the dead-letter store: `python -m replay list` and `python -m replay send`.
 
 Reads the same environment as the relay (DEADLETTER_URI, FLASHDUTY_INTEGRATION_KEY, ROUTES ...).
-`send` deletes a stored object only after Flashduty accepted what it holds, so running it twice, or
-twice at once, never loses an event: at worst one is sent twice, and Flashduty discards the repeat.
+`send` removes a stored event only once Flashduty accepted it or a newer event of its alert reached
+the relay (then sending it would undo the newer one). Events of one alert go in the order they
+happened, one after another. Running it twice, or twice at once, or beside the relay, loses
+nothing: at worst an event is sent twice, and Flashduty discards the identical repeat.
+`send --max-seconds N` is a bounded run for a timer: what it has no time for stays for the next.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 import config
 import flashduty
 import mapping
-from deadletter import Entry, Store, StoreError
+from deadletter import Entry, FormatError, Pending, Sent, Store, StoredEvent, StoreError
 
-BATCH = 100  # events sent between progress lines
-BATCH_DEADLINE_SECONDS = 60.0
+BATCH = 100  # events sent between progress lines (and between looks at what the relay sent)
+SETTLE_RESERVE_SECONDS = 10.0  # of a bounded run, kept for rewriting and deleting what was sent
+UNBOUNDED_SECONDS = 24 * 3600.0  # a run without --max-seconds
 AGES = (("< 1h", timedelta(hours=1)), ("< 1d", timedelta(days=1)), ("< 7d", timedelta(days=7)), (">= 7d", None))
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 
@@ -36,6 +41,16 @@ def duration(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30m, 12h or 7d")
     unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match[2]]
     return timedelta(**{unit: int(match[1])})
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return seconds
 
 
 @dataclass
@@ -51,23 +66,24 @@ class Selection:
             (self.min_age is None or age >= self.min_age)
             and (self.max_age is None or age <= self.max_age)
             and (self.trace_id is None or entry.trace_id == self.trace_id)
-            and (self.error is None or entry.error == self.error)
+            and (self.error is None or self.error in entry.errors)
         )
 
 
 def list_store(store: Store, now: datetime, out: TextIO) -> int:
-    entries = list(store.entries())
-    events = [e for e in entries if e.is_event]
-    callbacks = {e.group for e in entries if not e.is_event}
+    entries = [e for e in store.entries() if e.events]
     print(
-        f"{len(events)} undelivered events from {len(callbacks)} callbacks in "
+        f"{sum(e.events for e in entries)} undelivered events from {len(entries)} callbacks in "
         f"s3://{store.location.bucket}/{store.location.prefix}",
         file=out,
     )
-    if not events:
+    if not entries:
         return 0
-    by_error = Counter(e.error for e in events)
-    by_age = Counter(_age_bucket(now - e.stored_at) for e in events)
+    by_error: Counter[str] = Counter()
+    by_age: Counter[str] = Counter()
+    for entry in entries:
+        by_error.update(entry.errors)
+        by_age[_age_bucket(now - entry.stored_at)] += entry.events
     print("\nby error:", file=out)
     for error, count in by_error.most_common():
         print(f"  {error:<28} {count}", file=out)
@@ -75,12 +91,28 @@ def list_store(store: Store, now: datetime, out: TextIO) -> int:
     for name, _ in AGES:
         if by_age[name]:
             print(f"  {name:<28} {by_age[name]}", file=out)
-    print(f"\noldest: {min(e.stored_at for e in events):%Y-%m-%d %H:%M:%S} UTC", file=out)
+    print(f"\noldest: {min(e.stored_at for e in entries):%Y-%m-%d %H:%M:%S} UTC", file=out)
     return 0
 
 
 def _age_bucket(age: timedelta) -> str:
     return next(name for name, limit in AGES if limit is None or age < limit)
+
+
+@dataclass
+class _Work:
+    """One stored callback: what to send for it, and, once sent, which of its stored events stay."""
+
+    pending: Pending
+    stored: list[StoredEvent]  # not superseded
+    to_send: list[mapping.Event]
+    accepted: set[int] = field(default_factory=set)  # indexes into to_send
+
+    def remaining(self, retranslated: bool) -> list[StoredEvent]:
+        if retranslated:  # what today's mapping sent under the same alert key, and Flashduty accepted
+            done = {self.to_send[i].get("alert_key") for i in self.accepted}
+            return [s for s in self.stored if s.event.get("alert_key") not in done]
+        return [s for i, s in enumerate(self.stored) if i not in self.accepted]
 
 
 def send(
@@ -90,88 +122,107 @@ def send(
     *,
     retranslate: bool,
     dry_run: bool,
+    max_seconds: float | None,
     now: datetime,
     out: TextIO,
 ) -> int:
-    """Re-send what the selection picks; 0 when all of it was accepted (or nothing was picked)."""
-    entries = list(store.entries())
-    chosen_groups = {e.group for e in entries if e.is_event and selection.matches(e, now)}
-    by_group: dict[str, list[Entry]] = defaultdict(list)
-    for entry in entries:
-        if entry.group in chosen_groups:
-            by_group[entry.group].append(entry)
-
-    # Work items: (route, events to send, objects to delete once they are all accepted).
-    work: list[tuple[str, list[mapping.Event], list[str]]] = []
-    for _, members in sorted(by_group.items()):
-        event_entries = [e for e in members if e.is_event and selection.matches(e, now)]
-        callback_entry = next((e for e in members if not e.is_event), None)
-        if retranslate and callback_entry is not None:
-            stored = store.read(callback_entry.key)
-            # The relay stores only bodies it parsed as a JSON object.
-            translation = mapping.translate(json.loads(stored["body"]), settings.mapping)
-            # Every event of the callback, as today's mapping sees it; the delivered ones come
-            # again and, where unchanged, Flashduty discards them.
-            work.append((stored["route"], translation.events, [e.key for e in members]))
-        else:
-            for entry in event_entries:
-                stored = store.read(entry.key)
-                work.append((stored["route"], [stored["event"]], [entry.key]))
-
-    total = sum(len(events) for _, events, _ in work)
-    print(f"{'would send' if dry_run else 'sending'} {total} events from {len(by_group)} callbacks", file=out)
-    if dry_run:
-        for route, events, _ in work:
-            for event in events:
-                print(f"  [{route}] {event.get('event_status')} {event.get('title_rule')}", file=out)
-        return 0
-
-    accepted = failed = sent = 0
-    by_route: dict[str, list[tuple[list[mapping.Event], list[str]]]] = defaultdict(list)
-    for route, events, keys in work:
-        by_route[route].append((events, keys))
-    for route, items in by_route.items():
-        integration_key = settings.integration_key_for(route)
-        count = sum(len(events) for events, _ in items)
-        if integration_key is None:
-            print(f"  route {route!r}: no integration key configured now, {count} events left in the store", file=out)
-            failed += count
+    """Re-send what the selection picks: 0 when none of it is left, 1 when some is, 2 when some is unreadable."""
+    seconds = max_seconds or UNBOUNDED_SECONDS
+    stop = time.monotonic() + seconds - min(SETTLE_RESERVE_SECONDS, seconds / 4)
+    sent = store.sent()
+    entries = [e for e in store.entries() if selection.matches(e, now)]
+    work: list[_Work] = []
+    superseded = 0
+    left = 0  # events this run leaves in the store
+    unreadable = False
+    for reached, entry in enumerate(entries):
+        if time.monotonic() >= stop:
+            left += sum(e.events for e in entries[reached:])  # for the next run
+            break
+        try:
+            pending = store.load(entry)
+        except FormatError as error:
+            print(f"  left as it is: {error}", file=out)
+            left += entry.events
+            unreadable = True
             continue
-        for start in range(0, len(items), BATCH):
-            batch = items[start : start + BATCH]
-            events = [event for events, _ in batch for event in events]
-            outcomes = iter(
-                flashduty.deliver(
-                    events,
-                    push_url=settings.push_url,
-                    integration_key=integration_key,
-                    deadline=time.monotonic() + BATCH_DEADLINE_SECONDS,
-                    concurrency=settings.concurrency,
-                    max_rps=settings.max_rps,
-                )
+        if pending is None:
+            continue  # another replay has settled it
+        stored = [s for s in pending.events if not sent.supersedes(s.event, entry.stored_at)]
+        superseded += len(pending.events) - len(stored)
+        if retranslate:
+            fresh = mapping.translate(json.loads(pending.body), settings.mapping).events
+            to_send = [e for e in fresh if not sent.supersedes(e, entry.stored_at)]
+        else:
+            to_send = [s.event for s in stored]
+        work.append(_Work(pending, stored, to_send))
+
+    total = sum(len(w.to_send) for w in work)
+    print(f"{'would send' if dry_run else 'sending'} {total} events from {len(work)} callbacks", file=out)
+    if superseded:
+        print(f"  {superseded} superseded by newer events of their alerts: removed, not sent", file=out)
+    if dry_run:
+        for item in work:
+            for event in item.to_send:
+                print(f"  [{item.pending.route}] {event['event_status']} {event['title_rule']}", file=out)
+        return 2 if unreadable else 0
+
+    accepted = _deliver(store, settings, sent, work, stop, out)
+    for item in work:
+        remaining = item.remaining(retranslate)
+        store.settle(item.pending, remaining)
+        left += len(remaining)
+    store.compact(sent, now)
+    print(f"done: {accepted} accepted, {left} left in the store", file=out)
+    return 2 if unreadable else 1 if left else 0
+
+
+def _deliver(store: Store, settings: config.Settings, sent: Sent, work: list[_Work], stop: float, out: TextIO) -> int:
+    """Send in batches, oldest first; an alert whose event failed sends nothing more in this run."""
+    held: set[str] = set()  # alert keys whose earlier event is still undelivered
+    total = sum(len(w.to_send) for w in work)
+    accepted = failed = done = 0
+    # Batches of whole callbacks, in order, so that events of one alert keep their order.
+    batches: list[list[_Work]] = []
+    for item in work:
+        if not batches or sum(len(w.to_send) for w in batches[-1]) >= BATCH:
+            batches.append([])
+        batches[-1].append(item)
+    for items in batches:
+        if time.monotonic() >= stop:
+            break
+        store.refresh(sent)  # what the relay sent meanwhile supersedes too
+        for route in dict.fromkeys(item.pending.route for item in items):
+            chosen = [
+                (item, i)
+                for item in items
+                if item.pending.route == route
+                for i, event in enumerate(item.to_send)
+                if event.get("alert_key") not in held and not sent.supersedes(event, item.pending.entry.stored_at)
+            ]
+            integration_key = settings.integration_key_for(route)
+            if integration_key is None:
+                print(f"  route {route!r}: no integration key configured now, its events stay in the store", file=out)
+                continue
+            outcomes = flashduty.deliver(
+                [item.to_send[i] for item, i in chosen],
+                push_url=settings.push_url,
+                integration_key=integration_key,
+                deadline=stop,
+                concurrency=settings.concurrency,
+                limits=settings.limits,
             )
-            for item_events, keys in batch:
-                results = [next(outcomes) for _ in item_events]
-                if all(o.delivered for o in results):
-                    for key in keys:
-                        store.delete(key)  # only now: Flashduty has it
-                accepted += sum(o.delivered for o in results)
-                failed += sum(not o.delivered for o in results)
-            sent += len(events)
-            print(f"  {sent}/{total} sent: {accepted} accepted, {failed} not", file=out)
-
-    _delete_orphaned_callbacks(store)
-    print(f"done: {accepted} accepted, {failed} left in the store", file=out)
-    return 0 if failed == 0 else 1
-
-
-def _delete_orphaned_callbacks(store: Store) -> None:
-    """A raw body is kept only while an event of its callback is still undelivered."""
-    entries = list(store.entries())
-    with_events = {e.group for e in entries if e.is_event}
-    for entry in entries:
-        if not entry.is_event and entry.group not in with_events:
-            store.delete(entry.key)
+            for (item, i), outcome in zip(chosen, outcomes, strict=True):
+                if outcome.delivered:
+                    item.accepted.add(i)
+                    accepted += 1
+                else:
+                    failed += 1
+                    if not outcome.refused:
+                        held.add(outcome.alert_key)
+        done += sum(len(item.to_send) for item in items)
+        print(f"  {done}/{total} sent: {accepted} accepted, {failed} not", file=out)
+    return accepted
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
@@ -189,6 +240,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         "--retranslate", action="store_true", help="translate the stored raw callbacks again with today's mapping"
     )
     send_parser.add_argument("--dry-run", action="store_true", help="show what would be sent; send and delete nothing")
+    send_parser.add_argument(
+        "--max-seconds",
+        type=positive_seconds,
+        help="stop within this many seconds, leaving what is unsent for the next run (for a timer)",
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -203,7 +259,16 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         if args.command == "list":
             return list_store(store, now, out)
         selection = Selection(args.min_age, args.max_age, args.trace_id, args.error)
-        return send(store, settings, selection, retranslate=args.retranslate, dry_run=args.dry_run, now=now, out=out)
+        return send(
+            store,
+            settings,
+            selection,
+            retranslate=args.retranslate,
+            dry_run=args.dry_run,
+            max_seconds=args.max_seconds,
+            now=now,
+            out=out,
+        )
     except StoreError as error:
         parser.exit(2, f"replay: {error}\n")
 

@@ -38,7 +38,7 @@ def run() -> None:
                     assert answer.status == 200, answer.body.get("error")
                 arrivals = sorted(r.at for r in stub.received)
                 peak = max(sum(1 for t in arrivals if a <= t < a + 1) for a in arrivals)
-                floor = max(resources / settings.max_rps, resources * latency / settings.concurrency)
+                floor = max(resources / settings.limits.per_second, resources * latency / settings.concurrency)
                 ms = statistics.median(times) * 1000
                 rows.append((resources, f"{latency * 1000:.0f}", ms, floor * 1000, ms / (floor * 1000), peak))
         finally:

@@ -21,7 +21,7 @@ from deadletter import Store, StoreError
 from flashduty import Outcome
 from tests.support.callbacks import ROOT
 from tests.support.flashduty import Fault
-from tests.support.s3 import objects
+from tests.support.s3 import objects, pending, stored_events
 from tests.support.servers import free_port
 
 KEY = "fd-dlq-key-0123456789"
@@ -70,15 +70,16 @@ def test_a_rejected_event_is_stored_without_retries_and_answered_202(relay, stub
 
     stored = objects(bucket, s3_endpoint)
     assert all(k.startswith("dlq/prod/") for k in stored)
-    (callback_key,) = [k for k in stored if k.endswith("_callback.json")]
-    (event_key,) = [k for k in stored if "_event-" in k]
-    assert "trace-400" in event_key and event_key.endswith("_event-0000_InvalidParameter.json")
-    event_doc = stored[event_key]
-    assert event_doc["event"] == summary_event(EVENT_BODY)
-    assert (event_doc["route"], event_doc["trace_id"], event_doc["attempts"]) == ("default", "trace-400", 1)
-    assert event_doc["error"] == {"status": 400, "code": "InvalidParameter"}
-    assert event_doc["callback"] == callback_key
-    assert json.loads(stored[callback_key]["body"]) == json.loads(EVENT_BODY)
+    # One object for the callback: its body and its undelivered events; and the record of what it sent.
+    ((name, doc),) = pending(bucket, s3_endpoint).items()
+    assert "trace-400" in name and name.endswith("_trace-400_InvalidParameter(1).json")
+    (sent_name,) = set(stored) - {name}
+    assert sent_name.startswith("dlq/prod/sent/") and stored[sent_name]["keys"] == summary["alert_keys"]
+    assert (doc["version"], doc["route"], doc["trace_id"]) == (2, "default", "trace-400")
+    assert doc["events"] == [
+        {"event": summary_event(EVENT_BODY), "error": "InvalidParameter", "status": 400, "attempts": 1}
+    ]
+    assert json.loads(doc["body"]) == json.loads(EVENT_BODY)
     assert KEY not in json.dumps(stored)  # the route's name is stored, never its key
 
 
@@ -92,15 +93,18 @@ def test_only_the_undelivered_events_of_a_callback_are_stored(relay, stub, bucke
     answer = relay(DELIVERY_CONCURRENCY="1").post("/", data=METRIC_BODY)
     assert answer.status_code == 202
     assert (answer.get_json()["delivered"], answer.get_json()["dead_lettered"]) == (1, 1)
-    stored = objects(bucket, s3_endpoint)
-    (event_doc,) = [doc for key, doc in stored.items() if "_event-" in key]
-    assert event_doc["attempts"] == 4 and event_doc["error"] == {"status": 500, "code": "InternalError"}
-    assert len(stored) == 2
+    ((name, doc),) = pending(bucket, s3_endpoint).items()
+    (event_doc,) = doc["events"]
+    assert event_doc["attempts"] == 4 and (event_doc["status"], event_doc["error"]) == (500, "InternalError")
+    assert name.endswith("_InternalError(1).json")
 
 
-def test_everything_delivered_stores_nothing(relay, bucket, s3_endpoint) -> None:
-    assert relay().post("/", data=METRIC_BODY).status_code == 200
-    assert objects(bucket, s3_endpoint) == {}
+def test_everything_delivered_stores_nothing_but_the_record_of_it(relay, bucket, s3_endpoint) -> None:
+    answer = relay().post("/", data=METRIC_BODY)
+    assert answer.status_code == 200
+    assert pending(bucket, s3_endpoint) == {}
+    (record,) = objects(bucket, s3_endpoint).values()
+    assert record["keys"] == sorted(answer.get_json()["alert_keys"])
 
 
 def test_store_down_is_a_503_and_the_log_says_why(client, stub, aws_credentials, caplog) -> None:
@@ -159,22 +163,22 @@ def test_in_process_store_round_trip(aws_credentials) -> None:
             trace_id="t/2 ../x", route="team-a", body=b'{"a": 1}', failures=failed[1:], now=earlier + timedelta(hours=1)
         )
         store.keep(trace_id="t1", route="default", body=b'{"a": 1}', failures=failed, now=earlier)
-        entries = list(store.entries())
-        assert [e.trace_id for e in entries] == ["t1"] * 3 + ["t-2-x"] * 2  # sorted by time
-        assert [(e.index, e.error) for e in entries if e.trace_id == "t1"] == [
-            (None, ""),
-            (0, "InternalError"),
-            (1, "deadline"),
-        ]
-        assert store.read(entries[1].key)["event"]["alert_key"] == "a"
-        store.delete(entries[1].key)
-        assert len(list(store.entries())) == 4
+        entries = store.entries()
+        assert [e.trace_id for e in entries] == ["t1", "t-2-x"]  # sorted by time
+        assert [dict(e.errors) for e in entries] == [{"InternalError": 1, "deadline": 1}, {"deadline": 1}]
+        pending_ = store.load(entries[0])
+        assert [s.event["alert_key"] for s in pending_.events] == ["a", "b"] and pending_.route == "default"
+        store.settle(pending_, pending_.events[1:])  # "a" was delivered
+        assert [dict(e.errors) for e in store.entries()] == [{"deadline": 1}, {"deadline": 1}]
+        store.settle(store.load(store.entries()[0]), [])
+        assert [e.trace_id for e in store.entries()] == ["t-2-x"]
+        assert store.load(entries[0]) is None  # settled meanwhile: nothing to do, no error
 
 
 def test_unreadable_store_raises_a_store_error_without_secrets(aws_credentials) -> None:
     store = Store(config.DeadLetter("b", "", f"http://127.0.0.1:{free_port()}"))
     with pytest.raises(StoreError) as error:
-        list(store.entries())
+        store.entries()
     assert "EndpointConnectionError" in str(error.value) and "testing" not in str(error.value)
 
 
@@ -199,13 +203,13 @@ def test_list_counts_by_error_and_age(relay, stub, replay_env) -> None:
 
 def test_send_delivers_then_deletes_and_is_safe_to_run_twice(relay, stub, replay_env, bucket, s3_endpoint) -> None:
     fill_store(relay(), stub, EVENT_BODY, METRIC_BODY)
-    stored_events = [doc["event"] for key, doc in objects(bucket, s3_endpoint).items() if "_event-" in key]
+    stored = stored_events(bucket, s3_endpoint)
     stub.received.clear()
     code, out = replay_env("send")
     assert code == 0, out
     assert "3/3 sent: 3 accepted" in out
-    assert sorted(json.dumps(r.event) for r in stub.accepted()) == sorted(json.dumps(e) for e in stored_events)
-    assert objects(bucket, s3_endpoint) == {}  # raw bodies too, once nothing of theirs is left
+    assert sorted(json.dumps(r.event) for r in stub.accepted()) == sorted(json.dumps(e) for e in stored)
+    assert pending(bucket, s3_endpoint) == {}  # raw bodies too, once nothing of theirs is left
     assert replay_env("send") == (0, "sending 0 events from 0 callbacks\ndone: 0 accepted, 0 left in the store\n")
 
 
@@ -214,23 +218,23 @@ def test_send_keeps_what_flashduty_still_refuses(relay, stub, replay_env, bucket
     stub.script(Fault(401, "Unauthorized"))
     code, out = replay_env("send")
     assert code == 1 and "1 left in the store" in out
-    assert len(objects(bucket, s3_endpoint)) == 2
+    assert len(stored_events(bucket, s3_endpoint)) == 1
 
 
 def test_send_filters_and_dry_run(relay, stub, replay_env, bucket, s3_endpoint) -> None:
     fill_store(relay(), stub, EVENT_BODY, METRIC_BODY)
-    before = objects(bucket, s3_endpoint)
+    before = pending(bucket, s3_endpoint)
     stub.received.clear()
     code, out = replay_env("send", "--dry-run")
     assert code == 0 and "would send 3 events" in out and "ecs cpu high" in out
     assert replay_env("send", "--min-age", "1h")[1].startswith("sending 0 events")
     assert replay_env("send", "--error", "deadline")[1].startswith("sending 0 events")
-    assert stub.received == [] and objects(bucket, s3_endpoint) == before
+    assert stub.received == [] and pending(bucket, s3_endpoint) == before
 
     code, out = replay_env("send", "--trace-id", "trace-0", "--max-age", "1d")
     assert code == 0 and "sending 1 events from 1 callbacks" in out
     assert [r.event["labels"]["kind"] for r in stub.accepted()] == ["event"]
-    assert all("trace-0" not in key for key in objects(bucket, s3_endpoint))
+    assert all("trace-0" not in key for key in pending(bucket, s3_endpoint))
 
 
 def test_send_retranslate_uses_todays_mapping(relay, stub, replay_env, bucket, s3_endpoint) -> None:
@@ -240,12 +244,12 @@ def test_send_retranslate_uses_todays_mapping(relay, stub, replay_env, bucket, s
     code, out = replay_env("send", "--retranslate", SEVERITY_OVERRIDES='{"critical": "Warning"}')
     assert code == 0, out
     assert [r.event["event_status"] for r in stub.accepted()] == ["Warning", "Warning"]  # both, re-translated
-    assert objects(bucket, s3_endpoint) == {}
+    assert pending(bucket, s3_endpoint) == {}
 
 
 def test_two_replays_at_once_lose_nothing(relay, stub, replay_env, bucket, s3_endpoint) -> None:
     fill_store(relay(), stub, EVENT_BODY, METRIC_BODY, EVENT_BODY.replace(b"i-3tlf2xkx8w0hcexample", b"i-other"))
-    expected = {json.dumps(doc["event"]) for key, doc in objects(bucket, s3_endpoint).items() if "_event-" in key}
+    expected = {json.dumps(event) for event in stored_events(bucket, s3_endpoint)}
     stub.received.clear()
     stub.delay = 0.05
     codes = []
@@ -259,7 +263,7 @@ def test_two_replays_at_once_lose_nothing(relay, stub, replay_env, bucket, s3_en
         thread.join()
     assert codes == [0, 0]
     assert expected <= {json.dumps(r.event) for r in stub.accepted()}
-    assert objects(bucket, s3_endpoint) == {}
+    assert pending(bucket, s3_endpoint) == {}
 
 
 def test_replay_without_a_store_says_so(environment, capsys) -> None:

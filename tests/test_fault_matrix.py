@@ -13,7 +13,7 @@ import pytest
 import mapping
 from tests.support.callbacks import load_json
 from tests.support.flashduty import Fault, FlashdutyStub
-from tests.support.s3 import objects
+from tests.support.s3 import stored_events
 from tests.support.servers import unreachable_push_url
 
 SAMPLE = load_json("samples/metric.json")
@@ -53,11 +53,7 @@ def test_fault_matrix(client, s3_endpoint, bucket, with_store: bool) -> None:
         summary = answer.get_json()
         delivered = set(summary["alert_keys"]) - {f["alert_key"] for f in summary.get("failures", [])}
         assert delivered <= {r.event["alert_key"] for r in stub.accepted()}  # the relay's word, checked
-        stored = {
-            d["event"]["alert_key"]
-            for k, d in objects(bucket, s3_endpoint).items()
-            if k.startswith(prefix + "/") and "_event-" in k
-        }
+        stored = {event["alert_key"] for event in stored_events(bucket, s3_endpoint, prefix + "/")}
         told_to_retry = EVENTS if answer.status_code == 503 else set()
         lost = EVENTS - delivered - stored - told_to_retry
         rows.append((name, answer.status_code, len(delivered), len(stored), len(told_to_retry), len(lost)))

@@ -17,7 +17,7 @@ import mapping
 import replay
 from tests.support.callbacks import load_json, metric_callback
 from tests.support.flashduty import Fault
-from tests.support.s3 import objects
+from tests.support.s3 import pending
 
 KEY = "fd-soak-key-0123456789"
 CALLBACKS = 40
@@ -94,4 +94,4 @@ def test_soak_no_event_is_lost(client, stub, s3_endpoint, bucket, environment) -
     )
     assert sum(faults.values()) > 0 and answers[202] > 0  # the faults really happened and were stored
     assert not lost
-    assert objects(bucket, s3_endpoint) == {}
+    assert pending(bucket, s3_endpoint) == {}

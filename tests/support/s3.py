@@ -36,3 +36,20 @@ def objects(bucket: str, endpoint: str) -> dict[str, dict[str, Any]]:
         for o in page.get("Contents", [])
     ]
     return {k: json.loads(s3.get_object(Bucket=bucket, Key=k)["Body"].read()) for k in keys}
+
+
+def pending(bucket: str, endpoint: str, prefix: str = "") -> dict[str, dict[str, Any]]:
+    """The stored callbacks (not the records of what was sent), by name."""
+    return {
+        name: doc
+        for name, doc in objects(bucket, endpoint).items()
+        if name.startswith(prefix) and "/sent/" not in f"/{name}"
+    }
+
+
+def stored_events(bucket: str, endpoint: str, prefix: str = "") -> list[dict[str, Any]]:
+    """Every event still in the store, in either format."""
+    events = []
+    for doc in pending(bucket, endpoint, prefix).values():
+        events += [item["event"] for item in doc.get("events", [])] + ([doc["event"]] if "event" in doc else [])
+    return events
