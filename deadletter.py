@@ -94,10 +94,19 @@ class Sent:
 
     latest: dict[str, datetime] = field(default_factory=dict)
     names: list[str] = field(default_factory=list)  # the objects read
+    # When each key's events now in the store were sent: a record is written before it is known
+    # whether its events arrive, so one whose event is itself stored says it did not.
+    undelivered: dict[str, set[datetime]] = field(default_factory=dict)
 
     def supersedes(self, event: Event, stored_at: datetime) -> bool:
-        latest = self.latest.get(event.get("alert_key", ""))
-        return latest is not None and latest > stored_at
+        """A newer event of the same alert reached Flashduty: sending this one would undo it."""
+        key = event.get("alert_key", "")
+        latest = self.latest.get(key)
+        return latest is not None and latest > stored_at and latest not in self.undelivered.get(key, set())
+
+    def still_stored(self, pending: Pending) -> None:
+        for stored in pending.events:
+            self.undelivered.setdefault(stored.event.get("alert_key", ""), set()).add(pending.entry.stored_at)
 
     def add(self, key: str, at: datetime) -> None:
         if key not in self.latest or self.latest[key] < at:

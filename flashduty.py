@@ -157,10 +157,14 @@ class _CappedRetry(Retry):
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
     def sleep(self, response: Any = None) -> None:
+        retry_after = self.get_retry_after(response) if response is not None else None
         if response is not None and response.status == 429:
             # The integration's budget is spent (another process shares it, or a replay does):
             # every thread of this process waits, not only this one.
-            _sending.limiter.hold_off(self.get_retry_after(response) or 1.0)
+            _sending.limiter.hold_off(retry_after or 1.0)
+        pause = self.get_backoff_time() if retry_after is None else retry_after
+        if time.monotonic() + pause >= _sending.deadline:
+            raise _PastDeadline  # a retry after the deadline is no use to this callback
         super().sleep(response)
         # A retry is a request too: it waits for its slot under the integration's rate limits.
         if not _sending.limiter.wait_for_slot(_sending.deadline):

@@ -1,5 +1,5 @@
-"""veFaaS event functions call `index.handler`: the same handler as main.handler."""
+"""veFaaS event functions call `index.handler` (main.handler); a timer trigger can call `index.drain`."""
 
-from main import handler
+from main import drain, handler
 
-__all__ = ["handler"]
+__all__ = ["drain", "handler"]

@@ -41,6 +41,14 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     }
 
 
+def drain(event: Any = None, context: Any = None) -> dict[str, Any]:
+    """Timer entry (veFaaS timer trigger, AWS EventBridge schedule): a bounded drain of the store."""
+    import replay  # deferred: the callback path never needs it
+
+    remaining = getattr(context, "get_remaining_time_in_millis", None)  # AWS Lambda says how long is left
+    return replay.drain(_relay.settings, remaining() / 1000 if callable(remaining) else None)
+
+
 def _event_request(event: Any) -> Request:
     event = _mapping(event)
     http = _mapping(_mapping(event.get("requestContext")).get("http"))  # HTTP API v2, function URLs

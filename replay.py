@@ -11,7 +11,9 @@ nothing: at worst an event is sent twice, and Flashduty discards the identical r
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import logging
 import math
 import os
 import re
@@ -21,7 +23,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TextIO
+from typing import Any, TextIO
 
 import config
 import flashduty
@@ -31,6 +33,8 @@ from deadletter import Entry, FormatError, Pending, Sent, Store, StoredEvent, St
 BATCH = 100  # events sent between progress lines (and between looks at what the relay sent)
 SETTLE_RESERVE_SECONDS = 10.0  # of a bounded run, kept for rewriting and deleting what was sent
 UNBOUNDED_SECONDS = 24 * 3600.0  # a run without --max-seconds
+TIMER_SECONDS = 50.0  # a drain started by a timer every minute ends before the next one starts
+logger = logging.getLogger("relay.drain")
 AGES = (("< 1h", timedelta(hours=1)), ("< 1d", timedelta(days=1)), ("< 7d", timedelta(days=7)), (">= 7d", None))
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 
@@ -131,8 +135,7 @@ def send(
     stop = time.monotonic() + seconds - min(SETTLE_RESERVE_SECONDS, seconds / 4)
     sent = store.sent()
     entries = [e for e in store.entries() if selection.matches(e, now)]
-    work: list[_Work] = []
-    superseded = 0
+    loaded: list[Pending] = []
     left = 0  # events this run leaves in the store
     unreadable = False
     for reached, entry in enumerate(entries):
@@ -146,13 +149,18 @@ def send(
             left += entry.events
             unreadable = True
             continue
-        if pending is None:
-            continue  # another replay has settled it
-        stored = [s for s in pending.events if not sent.supersedes(s.event, entry.stored_at)]
+        if pending is not None:  # else another replay has settled it
+            sent.still_stored(pending)
+            loaded.append(pending)
+    work: list[_Work] = []
+    superseded = 0
+    for pending in loaded:
+        at = pending.entry.stored_at
+        stored = [s for s in pending.events if not sent.supersedes(s.event, at)]
         superseded += len(pending.events) - len(stored)
         if retranslate:
             fresh = mapping.translate(json.loads(pending.body), settings.mapping).events
-            to_send = [e for e in fresh if not sent.supersedes(e, entry.stored_at)]
+            to_send = [e for e in fresh if not sent.supersedes(e, at)]
         else:
             to_send = [s.event for s in stored]
         work.append(_Work(pending, stored, to_send))
@@ -223,6 +231,34 @@ def _deliver(store: Store, settings: config.Settings, sent: Sent, work: list[_Wo
         done += sum(len(item.to_send) for item in items)
         print(f"  {done}/{total} sent: {accepted} accepted, {failed} not", file=out)
     return accepted
+
+
+def drain(settings: config.Settings, seconds_left: float | None = None) -> dict[str, Any]:
+    """A bounded `send` for a timer trigger: what it printed and how it ended, also logged as one line."""
+    seconds = TIMER_SECONDS if seconds_left is None else min(TIMER_SECONDS, max(1.0, seconds_left - 5.0))
+    out = io.StringIO()
+    if settings.deadletter is None:
+        code = 2
+        print("DEADLETTER_URI is not set: nothing to drain", file=out)
+    else:
+        store = Store(settings.deadletter)
+        try:
+            code = send(
+                store,
+                settings,
+                Selection(),
+                retranslate=False,
+                dry_run=False,
+                max_seconds=seconds,
+                now=datetime.now(UTC),
+                out=out,
+            )
+        except StoreError as error:
+            code = 2
+            print(error, file=out)
+    result = {"message": "drain", "exit_code": code, "store_empty": code == 0, "output": out.getvalue().splitlines()}
+    logger.log(logging.INFO if code < 2 else logging.ERROR, json.dumps(result, ensure_ascii=False))
+    return result
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:

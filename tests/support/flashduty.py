@@ -1,13 +1,18 @@
 """A real HTTP server on 127.0.0.1 standing in for Flashduty's standard event API.
 
 It checks every request against the documented contract (path, integration_key, content type,
-field types and limits) and answers as Flashduty does; faults can be scripted per request.
+field types and limits), holds each integration key to both documented rate limits (100 requests
+in any second and 1,000 in any minute; a minute can be scaled down for tests) with a 429 and
+Retry-After beyond either, and answers as Flashduty does; faults can be scripted per request.
+Which requests count against the limits Flashduty does not document: here, the accepted ones.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
+import math
 import re
 import socket
 import struct
@@ -85,8 +90,32 @@ class Received:
     answered: int  # the status it was given (0 for a reset)
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Flashduty's documented limits per integration key; tests scale the minute down."""
+
+    per_second: int = 100
+    per_minute: int = 1000
+    minute_seconds: float = 60.0
+
+
+def peak(arrivals: list[float], window: float) -> int:
+    """The most arrivals in any window of this many seconds."""
+    times = sorted(arrivals)
+    ends = collections.deque[float]()
+    most = 0
+    for at in times:
+        ends.append(at)
+        while ends[0] <= at - window:
+            ends.popleft()
+        most = max(most, len(ends))
+    return most
+
+
 class FlashdutyStub:
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, limits: Limits = Limits()) -> None:
+        self.limits = limits
+        self._accepted_at: dict[str, collections.deque[float]] = {}
         self.received: list[Received] = []
         self.violations: list[str] = []
         self.faults: collections.deque[Fault] = collections.deque()
@@ -110,6 +139,22 @@ class FlashdutyStub:
     def accepted(self) -> list[Received]:
         with self._lock:
             return [r for r in self.received if r.answered == 200]
+
+    def _admit(self, key: str, now: float) -> float:
+        """Count an accepted request of `key` and return 0, or the seconds until it could be. Under the lock."""
+        recent = self._accepted_at.setdefault(key, collections.deque())
+        while recent and recent[0] <= now - self.limits.minute_seconds:
+            recent.popleft()
+        wait = 0.0
+        for count, window in ((self.limits.per_second, 1.0), (self.limits.per_minute, self.limits.minute_seconds)):
+            in_window = (
+                sum(1 for at in recent if at > now - window) if window < self.limits.minute_seconds else len(recent)
+            )
+            if in_window >= count:
+                wait = max(wait, recent[len(recent) - count] + window - now)
+        if not wait:
+            recent.append(now)
+        return wait
 
     def start(self) -> FlashdutyStub:
         self._thread.start()
@@ -143,7 +188,9 @@ class FlashdutyStub:
                         "accepted": [r.event for r in stub.received if r.answered == 200],
                         "received": len(stub.received),
                         "arrivals": [r.at for r in stub.received],
+                        "answers": [r.answered for r in stub.received],
                         "peak_in_flight": stub.peak_in_flight,
+                        "limits": dataclasses.asdict(stub.limits),
                     }
                 self._reply(200, seen)
 
@@ -176,6 +223,10 @@ class FlashdutyStub:
                 problems += contract_violations(event)
                 fault = stub._next_fault()
                 with stub._lock:
+                    if not problems and not fault.reset and fault.status == 200:
+                        wait = stub._admit(key, arrived)
+                        if wait:
+                            fault = Fault(429, "RequestTooFrequently", {"Retry-After": str(math.ceil(wait))})
                     stub.violations += problems
                     stub.received.append(
                         Received(event, key, arrived, 0 if fault.reset else 400 if problems else fault.status)
@@ -210,12 +261,13 @@ class FlashdutyStub:
 
 
 @contextmanager
-def stub_process(fault_rate: float = 0.0, delay: float = 0.0) -> Iterator[str]:
+def stub_process(fault_rate: float = 0.0, delay: float = 0.0, limits: Limits = Limits()) -> Iterator[str]:
     """The stand-in in a process of its own, so that the relay's threads cannot skew its clock.
 
     Its push URL is yielded; a GET to it answers what was accepted and when each request arrived.
     """
-    command = [sys.executable, "-m", __name__, str(free_port()), str(fault_rate), str(delay)]
+    scale = [str(limits.per_second), str(limits.per_minute), str(limits.minute_seconds)]
+    command = [sys.executable, "-m", __name__, str(free_port()), str(fault_rate), str(delay), *scale]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         yield process.stdout.readline().strip()
@@ -225,15 +277,15 @@ def stub_process(fault_rate: float = 0.0, delay: float = 0.0) -> Iterator[str]:
 
 
 def main() -> None:
-    """`python -m tests.support.flashduty PORT [FAULT_RATE [DELAY]]`: serve until killed.
+    """`python -m tests.support.flashduty PORT FAULT_RATE DELAY PER_SECOND PER_MINUTE MINUTE_SECONDS`.
 
-    FAULT_RATE is the share of requests answered with a random fault (500, 429, 400 or a reset);
-    DELAY is Flashduty's latency for the others, in seconds.
+    Serves until killed. FAULT_RATE is the share of requests answered with a random fault (500, 429,
+    400 or a reset); DELAY is Flashduty's latency for the others, in seconds; then the rate limits.
     """
     import random
 
-    port = int(sys.argv[1])
-    fault_rate, delay = (float(a) for a in (sys.argv[2:4] + ["0", "0"])[:2])
+    port, fault_rate, delay = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+    limits = Limits(int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]))
     rng, lock = random.Random(port), threading.Lock()
     faults = (
         Fault(500),
@@ -246,7 +298,7 @@ def main() -> None:
         with lock:
             return rng.choice(faults) if rng.random() < fault_rate else Fault(delay=delay)
 
-    stub = FlashdutyStub(port)
+    stub = FlashdutyStub(port, limits)
     stub.fault_source = random_fault
     print(stub.url, flush=True)
     stub._server.serve_forever()

@@ -25,17 +25,20 @@ def moto_server() -> Iterator[str]:
         server.stop()
 
 
+def names(bucket: str, endpoint: str) -> list[str]:
+    """The name of every object in the bucket."""
+    import boto3
+
+    pages = boto3.client("s3", endpoint_url=endpoint).get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
 def objects(bucket: str, endpoint: str) -> dict[str, dict[str, Any]]:
     """Every object in the bucket, by name, as the JSON document it holds."""
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=endpoint)
-    keys = [
-        o["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-        for o in page.get("Contents", [])
-    ]
-    return {k: json.loads(s3.get_object(Bucket=bucket, Key=k)["Body"].read()) for k in keys}
+    return {k: json.loads(s3.get_object(Bucket=bucket, Key=k)["Body"].read()) for k in names(bucket, endpoint)}
 
 
 def pending(bucket: str, endpoint: str, prefix: str = "") -> dict[str, dict[str, Any]]:

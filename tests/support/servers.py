@@ -78,3 +78,15 @@ def production_server(
         finally:
             process.terminate()
             process.wait(timeout=30)
+
+
+@contextmanager
+def black_hole() -> Iterator[str]:
+    """A server that accepts connections and never answers: a hanging peer. Yields its URL."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
