@@ -214,3 +214,21 @@ def test_rate_limit_holds_through_a_process_stall() -> None:
         thread.join()
     starts.sort()
     assert max(sum(1 for t in starts if a <= t < a + 0.1) for a in starts) <= 12
+
+
+def test_the_environments_proxy_is_used_and_no_proxy_respected(client, stub, monkeypatch) -> None:
+    # The stand-in plays the proxy: a request for an unresolvable host reaches it only through HTTP_PROXY.
+    proxy = stub.url.split("/event/")[0]
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.setenv("NO_PROXY", "bypassed.invalid")
+    sample = body(load_json("samples/event.json"))
+    app = client(FLASHDUTY_INTEGRATION_KEY=KEY, FLASHDUTY_PUSH_URL="http://flashduty.invalid/event/push/alert/standard")
+    assert app.post("/", data=sample).status_code == 200
+    assert len(stub.accepted()) == 1
+    bypassed = client(
+        FLASHDUTY_INTEGRATION_KEY=KEY,
+        FLASHDUTY_PUSH_URL="http://bypassed.invalid/event/push/alert/standard",
+        DELIVERY_DEADLINE_SECONDS="1",
+    )
+    assert bypassed.post("/", data=sample).status_code == 503  # straight to a host that does not exist
+    assert len(stub.received) == 1
