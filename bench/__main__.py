@@ -11,12 +11,12 @@ import argparse
 import os
 import platform
 
-from bench import cold_start, fan_out, load, throughput, translation
+from bench import cold_start, fan_out, load, storm, throughput, translation
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="skip the long memory and load runs")
+    parser.add_argument("--quick", action="store_true", help="skip the long storm, memory and load runs")
     args = parser.parse_args()
     print(
         f"## {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, "
@@ -26,6 +26,7 @@ def main() -> None:
     cold_start.run()
     fan_out.run()
     if not args.quick:
+        storm.run()
         throughput.run()
         load.run()
 
