@@ -97,12 +97,16 @@ class Sent:
     # When each key's events now in the store were sent: a record is written before it is known
     # whether its events arrive, so one whose event is itself stored says it did not.
     undelivered: dict[str, set[datetime]] = field(default_factory=dict)
+    unread: set[datetime] = field(default_factory=set)  # stored callbacks whose events are not known
 
-    def supersedes(self, event: Event, stored_at: datetime) -> bool:
-        """A newer event of the same alert reached Flashduty: sending this one would undo it."""
+    def supersedes(self, event: Event, stored_at: datetime) -> bool | None:
+        """True when a newer event of the same alert reached Flashduty (sending this one would undo
+        it), False when none did, None when that cannot be told: a stored callback was not read."""
         key = event.get("alert_key", "")
         latest = self.latest.get(key)
-        return latest is not None and latest > stored_at and latest not in self.undelivered.get(key, set())
+        if latest is None or latest <= stored_at or latest in self.undelivered.get(key, set()):
+            return False
+        return None if latest in self.unread else True
 
     def still_stored(self, pending: Pending) -> None:
         for stored in pending.events:

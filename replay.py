@@ -108,15 +108,16 @@ class _Work:
     """One stored callback: what to send for it, and, once sent, which of its stored events stay."""
 
     pending: Pending
-    stored: list[StoredEvent]  # not superseded
+    stored: list[StoredEvent]  # not superseded: what stays unless Flashduty accepts it now
     to_send: list[mapping.Event]
     accepted: set[int] = field(default_factory=set)  # indexes into to_send
 
     def remaining(self, retranslated: bool) -> list[StoredEvent]:
         if retranslated:  # what today's mapping sent under the same alert key, and Flashduty accepted
-            done = {self.to_send[i].get("alert_key") for i in self.accepted}
-            return [s for s in self.stored if s.event.get("alert_key") not in done]
-        return [s for i, s in enumerate(self.stored) if i not in self.accepted]
+            keys = {self.to_send[i].get("alert_key") for i in self.accepted}
+            return [s for s in self.stored if s.event.get("alert_key") not in keys]
+        done = {id(self.to_send[i]) for i in self.accepted}  # to_send holds the stored events themselves
+        return [s for s in self.stored if id(s.event) not in done]
 
 
 def send(
@@ -134,35 +135,42 @@ def send(
     seconds = max_seconds or UNBOUNDED_SECONDS
     stop = time.monotonic() + seconds - min(SETTLE_RESERVE_SECONDS, seconds / 4)
     sent = store.sent()
-    entries = [e for e in store.entries() if selection.matches(e, now)]
+    # Every stored callback is read, chosen or not: whether a record's newer event reached Flashduty
+    # depends on whether that event is itself still stored.
     loaded: list[Pending] = []
     left = 0  # events this run leaves in the store
     unreadable = False
-    for reached, entry in enumerate(entries):
+    for entry in store.entries():
+        chosen = selection.matches(entry, now)
         if time.monotonic() >= stop:
-            left += sum(e.events for e in entries[reached:])  # for the next run
-            break
+            sent.unread.add(entry.stored_at)
+            left += entry.events if chosen else 0  # for the next run
+            continue
         try:
             pending = store.load(entry)
         except FormatError as error:
-            print(f"  left as it is: {error}", file=out)
-            left += entry.events
-            unreadable = True
+            sent.unread.add(entry.stored_at)
+            if chosen:
+                print(f"  left as it is: {error}", file=out)
+                left += entry.events
+                unreadable = True
             continue
         if pending is not None:  # else another replay has settled it
             sent.still_stored(pending)
-            loaded.append(pending)
+            if chosen:
+                loaded.append(pending)
     work: list[_Work] = []
     superseded = 0
     for pending in loaded:
         at = pending.entry.stored_at
-        stored = [s for s in pending.events if not sent.supersedes(s.event, at)]
-        superseded += len(pending.events) - len(stored)
+        verdicts = [sent.supersedes(s.event, at) for s in pending.events]
+        stored = [s for s, verdict in zip(pending.events, verdicts, strict=True) if verdict is not True]
+        superseded += verdicts.count(True)
         if retranslate:
             fresh = mapping.translate(json.loads(pending.body), settings.mapping).events
-            to_send = [e for e in fresh if not sent.supersedes(e, at)]
+            to_send = [e for e in fresh if sent.supersedes(e, at) is False]
         else:
-            to_send = [s.event for s in stored]
+            to_send = [s.event for s, verdict in zip(pending.events, verdicts, strict=True) if verdict is False]
         work.append(_Work(pending, stored, to_send))
 
     total = sum(len(w.to_send) for w in work)
@@ -206,7 +214,7 @@ def _deliver(store: Store, settings: config.Settings, sent: Sent, work: list[_Wo
                 for item in items
                 if item.pending.route == route
                 for i, event in enumerate(item.to_send)
-                if event.get("alert_key") not in held and not sent.supersedes(event, item.pending.entry.stored_at)
+                if event.get("alert_key") not in held and sent.supersedes(event, item.pending.entry.stored_at) is False
             ]
             integration_key = settings.integration_key_for(route)
             if integration_key is None:

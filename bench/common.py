@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import http.client
+import os
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -27,6 +29,18 @@ def table(title: str, header: tuple[str, ...], rows: list[tuple]) -> None:
     for row in rows:
         print("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row) + " |")
     sys.stdout.flush()
+
+
+@contextmanager
+def environment(settings: dict[str, str]) -> Iterator[None]:
+    """These settings in os.environ (for code that reads it, like replay) until the block ends."""
+    saved = dict(os.environ)
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def worker_rss_kib(arbiter: subprocess.Popen) -> int:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import urllib.request
 from collections import Counter
 
 import mapping
-from bench.common import drive, table, worker_rss_kib
+from bench.common import drive, environment, table, worker_rss_kib
 from tests.support import s3
 from tests.support.callbacks import body, metric_callback
 from tests.support.flashduty import stub_process
@@ -18,11 +17,10 @@ from tests.support.servers import production_server
 def run(callbacks: int = 1000, concurrency: int = 32, fault_rate: float = 0.05) -> None:
     import boto3
 
-    os.environ.update(s3.CREDENTIALS)
     bodies = [body(metric_callback(1 + n % 3, f"load{n}-")) for n in range(callbacks)]
     expected = {n: {e["alert_key"] for e in mapping.translate(json.loads(b)).events} for n, b in enumerate(bodies)}
     answers: Counter = Counter()
-    with s3.moto_server() as endpoint, stub_process(fault_rate) as stub_url:
+    with environment(s3.CREDENTIALS), s3.moto_server() as endpoint, stub_process(fault_rate) as stub_url:
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="load")
         env = {
             "FLASHDUTY_INTEGRATION_KEY": "load-key",

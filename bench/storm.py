@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import time
 import urllib.request
 
@@ -17,7 +16,7 @@ import boto3
 
 import mapping
 import replay
-from bench.common import table
+from bench.common import environment, table
 from tests.support import s3
 from tests.support.callbacks import body, metric_callback
 from tests.support.flashduty import Limits, stub_process
@@ -38,12 +37,11 @@ def storm(resources: int) -> dict:
 
 
 def run(sizes: tuple[int, ...] = (600, 5000)) -> None:
-    os.environ.update(s3.CREDENTIALS)
     rows = []
     for resources in sizes:
         callback = storm(resources)
         expected = {e["alert_key"] for e in mapping.translate(callback).events}
-        with s3.moto_server() as endpoint, stub_process(limits=LIMITS) as push_url:
+        with environment(s3.CREDENTIALS), s3.moto_server() as endpoint, stub_process(limits=LIMITS) as push_url:
             boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="storm")
             settings = {
                 "FLASHDUTY_INTEGRATION_KEY": "storm-key",
@@ -54,21 +52,21 @@ def run(sizes: tuple[int, ...] = (600, 5000)) -> None:
                 "FLASHDUTY_MAX_PER_MINUTE": str(LIMITS.per_minute),
                 "FLASHDUTY_MINUTE_SECONDS": str(LIMITS.minute_seconds),
             }
-            os.environ.update(settings)
-            replay.main(["list"], out=io.StringIO())  # the drain warm, as a timer's function is after its first run
-            with production_server(settings) as (url, _, _):
-                started = time.monotonic()
-                request = urllib.request.Request(url, data=body(callback), headers={"x-volc-trace-id": "storm"})
-                with urllib.request.urlopen(request, timeout=30) as answer:
-                    status, summary = answer.status, json.loads(answer.read())
-                answered = time.monotonic() - started
-            writes = s3.names("storm", endpoint)
-            drains = 0
-            while True:
-                drains += 1
-                if replay.main(["send", "--max-seconds", str(DRAIN_SECONDS)], out=io.StringIO()) != 1:
-                    break
-            drained = time.monotonic() - started
+            with environment(settings):
+                replay.main(["list"], out=io.StringIO())  # the drain warm, as a timer's is after its first run
+                with production_server(settings) as (url, _, _):
+                    started = time.monotonic()
+                    request = urllib.request.Request(url, data=body(callback), headers={"x-volc-trace-id": "storm"})
+                    with urllib.request.urlopen(request, timeout=30) as answer:
+                        status, summary = answer.status, json.loads(answer.read())
+                    answered = time.monotonic() - started
+                writes = s3.names("storm", endpoint)
+                drains = 0
+                while True:
+                    drains += 1
+                    if replay.main(["send", "--max-seconds", str(DRAIN_SECONDS)], out=io.StringIO()) != 1:
+                        break
+                drained = time.monotonic() - started
             seen = json.loads(urllib.request.urlopen(push_url, timeout=30).read())
             left = len(s3.stored_events("storm", endpoint))
         floor = len(expected) / LIMITS.per_minute * LIMITS.minute_seconds

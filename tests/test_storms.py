@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -439,3 +442,46 @@ def test_the_timer_entry_drains_the_store(client, event_main, stub, store_settin
     assert (result["exit_code"], result["store_empty"]) == (0, True)
     assert "done: 2 accepted, 0 left in the store" in result["output"]
     assert pending(bucket, s3_endpoint) == {} and len(stub.accepted()) == 2
+
+
+def test_a_drain_backs_off_on_429_for_its_retry_after(client, environment, stub, store_settings) -> None:
+    settings = {**store_settings, "FLASHDUTY_PUSH_URL": stub.url}
+    stub.script(*[Fault(400, "InvalidParameter")] * 5)
+    assert client(**settings).post("/", data=body(metric_callback(5))).status_code == 202
+    stub.received.clear()
+    stub.script(Fault(429, "RequestTooFrequently", {"Retry-After": "2"}))  # the live relay spent the budget
+    drain_until_empty(environment, settings)
+    first, *rest = sorted(r.at for r in stub.received)
+    assert len(rest) == 5 and min(rest) - first >= 1.9  # nothing at all was sent while held off
+
+
+def test_a_one_event_callback_starts_no_thread(stub) -> None:
+    probe = (
+        "import json, sys, threading, main\n"
+        "body = open('samples/event.json').read()\n"
+        "for _ in range(3):\n"
+        "    assert main.handler({'httpMethod': 'POST', 'path': '/', 'body': body})['statusCode'] == 200\n"
+        "print(threading.active_count())\n"
+    )
+    env = {"PATH": os.environ["PATH"], "FLASHDUTY_INTEGRATION_KEY": KEY, "FLASHDUTY_PUSH_URL": stub.url}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "1", out.stderr
+    assert len(stub.accepted()) == 3
+
+
+def test_a_replay_of_one_callback_still_knows_its_newer_event_is_only_stored(
+    client, environment, stub, store_settings, bucket, s3_endpoint
+) -> None:
+    settings = {**store_settings, "FLASHDUTY_PUSH_URL": stub.url}
+    app = client(**settings)
+    stub.script(*[Fault(400, "InvalidParameter")] * 2)
+    assert app.post("/", data=body(METRIC), headers={"x-volc-trace-id": "firing"}).status_code == 202
+    stub.script(Fault(400, "InvalidParameter"))
+    assert app.post("/", data=body(RECOVERED), headers={"x-volc-trace-id": "recovery"}).status_code == 202
+    stub.received.clear()
+    environment(**settings)
+    out = io.StringIO()
+    assert replay.main(["send", "--trace-id", "firing"], out=out) == 0, out.getvalue()
+    assert "superseded" not in out.getvalue()  # its recovery never reached Flashduty: both firings go
+    assert [r.event["event_status"] for r in stub.accepted()] == ["Critical", "Critical"]
+    assert [e["event_status"] for e in stored_events(bucket, s3_endpoint)] == ["Ok"]  # next, in its own turn
