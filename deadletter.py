@@ -203,6 +203,14 @@ class Store:
 
     def load(self, entry: Entry) -> Pending | None:
         """The entry's events and body; None when another replay has already settled it."""
+        try:
+            return self._load(entry)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise FormatError(
+                f"{entry.names[0]} does not hold what its format says (no {exc}): move it aside"
+            ) from None
+
+    def _load(self, entry: Entry) -> Pending | None:
         if entry.version == 2:
             (name,) = entry.names
             document = self._read(name)
@@ -222,9 +230,8 @@ class Store:
                 pending.body = document["body"]
             else:
                 error = document["error"]
-                pending.events.append(
-                    StoredEvent(document["event"], _safe(error["code"] or f"HTTP {error['status']}"), error["status"])
-                )
+                code = _safe(error["code"] or f"HTTP {error['status']}")
+                pending.events.append(StoredEvent(document["event"], code, error["status"], document["attempts"]))
         return pending if pending.route else None  # a format-1 body alone is settled as empty
 
     def settle(self, pending: Pending, remaining: Sequence[StoredEvent]) -> None:

@@ -161,11 +161,13 @@ def send(
                 loaded.append(pending)
     work: list[_Work] = []
     superseded = 0
+    held: set[str] = set()  # alerts with an event that stays unsent: a later one must not overtake it
     for pending in loaded:
         at = pending.entry.stored_at
         verdicts = [sent.supersedes(s.event, at) for s in pending.events]
         stored = [s for s, verdict in zip(pending.events, verdicts, strict=True) if verdict is not True]
         superseded += verdicts.count(True)
+        held |= {s.event.get("alert_key", "") for s, v in zip(pending.events, verdicts, strict=True) if v is None}
         if retranslate:
             fresh = mapping.translate(json.loads(pending.body), settings.mapping).events
             to_send = [e for e in fresh if sent.supersedes(e, at) is False]
@@ -183,7 +185,7 @@ def send(
                 print(f"  [{item.pending.route}] {event['event_status']} {event['title_rule']}", file=out)
         return 2 if unreadable else 0
 
-    accepted = _deliver(store, settings, sent, work, stop, out)
+    accepted = _deliver(store, settings, sent, work, held, stop, out)
     for item in work:
         remaining = item.remaining(retranslate)
         store.settle(item.pending, remaining)
@@ -193,9 +195,10 @@ def send(
     return 2 if unreadable else 1 if left else 0
 
 
-def _deliver(store: Store, settings: config.Settings, sent: Sent, work: list[_Work], stop: float, out: TextIO) -> int:
-    """Send in batches, oldest first; an alert whose event failed sends nothing more in this run."""
-    held: set[str] = set()  # alert keys whose earlier event is still undelivered
+def _deliver(
+    store: Store, settings: config.Settings, sent: Sent, work: list[_Work], held: set[str], stop: float, out: TextIO
+) -> int:
+    """Send in batches, oldest first; an alert whose event failed (or is `held`) sends nothing more in this run."""
     total = sum(len(w.to_send) for w in work)
     accepted = failed = done = 0
     # Batches of whole callbacks, in order, so that events of one alert keep their order.
@@ -209,16 +212,18 @@ def _deliver(store: Store, settings: config.Settings, sent: Sent, work: list[_Wo
             break
         store.refresh(sent)  # what the relay sent meanwhile supersedes too
         for route in dict.fromkeys(item.pending.route for item in items):
-            chosen = [
-                (item, i)
-                for item in items
-                if item.pending.route == route
-                for i, event in enumerate(item.to_send)
-                if event.get("alert_key") not in held and sent.supersedes(event, item.pending.entry.stored_at) is False
-            ]
+            chosen = []
+            for item in (item for item in items if item.pending.route == route):
+                for i, event in enumerate(item.to_send):
+                    key = event.get("alert_key", "")
+                    if key not in held and sent.supersedes(event, item.pending.entry.stored_at) is False:
+                        chosen.append((item, i))
+                    else:  # held, or superseded since the run began: it stays, and so do its alert's later events
+                        held.add(key)
             integration_key = settings.integration_key_for(route)
             if integration_key is None:
                 print(f"  route {route!r}: no integration key configured now, its events stay in the store", file=out)
+                held |= {item.to_send[i].get("alert_key", "") for item, i in chosen}
                 continue
             outcomes = flashduty.deliver(
                 [item.to_send[i] for item, i in chosen],

@@ -393,6 +393,11 @@ def test_objects_of_the_first_format_are_still_read_and_replayed(
     [
         ("dlq/20261101T010203.000004Z_x_deadline(1).json", b'{"version": 9, "events": []}', "format version 9"),
         ("dlq/20261101T010203.000004Z_y_deadline(1).json", b"<html>not json</html>", "is not JSON"),
+        (
+            "dlq/20261101T010203.000004Z_z_deadline(1).json",
+            b'{"version": 2, "route": "default"}',
+            "does not hold what its format says",
+        ),
     ],
 )
 def test_objects_this_version_cannot_read_are_left_and_said(
