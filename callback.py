@@ -24,7 +24,7 @@ from typing import Any
 import flashduty
 import mapping
 from config import DEFAULT_ROUTE, Settings
-from deadletter import Store, StoreError
+from deadletter import Store, StoreError, safe_name
 
 VERSION = "0.1.0"
 MAX_BODY_BYTES = 1024 * 1024
@@ -32,6 +32,7 @@ ALLOWED_METHODS = "GET, HEAD, POST"
 # With a dead-letter store, delivery stops this much before the deadline to leave time to store.
 STORE_RESERVE_SECONDS = 1.5
 LISTED_MAX = 100  # alert keys and failures listed in an answer and its log line; past that, counts
+TRACE_ID_MAX = 64  # Volcengine's are uuids (36)
 # Store writes run beside delivery; threads start only when a store is configured.
 _WRITER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store")
 
@@ -103,7 +104,7 @@ class Relay:
 
     def handle(self, request: Request) -> Response:
         started = time.monotonic()
-        trace_id = request.headers.get("x-volc-trace-id") or uuid.uuid4().hex
+        trace_id = _trace_id(request.headers.get("x-volc-trace-id", ""))
         record: dict[str, Any] = {"message": "callback", "trace_id": trace_id, "method": request.method}
         try:
             response = self._answer(request, trace_id, started + self.settings.deadline_seconds, record)
@@ -214,6 +215,11 @@ class Relay:
         return DEFAULT_ROUTE, self.settings.integration_key_for(DEFAULT_ROUTE)
 
 
+def _trace_id(header: str) -> str:
+    """Volcengine's trace id as it may appear in a log line and an object name, or a new one."""
+    return safe_name(header, TRACE_ID_MAX) or uuid.uuid4().hex
+
+
 def _written(write: Future[Any], deadline: float) -> str | None:
     """Why a store write failed or did not finish by the deadline; None once it succeeded."""
     try:
@@ -249,6 +255,8 @@ def _parse(body: bytes) -> dict[str, Any]:
         raise BadRequest(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise BadRequest("body is not usable JSON: nested too deeply") from None
+    except ValueError:  # an integer of more digits than Python converts (4,300)
+        raise BadRequest("body is not usable JSON: a number in it is too long") from None
     if not isinstance(callback, dict):
         raise BadRequest(f"body must be a JSON object, got {_json_type(callback)}")
     return callback

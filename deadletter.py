@@ -117,12 +117,13 @@ class Sent:
             self.latest[key] = at
 
 
-def _safe(text: str, limit: int = 64) -> str:
+def safe_name(text: str, limit: int = 64) -> str:
+    """Text as it may stand in an object name or a log line: letters, digits and '-', at most `limit`."""
     return re.sub(r"[^A-Za-z0-9-]+", "-", text)[:limit].strip("-")
 
 
 def _error_name(outcome: Outcome) -> str:
-    return _safe(outcome.error or f"HTTP {outcome.status}") or "unknown"
+    return safe_name(outcome.error or f"HTTP {outcome.status}") or "unknown"
 
 
 def _stamp(at: datetime) -> str:
@@ -162,13 +163,13 @@ class Store:
     def keep(self, *, trace_id: str, route: str, body: bytes, failures: Sequence[Outcome], now: datetime) -> str:
         """Store the callback's raw body and its undelivered events in one object; its name, or StoreError."""
         events = [StoredEvent.failed(outcome) for outcome in failures]
-        return self._write_pending(now, _safe(trace_id), route, body.decode("utf-8-sig", "replace"), events)
+        return self._write_pending(now, safe_name(trace_id), route, body.decode("utf-8-sig", "replace"), events)
 
     def record_sent(self, *, trace_id: str, events: Iterable[Event], now: datetime) -> None:
         """Note that these alerts had an event sent at `now` (before it is known whether they arrive)."""
         keys = sorted({event["alert_key"] for event in events if "alert_key" in event})
         document = {"version": FORMAT_VERSION, "sent_at": now.isoformat(), "keys": keys}
-        self._put(f"{self.location.prefix}{SENT}{_stamp(now)}Z_{_safe(trace_id)}.json", document)
+        self._put(f"{self.location.prefix}{SENT}{_stamp(now)}Z_{safe_name(trace_id)}.json", document)
 
     # Read and settled by replay --------------------------------------------------------------
 
@@ -230,7 +231,7 @@ class Store:
                 pending.body = document["body"]
             else:
                 error = document["error"]
-                code = _safe(error["code"] or f"HTTP {error['status']}")
+                code = safe_name(error["code"] or f"HTTP {error['status']}")
                 pending.events.append(StoredEvent(document["event"], code, error["status"], document["attempts"]))
         return pending if pending.route else None  # a format-1 body alone is settled as empty
 

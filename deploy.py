@@ -34,6 +34,7 @@ PACKAGE = (
     "mapping.py",
     "flashduty.py",
     "config.py",
+    "logs.py",
     "deadletter.py",
     "run.sh",
     "requirements.txt",

@@ -11,10 +11,8 @@ from __future__ import annotations
 import collections
 import functools
 import json
-import logging
 import os
 import random
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -30,6 +28,7 @@ from urllib3.connectionpool import ConnectionPool
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
+import logs
 from config import MAX_CONCURRENCY, RateLimits
 from mapping import CRITICAL, INFO, OK, WARNING, Event
 
@@ -42,6 +41,7 @@ READ_TIMEOUT_SECONDS = 30.0  # for one answer, however far the deadline (a repla
 DEADLINE = "deadline"  # time ran out before it was sent
 RATE_LIMITED = "rate-limit"  # Flashduty's limits left no slot for it before the deadline
 BLOCKED = "blocked"  # an earlier event of its alert failed, and a later one must not overtake it
+NOT_FLASHDUTY = "not-flashduty"  # a 2xx whose body is not Flashduty's success (a proxy, a captive portal)
 # What goes first when not everything fits in the deadline: a firing pages someone; a recovery
 # stops an incident from escalating; Info pages nobody.
 PRIORITY = {CRITICAL: 0, WARNING: 1, OK: 2, INFO: 3}
@@ -174,19 +174,7 @@ class _CappedRetry(Retry):
         _sending.progress.attempts += 1
 
 
-class _RedactKey(logging.Filter):
-    """urllib3 logs request URLs on retries; the integration key in them is a secret."""
-
-    _KEY = re.compile(r"(integration_key=)[^&\s'\"]*")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self._KEY.sub(r"\1<redacted>", record.getMessage())
-        record.args = ()
-        return True
-
-
-for _name in ("urllib3.connectionpool", "urllib3.util.retry"):
-    logging.getLogger(_name).addFilter(_RedactKey())
+logs.install()  # urllib3 logs the push URL, and with it the key, in several places
 
 
 def _new_session() -> requests.Session:
@@ -298,6 +286,7 @@ def _send(
             data=json.dumps(event, ensure_ascii=False).encode("utf-8"),
             headers={"Content-Type": "application/json"},
             timeout=(min(CONNECT_TIMEOUT_SECONDS, remaining), remaining),
+            allow_redirects=False,  # a redirect would be followed as a GET, and its 200 taken for delivery
         )
     except _PastDeadline:
         return _unanswered(event, progress)  # the cause its last attempt met, not just "deadline"
@@ -309,14 +298,27 @@ def _send(
         return Outcome(event, False, error=type(exc).__name__, attempts=progress.attempts)
     retries = getattr(response.raw, "retries", None)
     attempts = len(retries.history) + 1 if retries else 1
-    if response.ok:
+    answer = _answer(response)
+    if 200 <= response.status_code < 300 and "error" not in answer and isinstance(answer.get("data"), dict):
         return Outcome(event, True, status=response.status_code, attempts=attempts)
-    return Outcome(event, False, status=response.status_code, error=_error_code(response), attempts=attempts)
+    return Outcome(event, False, status=response.status_code, error=_error_code(response, answer), attempts=attempts)
 
 
-def _error_code(response: requests.Response) -> str:
+def _answer(response: requests.Response) -> dict[str, Any]:
+    """Flashduty's JSON answer, or {} for anything else (a proxy's HTML page, nesting too deep to read)."""
     try:
-        code = response.json()["error"]["code"]
-    except (ValueError, KeyError, TypeError):
-        code = None
-    return code if isinstance(code, str) and code else f"HTTP {response.status_code}"
+        answer = response.json()
+    except (ValueError, RecursionError):
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def _error_code(response: requests.Response, answer: dict[str, Any]) -> str:
+    """Flashduty's error code, or what the answer was instead (a redirect, a 2xx that is not Flashduty's)."""
+    error = answer.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    if isinstance(code, str) and code:
+        return code[:64]
+    if 200 <= response.status_code < 300:
+        return NOT_FLASHDUTY
+    return f"HTTP {response.status_code}"

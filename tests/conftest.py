@@ -6,6 +6,8 @@ Only fixtures live here; the helpers they use are the tests.support package.
 from __future__ import annotations
 
 import importlib.util
+import logging
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from types import ModuleType
@@ -18,6 +20,16 @@ import config
 from tests.support import s3
 from tests.support.callbacks import ROOT
 from tests.support.flashduty import FlashdutyStub
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_any_log(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every test: no captured log line (urllib3's too, tracebacks included) holds a key or a token."""
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    yield
+    unredacted = re.compile(r"(?:integration_key|token)=(?!<redacted>)[^&\s'\"]+", re.IGNORECASE)
+    leaked = [line for line in caplog.text.splitlines() if unredacted.search(line)]
+    assert not leaked, f"a secret reached the log: {leaked[:3]}"
 
 
 @pytest.fixture

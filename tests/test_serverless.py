@@ -81,7 +81,7 @@ def test_least_privilege_on_the_dead_letter_bucket(package: Path) -> None:
 def test_the_zip_holds_our_modules_and_requirements_and_nothing_else(package: Path) -> None:
     names = zipfile.ZipFile(package / "volc-flashduty-relay.zip").namelist()
     top = {n.split("/")[0] for n in names}
-    assert {"main.py", "callback.py", "mapping.py", "flashduty.py", "config.py", "deadletter.py"} <= top
+    assert {"main.py", "callback.py", "mapping.py", "flashduty.py", "config.py", "logs.py", "deadletter.py"} <= top
     assert {"requests", "urllib3", "boto3"} <= top
     assert not top & {
         "tests",

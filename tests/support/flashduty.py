@@ -80,6 +80,8 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering (longer than the relay waits: a hang)
     reset: bool = False  # drop the connection with a TCP reset instead of answering
+    body: bytes | None = None  # answer exactly this (a proxy's HTML page, a malformed body) with `status`
+    wire: bytes | None = None  # write exactly these bytes as the whole answer (a malformed header line)
 
 
 @dataclass
@@ -88,6 +90,11 @@ class Received:
     integration_key: str
     at: float  # time.monotonic() of arrival
     answered: int  # the status it was given (0 for a reset)
+    raw: bool = False  # answered with a scripted body, not Flashduty's own answer
+
+    @property
+    def accepted(self) -> bool:
+        return self.answered == 200 and not self.raw
 
 
 @dataclass(frozen=True)
@@ -138,7 +145,7 @@ class FlashdutyStub:
 
     def accepted(self) -> list[Received]:
         with self._lock:
-            return [r for r in self.received if r.answered == 200]
+            return [r for r in self.received if r.accepted]
 
     def _admit(self, key: str, now: float) -> float:
         """Count an accepted request of `key` and return 0, or the seconds until it could be. Under the lock."""
@@ -185,7 +192,7 @@ class FlashdutyStub:
             def do_GET(self) -> None:
                 with stub._lock:
                     seen = {
-                        "accepted": [r.event for r in stub.received if r.answered == 200],
+                        "accepted": [r.event for r in stub.received if r.accepted],
                         "received": len(stub.received),
                         "arrivals": [r.at for r in stub.received],
                         "answers": [r.answered for r in stub.received],
@@ -223,13 +230,19 @@ class FlashdutyStub:
                 problems += contract_violations(event)
                 fault = stub._next_fault()
                 with stub._lock:
-                    if not problems and not fault.reset and fault.status == 200:
+                    if not problems and not fault.reset and fault.status == 200 and fault.body is None:
                         wait = stub._admit(key, arrived)
                         if wait:
                             fault = Fault(429, "RequestTooFrequently", {"Retry-After": str(math.ceil(wait))})
                     stub.violations += problems
                     stub.received.append(
-                        Received(event, key, arrived, 0 if fault.reset else 400 if problems else fault.status)
+                        Received(
+                            event,
+                            key,
+                            arrived,
+                            0 if fault.reset else 400 if problems else fault.status,
+                            raw=fault.body is not None or fault.wire is not None,
+                        )
                     )
                 if fault.delay:
                     time.sleep(fault.delay)
@@ -239,13 +252,21 @@ class FlashdutyStub:
                     return
                 if problems:
                     return self._reply(400, {"error": {"code": "InvalidParameter", "message": "; ".join(problems)}})
+                if fault.wire is not None:
+                    self.wfile.write(fault.wire)
+                    self.close_connection = True
+                    return
+                if fault.body is not None:
+                    return self._reply_raw(fault.status, fault.body, fault.headers)
                 if fault.status != 200:
                     error = {"code": fault.code or "InternalError", "message": "scripted fault"}
                     return self._reply(fault.status, {"request_id": "stub", "error": error}, fault.headers)
                 self._reply(200, {"request_id": "stub", "data": {"alert_key": event.get("alert_key", "generated")}})
 
             def _reply(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(payload).encode()
+                self._reply_raw(status, json.dumps(payload).encode(), headers)
+
+            def _reply_raw(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))

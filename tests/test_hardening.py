@@ -1,0 +1,138 @@
+"""Hardening: whatever Flashduty's side answers, and whatever a caller sends, ends in a clear answer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support.callbacks import ROOT
+from tests.support.flashduty import Fault, FlashdutyStub
+from tests.support.s3 import pending
+from tests.support.servers import unreachable_push_url
+
+KEY = "fd-hardening-key-0123456789"
+EVENT = (ROOT / "samples/event.json").read_bytes()
+
+
+@pytest.fixture
+def other_host():
+    server = FlashdutyStub().start()
+    yield server
+    server.stop()
+
+
+ANSWERS = {
+    "302 to itself": lambda stub, other: Fault(302, headers={"Location": stub.url}, body=b""),
+    "301 to another host": lambda stub, other: Fault(301, headers={"Location": other.url}, body=b""),
+    "200 with an error object": lambda stub, other: Fault(
+        200, body=b'{"request_id": "r", "error": {"code": "InvalidParameter", "message": "m"}}'
+    ),
+    "200 with a proxy's HTML page": lambda stub, other: Fault(200, body=b"<html><body>Welcome</body></html>"),
+    "200 with JSON that is not an object": lambda stub, other: Fault(200, body=b"[1, 2]"),
+    "400 with an error nested too deeply to read": lambda stub, other: Fault(
+        400, body=b'{"error": ' * 100_000 + b"1" + b"}" * 100_000
+    ),
+    "400 with a body that is not UTF-8": lambda stub, other: Fault(400, body=b"\xff\xfe\xfd"),
+}
+EXPECTED_ERROR = {
+    "302 to itself": "HTTP 302",
+    "301 to another host": "HTTP 301",
+    "200 with an error object": "InvalidParameter",
+    "200 with a proxy's HTML page": "not-flashduty",
+    "200 with JSON that is not an object": "not-flashduty",
+    "400 with an error nested too deeply to read": "HTTP 400",
+    "400 with a body that is not UTF-8": "HTTP 400",
+}
+
+
+@pytest.mark.parametrize("with_store", [False, True], ids=["no store", "store"])
+@pytest.mark.parametrize("name", list(ANSWERS))
+def test_only_flashdutys_success_counts_as_delivered(
+    client, stub, other_host, s3_endpoint, bucket, name: str, with_store: bool
+) -> None:
+    stub.fault_source = lambda: ANSWERS[name](stub, other_host)  # every attempt, retries included
+    settings = {"FLASHDUTY_INTEGRATION_KEY": KEY, "FLASHDUTY_PUSH_URL": stub.url, "DELIVERY_DEADLINE_SECONDS": "2"}
+    if with_store:
+        settings.update(DEADLETTER_URI=f"s3://{bucket}/h", DEADLETTER_ENDPOINT_URL=s3_endpoint)
+    answer = client(**settings).post("/", data=EVENT)
+    summary = answer.get_json()
+    assert answer.status_code == (202 if with_store else 503), summary
+    assert summary["delivered"] == 0 and summary["failures"][0]["error"] == EXPECTED_ERROR[name]
+    assert other_host.received == [] and stub.received[0].event["event_status"]  # never followed
+    if with_store:
+        assert len(pending(bucket, s3_endpoint)) == 1
+
+
+def test_a_number_too_long_to_convert_is_a_clear_400(client) -> None:
+    answer = client().post("/", data=b'{"Type": "Metric", "Level": ' + b"9" * 5000 + b"}")
+    assert answer.status_code == 400
+    assert answer.get_json()["error"] == "body is not usable JSON: a number in it is too long"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("5b0e6a3e-4b1f-4b5e-9a47-0c0f1e2d3c4b", "5b0e6a3e-4b1f-4b5e-9a47-0c0f1e2d3c4b"),
+        ("trace\ud800/../x", "trace-x"),
+        ("t" * 5000, "t" * 64),
+        ("\n\r\t", None),  # nothing usable: a new one
+    ],
+)
+def test_a_trace_id_is_sanitised_and_capped_before_it_reaches_a_log_or_a_name(
+    event_main, stub, s3_endpoint, bucket, header: str, expected: str | None
+) -> None:
+    main = event_main(
+        FLASHDUTY_INTEGRATION_KEY=KEY,
+        FLASHDUTY_PUSH_URL=stub.url,
+        DEADLETTER_URI=f"s3://{bucket}/t",
+        DEADLETTER_ENDPOINT_URL=s3_endpoint,
+    )
+    stub.script(Fault(400, "InvalidParameter"))
+    event = {"httpMethod": "POST", "path": "/", "headers": {"x-volc-trace-id": header}, "body": EVENT.decode()}
+    answer = main.handler(event)
+    assert answer["statusCode"] == 202
+    trace_id = json.loads(answer["body"])["trace_id"]
+    if expected is None:
+        assert len(trace_id) == 32 and trace_id.isalnum()
+    else:
+        assert trace_id == expected
+    (name,) = pending(bucket, s3_endpoint)
+    assert f"Z_{trace_id}_" in name and name.count("/") == 1
+
+
+SUCCESS = b'{"request_id": "r", "data": {"alert_key": "k"}}'
+MALFORMED_HEADER = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nthis line is no header\r\n"
+    + b"Content-Length: %d\r\n\r\n" % len(SUCCESS)
+    + SUCCESS
+)
+
+
+@pytest.mark.parametrize(
+    "what",
+    ["retries after 500s", "a malformed header line", "connection refused", "a reset", "a hang"],
+)
+def test_no_log_line_holds_the_key_or_the_token_whatever_urllib3_logs(client, stub, caplog, what: str) -> None:
+    caplog.set_level("DEBUG")
+    faults = {
+        "retries after 500s": [Fault(500), Fault(502)],
+        "a malformed header line": [Fault(wire=MALFORMED_HEADER)],
+        "a reset": [Fault(reset=True)],
+        "a hang": [Fault(delay=3)],
+    }
+    stub.script(*faults.get(what, []))
+    push_url = unreachable_push_url() if what == "connection refused" else stub.url
+    app = client(
+        FLASHDUTY_INTEGRATION_KEY=KEY,
+        FLASHDUTY_PUSH_URL=push_url,
+        CALLBACK_TOKEN="tok-secret-42",
+        DELIVERY_DEADLINE_SECONDS="2",
+    )
+    app.post("/?token=tok-secret-42", data=EVENT)
+    urllib3_lines = [r for r in caplog.records if r.name.startswith("urllib3")]
+    assert urllib3_lines, "urllib3 logged something to check"
+    if what == "a malformed header line":
+        assert any("Failed to parse headers" in r.getMessage() for r in urllib3_lines)
+    assert "integration_key=<redacted>" in caplog.text or what == "connection refused"
+    assert KEY not in caplog.text and "tok-secret-42" not in caplog.text
