@@ -9,8 +9,9 @@ PORT ?= 8080
 
 .PHONY: run test lint bench clean
 
+# The production server (run.sh: gunicorn with gunicorn.conf.py) on this machine only.
 run: $(VENV)/.run-deps
-	$(BIN)/functions-framework --target=relay --source=main.py --port=$(PORT) --debug
+	HOST=127.0.0.1 _FAAS_RUNTIME_PORT=$(PORT) PYTHON=$(BIN)/python ./run.sh
 
 test: lint node_modules/.installed
 	$(BIN)/python -m pytest

@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 import flashduty
 import mapping
@@ -31,6 +31,8 @@ MAX_BODY_BYTES = 1024 * 1024
 ALLOWED_METHODS = "GET, HEAD, POST"
 # With a dead-letter store, delivery stops this much before the deadline to leave time to store.
 STORE_RESERVE_SECONDS = 1.5
+BODY_READ_SECONDS = 5.0  # Volcengine sends at most 1 MiB from its own network
+READ_CHUNK = 64 * 1024
 LISTED_MAX = 100  # alert keys and failures listed in an answer and its log line; past that, counts
 TRACE_ID_MAX = 64  # Volcengine's are uuids (36)
 # Store writes run beside delivery; threads start only when a store is configured.
@@ -48,6 +50,8 @@ class Request:
     query: Mapping[str, str]
     body: bytes  # at most MAX_BODY_BYTES + 1: an adapter need not read more to know it is too big
     base64: bool = False  # API gateways may hand the body over base64-encoded
+    # A web server's unread body: read only once method, token and route are checked, and in time.
+    stream: BinaryIO | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,12 @@ class MethodNotAllowed(CallerError):
         )
 
 
+class RequestTimeout(CallerError):
+    """The body did not arrive in time: a slow or stalled client does not hold a thread."""
+
+    status = 408
+
+
 class PayloadTooLarge(CallerError):
     status = 413
 
@@ -130,7 +140,7 @@ class Relay:
         self._authenticate(request)
         route, integration_key = self._route(request.path)
         record["route"] = route
-        body = _decoded(request)
+        body = _decoded(request, time.monotonic() + BODY_READ_SECONDS)
         callback = _parse(body)
 
         translation = mapping.translate(callback, self.settings.mapping)
@@ -145,8 +155,10 @@ class Relay:
         }
         if len(events) > LISTED_MAX:
             summary["listed"] = LISTED_MAX
+        if translation.over_cap:
+            summary["over_cap"] = translation.over_cap  # resources past mapping.RESOURCES_MAX: one event says so
         if self.settings.dry_run:  # a dry run exists to show the translated events
-            return Response(200, {**summary, "dry_run": True, "delivered": 0, "translated": events})
+            return Response(200, {**summary, "dry_run": True, "delivered": 0, "translated": events[:LISTED_MAX]})
 
         assert integration_key is not None  # _route gives a key whenever this is not a dry run
         now = datetime.now(UTC)
@@ -231,13 +243,32 @@ def _written(write: Future[Any], deadline: float) -> str | None:
     return None
 
 
-def _decoded(request: Request) -> bytes:
+def _decoded(request: Request, deadline: float) -> bytes:
+    body = request.body if request.stream is None else _read(request.stream, deadline)
     if not request.base64:
-        return request.body
+        return body
     try:
-        return base64.b64decode(request.body, validate=True)
+        return base64.b64decode(body, validate=True)
     except binascii.Error:
         raise BadRequest("body is marked base64-encoded but is not valid base64") from None
+
+
+def _read(stream: BinaryIO, deadline: float) -> bytes:
+    """At most MAX_BODY_BYTES + 1 of the body, or RequestTimeout if it does not arrive by the deadline."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_BODY_BYTES:
+        try:
+            chunk = stream.read(min(READ_CHUNK, MAX_BODY_BYTES + 1 - size))
+        except OSError:  # the server's socket timeout: the client stopped sending
+            chunk = None
+        if chunk is None or time.monotonic() > deadline:
+            raise RequestTimeout(f"body not received within {BODY_READ_SECONDS:g} s")
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _parse(body: bytes) -> dict[str, Any]:

@@ -37,6 +37,7 @@ PACKAGE = (
     "logs.py",
     "deadletter.py",
     "run.sh",
+    "gunicorn.conf.py",
     "requirements.txt",
 )
 API_VERSION = "2024-06-06"

@@ -11,13 +11,13 @@ import os
 from typing import Any
 
 import config
-from callback import MAX_BODY_BYTES, Relay, Request
+from callback import Relay, Request
 
 logging.basicConfig(format="%(message)s")  # a no-op where the platform set up logging already
 _relay = Relay(config.load(os.environ))
 
 
-def relay(request: Any) -> tuple[str, int, dict[str, str]]:
+def relay(request: Any) -> Any:
     """functions-framework target (`--target=relay`): every path and method arrives here."""
     answer = _relay.handle(
         Request(
@@ -25,10 +25,18 @@ def relay(request: Any) -> tuple[str, int, dict[str, str]]:
             path=request.path,
             headers={name.lower(): value for name, value in request.headers.items()},
             query=request.args.to_dict(),
-            body=request.stream.read(MAX_BODY_BYTES + 1),
+            body=b"",
+            stream=request.stream,
         )
     )
-    return answer.json(), answer.status, {**answer.headers, "Content-Type": "application/json"}
+    headers = {**answer.headers, "Content-Type": "application/json"}
+    if 400 <= answer.status < 500:
+        # Refused, perhaps before the body was read (a wrong token, a stalled client): answer now.
+        # functions-framework reads the whole request before any answer that is not streamed.
+        from flask import Response  # already loaded: functions-framework runs this target
+
+        return Response(iter([answer.json()]), answer.status, headers)
+    return answer.json(), answer.status, headers
 
 
 def handler(event: Any, context: Any = None) -> dict[str, Any]:

@@ -44,6 +44,11 @@ LABEL_KEY_MAX = 128
 LABEL_VALUE_MAX = 2048
 LABEL_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RAW_EXCERPT_MAX = 1500
+# What one callback may produce. BytePlus documents at most 5,000 resources for an alarm policy that
+# names its resources (a policy over "all resources in a region" has no limit): past that, one
+# event says how many were not sent. Metrics past METRICS_MAX are counted, not listed.
+RESOURCES_MAX = 5000
+METRICS_MAX = 20
 
 
 class Event(TypedDict):
@@ -72,22 +77,27 @@ class Translation:
     kind: str  # event, metric or unrecognised
     events: list[Event]  # ready to send
     filtered: int = 0  # firing events dropped for being below Options.min_severity
+    over_cap: int = 0  # resources past RESOURCES_MAX, not sent (one event says so)
 
 
 def translate(callback: Mapping[str, Any], options: Options = Options()) -> Translation:
     """Translate one callback body (a parsed JSON object) into Flashduty events."""
     kind_of_callback = _kind(callback)
+    over_cap = 0
     if kind_of_callback == EVENT:
         candidates = [_event_center(callback, options)]
     elif kind_of_callback == METRIC:
-        candidates = list(_metric_alarms(callback, options))
+        candidates, over_cap = _metric_alarms(callback, options)
     else:
         candidates = []
     if not candidates:
         # A format change on Volcengine's side must never silence alerts.
         return Translation(UNRECOGNISED, [_unrecognised(callback)])
     kept = [event for event in candidates if _passes(event, options)]
-    return Translation(kind_of_callback, kept, filtered=len(candidates) - len(kept))
+    filtered = len(candidates) - len(kept)
+    if over_cap:
+        kept.append(_over_cap(callback, over_cap))
+    return Translation(kind_of_callback, kept, filtered=filtered, over_cap=over_cap)
 
 
 def _kind(callback: Mapping[str, Any]) -> str:
@@ -213,10 +223,23 @@ def _rule_text(rule: Mapping[str, Any]) -> str:
 # Metric alarms ------------------------------------------------------------------------------
 
 
-def _metric_alarms(callback: Mapping[str, Any], options: Options) -> Iterable[Event]:
+def _metric_alarms(callback: Mapping[str, Any], options: Options) -> tuple[list[Event], int]:
+    """One event per distinct resource in each list, up to RESOURCES_MAX; and how many were past it."""
     firing_status, known = severity(callback.get("Level"), options)
+    # Callback-wide parts are built once, not once per resource (2,000 tags x 2,000 resources).
+    tags = [(f"tag_{_snake(_text(tag.get('Key')))}", _text(tag.get("Value"))) for tag in _dicts(callback.get("Tags"))]
+    events: list[Event] = []
+    seen: set[tuple[str, str]] = set()
+    over_cap = 0
     for list_name, kind, recovers in RESOURCE_LISTS:
         for resource in _dicts(callback.get(list_name)):
+            identity = (list_name, _json(resource))
+            if identity in seen:
+                continue  # a resource listed twice is one alert, not two
+            seen.add(identity)
+            if len(events) >= RESOURCES_MAX:
+                over_cap += 1
+                continue
             status: EventStatus
             if recovers:
                 status = OK
@@ -224,7 +247,29 @@ def _metric_alarms(callback: Mapping[str, Any], options: Options) -> Iterable[Ev
                 status = INFO
             else:
                 status = firing_status
-            yield _metric_event(callback, resource, kind, recovers, status, known)
+            events.append(_metric_event(callback, resource, kind, recovers, status, known, tags))
+    return events, over_cap
+
+
+def _over_cap(callback: Mapping[str, Any], count: int) -> Event:
+    rule = _text(callback.get("RuleName")) or _text(callback.get("RuleId")) or "a Volcengine alarm policy"
+    lines = [
+        f"One callback of {rule} listed {count + RESOURCES_MAX} resources; the relay sends alerts for the "
+        f"first {RESOURCES_MAX} and not for the other {count}. With a dead-letter store configured, the "
+        "raw callback is kept there; narrow the policy's resources, or split it.",
+    ]
+    return _event(
+        title=f"{rule}: {count} more resources alarming than one callback's alerts carry",
+        status=WARNING,
+        key_parts=(METRIC, "over-cap", _text(callback.get("RuleId")) or rule),
+        lines=lines,
+        labels={
+            "source": "volcengine",
+            "kind": METRIC,
+            "rule_id": _text(callback.get("RuleId")),
+            "over_cap": str(count),
+        },
+    )
 
 
 def _metric_event(
@@ -234,13 +279,15 @@ def _metric_event(
     recovers: bool,
     status: EventStatus,
     level_known: bool,
+    tags: list[tuple[str, str]],
 ) -> Event:
     rule_name = _text(callback.get("RuleName"))
     rule_id = _text(callback.get("RuleId"))
     account = _text(callback.get("AccountId"))
     resource_id = _text(resource.get("Id"))
     resource_name = _text(resource.get("Name"))
-    metrics = _dicts(resource.get("Metrics"))
+    all_metrics = _dicts(resource.get("Metrics"))
+    metrics = all_metrics[:METRICS_MAX]
     dimensions = [(_text(d.get("Name")), _text(d.get("Value"))) for d in _dicts(resource.get("Dimensions"))]
     first = metrics[0] if metrics else {}
 
@@ -266,9 +313,7 @@ def _metric_event(
     }
     if not level_known and not recovers and kind == METRIC:
         labels["unknown_level"] = _text(callback.get("Level")) or "(none)"
-    extra_labels = [(f"dim_{_snake(name)}", value) for name, value in dimensions] + [
-        (f"tag_{_snake(_text(tag.get('Key')))}", _text(tag.get("Value"))) for tag in _dicts(callback.get("Tags"))
-    ]
+    extra_labels = [(f"dim_{_snake(name)}", value) for name, value in dimensions] + tags
 
     who = _resource_text(resource_name, resource_id)
     headline = f"{rule_name or rule_id or 'Volcengine metric alarm'}: {who}"
@@ -280,14 +325,15 @@ def _metric_event(
         title = f"{'Recovered: ' if recovers else ''}{headline}"
         if first:
             title += f" {_metric_text(first)}"
-            if len(metrics) > 1:
-                title += f" (+{len(metrics) - 1} more)"
+            if len(all_metrics) > 1:
+                title += f" (+{len(all_metrics) - 1} more)"
 
     lines = [
         _field("Rule", " ".join(filter(None, (rule_name, rule_id and f"({rule_id})")))),
         _field("Condition", _text(callback.get("RuleCondition"))),
         _field("Resource", ", ".join(filter(None, (who, labels["region"])))),
         *(_field("Metric", _metric_text(m, detailed=True)) for m in metrics),
+        _field("More metrics", str(len(all_metrics) - len(metrics)) if len(all_metrics) > len(metrics) else ""),
         _field("Dimensions", ", ".join(f"{n}={v}" for n, v in dimensions)),
         _field("Happened at", _text(callback.get("HappenedAt"))),
         _field("First alert", _epoch_text(resource.get("FirstAlertTime"))),

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import http.client
 import os
-import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from tests.support.callbacks import ROOT
@@ -41,13 +39,6 @@ def environment(settings: dict[str, str]) -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-
-
-def worker_rss_kib(arbiter: subprocess.Popen) -> int:
-    """Peak RSS (VmHWM) of the first worker of a gunicorn arbiter."""
-    children = Path(f"/proc/{arbiter.pid}/task/{arbiter.pid}/children").read_text().split()
-    status = Path(f"/proc/{children[0]}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
 
 
 def drive(

@@ -7,11 +7,11 @@ import urllib.request
 from collections import Counter
 
 import mapping
-from bench.common import drive, environment, table, worker_rss_kib
+from bench.common import drive, environment, table
 from tests.support import s3
 from tests.support.callbacks import body, metric_callback
 from tests.support.flashduty import stub_process
-from tests.support.servers import production_server
+from tests.support.servers import production_server, worker_rss_kib
 
 ROUTES = 4  # integrations: 2,000 events in well under a minute would exceed one's 1,000 a minute
 

@@ -42,11 +42,12 @@ def run(sizes: tuple[int, ...] = (600, 5000)) -> None:
         callback = storm(resources)
         expected = {e["alert_key"] for e in mapping.translate(callback).events}
         with environment(s3.CREDENTIALS), s3.moto_server() as endpoint, stub_process(limits=LIMITS) as push_url:
-            boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="storm")
+            bucket = f"storm-{resources}"  # moto keeps buckets process-wide: one of its own for each storm
+            boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
             settings = {
                 "FLASHDUTY_INTEGRATION_KEY": "storm-key",
                 "FLASHDUTY_PUSH_URL": push_url,
-                "DEADLETTER_URI": "s3://storm/dlq",
+                "DEADLETTER_URI": f"s3://{bucket}/dlq",
                 "DEADLETTER_ENDPOINT_URL": endpoint,
                 "FLASHDUTY_MAX_RPS": str(LIMITS.per_second),
                 "FLASHDUTY_MAX_PER_MINUTE": str(LIMITS.per_minute),
@@ -60,7 +61,7 @@ def run(sizes: tuple[int, ...] = (600, 5000)) -> None:
                     with urllib.request.urlopen(request, timeout=30) as answer:
                         status, summary = answer.status, json.loads(answer.read())
                     answered = time.monotonic() - started
-                writes = s3.names("storm", endpoint)
+                writes = s3.names(bucket, endpoint)
                 drains = 0
                 while True:
                     drains += 1
@@ -68,7 +69,7 @@ def run(sizes: tuple[int, ...] = (600, 5000)) -> None:
                         break
                 drained = time.monotonic() - started
             seen = json.loads(urllib.request.urlopen(push_url, timeout=30).read())
-            left = len(s3.stored_events("storm", endpoint))
+            left = len(s3.stored_events(bucket, endpoint))
         floor = len(expected) / LIMITS.per_minute * LIMITS.minute_seconds
         lost = len(expected - {e["alert_key"] for e in seen["accepted"]}) - left
         rows.append(

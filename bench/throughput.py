@@ -6,9 +6,9 @@ import json
 import statistics
 
 import mapping
-from bench.common import SAMPLES, drive, table, worker_rss_kib
+from bench.common import SAMPLES, drive, table
 from tests.support.flashduty import stub_process
-from tests.support.servers import production_server
+from tests.support.servers import production_server, worker_rss_kib
 
 ROUTE_COUNT = 16  # integrations, so that Flashduty's 100/s per integration does not cap what is measured
 

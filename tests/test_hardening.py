@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
+import urllib.request
 
 import pytest
 
+import mapping
 from tests.support.callbacks import ROOT
 from tests.support.flashduty import Fault, FlashdutyStub
 from tests.support.s3 import pending
-from tests.support.servers import unreachable_push_url
+from tests.support.servers import production_server, unreachable_push_url, worker_rss_kib
 
 KEY = "fd-hardening-key-0123456789"
 EVENT = (ROOT / "samples/event.json").read_bytes()
@@ -136,3 +139,49 @@ def test_no_log_line_holds_the_key_or_the_token_whatever_urllib3_logs(client, st
         assert any("Failed to parse headers" in r.getMessage() for r in urllib3_lines)
     assert "integration_key=<redacted>" in caplog.text or what == "connection refused"
     assert KEY not in caplog.text and "tok-secret-42" not in caplog.text
+
+
+def hostile(resources: list[dict], tags: int = 0) -> bytes:
+    callback = {"Type": "Metric", "RuleId": "r1", "Level": "critical", "Resources": resources}
+    callback["Tags"] = [{"Key": f"k{n}", "Value": "v"} for n in range(tags)]
+    return json.dumps(callback, separators=(",", ":")).encode()
+
+
+def test_identical_resources_are_one_alert_and_callback_wide_parts_are_built_once(client) -> None:
+    empty = hostile([{}] * 100_000)  # 1 MiB of identical resources: 349,505 events before
+    started = time.monotonic()
+    answer = client().post("/", data=empty)
+    assert answer.status_code == 200 and answer.get_json()["events"] == 1
+    tagged = hostile([{"Id": f"i-{n}"} for n in range(2000)], tags=2000)  # 54 KB: 6.1 s to translate before
+    answer = client().post("/", data=tagged)
+    assert answer.status_code == 200 and answer.get_json()["events"] == 2000
+    assert time.monotonic() - started < 8
+    assert len(answer.get_data()) < 200_000  # 100 of the events shown, not 2,000
+
+
+def test_resources_past_the_cap_are_counted_and_said_not_dropped(client, stub) -> None:
+    app = client(FLASHDUTY_INTEGRATION_KEY=KEY, FLASHDUTY_PUSH_URL=stub.url, DRY_RUN="true")
+    answer = app.post("/", data=hostile([{"Id": f"i-{n}"} for n in range(mapping.RESOURCES_MAX + 1234)]))
+    summary = answer.get_json()
+    assert answer.status_code == 200 and summary["over_cap"] == 1234
+    assert summary["events"] == mapping.RESOURCES_MAX + 1  # and one that says how many were not sent
+    assert summary["listed"] == 100 and len(summary["translated"]) == 100
+    (notice,) = [
+        e
+        for e in mapping.translate(json.loads(hostile([{"Id": f"i-{n}"} for n in range(5001)]))).events
+        if "over_cap" in e["labels"]
+    ]
+    assert notice["labels"]["over_cap"] == "1" and "1 more resources" in notice["title_rule"]
+
+
+def test_a_hostile_megabyte_is_answered_in_time_within_a_memory_bound() -> None:
+    body = hostile([{"Id": f"{n:x}"} for n in range(70_000)])  # distinct, tiny: about 1 MiB
+    assert 900_000 < len(body) <= 1024 * 1024
+    with production_server({"DRY_RUN": "true"}) as (url, process, _):
+        started = time.monotonic()
+        answer = urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=30)
+        elapsed = time.monotonic() - started
+        summary = json.loads(answer.read())
+        peak_kib = worker_rss_kib(process)
+    assert elapsed < 8 and summary["over_cap"] == 70_000 - mapping.RESOURCES_MAX
+    assert peak_kib < 250 * 1024, f"peak RSS {peak_kib} KiB"

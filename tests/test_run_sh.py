@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from tests.support.callbacks import ROOT
-from tests.support.servers import production_server
+from tests.support.servers import free_port, production_server, wait_until_up
 
 
 @pytest.mark.parametrize("variable", ["_FAAS_RUNTIME_PORT", "_BYTEFAAS_RUNTIME_PORT"])
@@ -32,3 +37,80 @@ def test_run_sh_serves_the_relay(variable: str) -> None:
         assert posted.returncode == 0, posted.stdout + posted.stderr
         assert posted.stdout.count("HTTP 200") == len(list((ROOT / "samples").glob("*.json")))
         assert '"translated"' in posted.stdout
+
+
+def raw_exchange(url: str, request: bytes, wait: float = 10) -> bytes:
+    """Send these bytes as they are and read what the server answers before it closes or `wait` passes."""
+    host, port = url.split("//")[1].strip("/").split(":")
+    with socket.create_connection((host, int(port)), timeout=wait) as sock:
+        sock.sendall(request)
+        try:
+            return sock.recv(65536)
+        except TimeoutError:
+            return b""
+
+
+def test_a_huge_request_line_is_refused_at_once() -> None:
+    with production_server({"DRY_RUN": "true"}) as (url, _, _):
+        started = time.monotonic()
+        answer = raw_exchange(url, b"POST /" + b"a" * (1024 * 1024) + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 414") or answer.startswith(b"HTTP/1.1 400"), answer[:80]
+        assert time.monotonic() - started < 3
+
+
+def test_the_token_is_checked_before_the_body_is_read() -> None:
+    with production_server({"DRY_RUN": "true", "CALLBACK_TOKEN": "tok-run-sh"}) as (url, _, _):
+        started = time.monotonic()
+        # Headers announce a body that never comes: the answer must not wait for it.
+        answer = raw_exchange(url, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:80]
+        assert time.monotonic() - started < 2
+
+
+def test_clients_that_stall_their_body_do_not_hold_the_server() -> None:
+    with production_server({"DRY_RUN": "true", "THREADS": "4"}) as (url, _, _):
+        host, port = url.split("//")[1].strip("/").split(":")
+        stalled = []
+        for _ in range(8):  # twice the server's threads
+            sock = socket.create_connection((host, int(port)), timeout=15)
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+            stalled.append(sock)
+        try:
+            started = time.monotonic()
+            answer = urllib.request.urlopen(
+                urllib.request.Request(url, data=(ROOT / "samples/event.json").read_bytes()), timeout=20
+            )
+            assert answer.status == 200 and time.monotonic() - started < 12
+            answers = [sock.recv(1024) for sock in stalled]
+            assert all(a.startswith(b"HTTP/1.1 408") for a in answers), answers[0][:80]
+        finally:
+            for sock in stalled:
+                sock.close()
+
+
+def test_make_run_serves_a_dry_run_on_loopback_and_says_so() -> None:
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "PYTHON": sys.executable}
+    for name in ("FLASHDUTY_INTEGRATION_KEY", "ROUTES", "CALLBACK_TOKEN", "DEADLETTER_URI"):
+        env.pop(name, None)
+    with tempfile.TemporaryFile("w+") as log:
+        command = [
+            "make",
+            "--no-print-directory",
+            "run",
+            f"PORT={port}",
+            "VENV=" + str(Path(sys.executable).parents[1]),
+        ]
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log, text=True)
+        try:
+            health = json.loads(wait_until_up(f"http://127.0.0.1:{port}/", process))
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/?token=tok-make-run", data=b"{}")
+            urllib.request.urlopen(request, timeout=10).read()
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        log.seek(0)
+        output = log.read()
+    assert health["dry_run"] is True
+    assert f"relay listening on http://127.0.0.1:{port}/ (a dry run" in output
+    assert "tok-make-run" not in output and "Debugger" not in output and "reloader" not in output.lower()

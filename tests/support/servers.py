@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO
 
 from tests.support.callbacks import ROOT
@@ -38,6 +39,13 @@ def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> b
         except OSError:
             time.sleep(0.1)  # polling until the server is up
     raise RuntimeError(f"{url} never answered")
+
+
+def worker_rss_kib(arbiter: subprocess.Popen) -> int:
+    """Peak RSS (VmHWM) of the first worker of a gunicorn arbiter."""
+    children = Path(f"/proc/{arbiter.pid}/task/{arbiter.pid}/children").read_text().split()
+    status = Path(f"/proc/{children[0]}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
 
 
 @contextmanager

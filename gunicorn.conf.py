@@ -1,0 +1,41 @@
+"""gunicorn settings for the relay as deployed: run.sh (and so `make run` and veFaaS) start gunicorn with them.
+
+functions-framework's own runner reads no config file and lifts gunicorn's request-line limit
+(`limit_request_line=0`: a 16 MiB request line took 26 s and 148 MB to parse), so run.sh runs
+gunicorn itself; the application is still functions-framework's, from create_app.
+"""
+
+import os
+import sys
+
+_port = os.environ.get("_FAAS_RUNTIME_PORT") or os.environ.get("_BYTEFAAS_RUNTIME_PORT") or "8000"
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{_port}"
+workers = int(os.environ.get("WORKERS", "1"))  # Flashduty's limits are kept per process
+threads = int(os.environ.get("THREADS", "16"))
+worker_class = "gthread"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "warning")
+accesslog = None  # no request lines: a callback URL's query may carry the token
+# A callback needs no long request line or many headers: gunicorn's defaults, answered 414 / 400 past them.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
+timeout = 30  # a worker that stops answering its arbiter is restarted
+graceful_timeout = 10
+keepalive = 5
+BODY_STALL_SECONDS = 5.0  # the relay also gives a whole body 5 s (callback.BODY_READ_SECONDS)
+
+
+def pre_request(worker, req):
+    """A client that stops sending its body frees its thread: every read of it waits at most this long."""
+    sock = getattr(req.unreader, "sock", None)
+    if sock is not None:
+        sock.settimeout(BODY_STALL_SECONDS)
+
+
+def when_ready(server):
+    import config  # the relay's settings, as the worker will read them
+
+    settings = config.load(os.environ)
+    mode = "a dry run: events are shown, not sent (no FLASHDUTY_INTEGRATION_KEY)" if settings.dry_run else "delivering"
+    host, port = server.address[0][:2] if server.address else (bind, "")
+    print(f"relay listening on http://{host}:{port}/ ({mode})", file=sys.stderr, flush=True)
