@@ -11,7 +11,7 @@ import argparse
 import os
 import platform
 
-from bench import cold_start, fan_out, load, storm, throughput, translation
+from bench import cold_start, fan_out, hostile, load, storm, throughput, translation
 
 
 def main() -> None:
@@ -25,6 +25,7 @@ def main() -> None:
     translation.run()
     cold_start.run()
     fan_out.run()
+    hostile.run()
     if not args.quick:
         storm.run()
         throughput.run()

@@ -1,4 +1,4 @@
-"""Fault matrix: each Flashduty fault, with and without a dead-letter store; 0 events lost.
+"""Fault matrix: each Flashduty fault, with and without a dead-letter store; 0 events lost (deadline 1 s).
 
 Each fault lasts for the whole callback (Flashduty down in that way). Every event must end
 delivered, stored, or with the caller told to retry (a 503). Run with -s to see the table.
@@ -40,7 +40,7 @@ def test_fault_matrix(client, s3_endpoint, bucket, with_store: bool) -> None:
         stub.fault_source = lambda f=fault: f
         settings = {
             "FLASHDUTY_INTEGRATION_KEY": "k",
-            "DELIVERY_DEADLINE_SECONDS": "2",
+            "DELIVERY_DEADLINE_SECONDS": "1",
             "FLASHDUTY_PUSH_URL": stub.url if fault else unreachable_push_url(),
         }
         prefix = name.replace(" ", "-").replace(":", "")
