@@ -9,10 +9,12 @@ waiting after 8 s. The events that matter most go first; events of one alert go 
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import json
 import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -24,7 +26,8 @@ from typing import Any, Self
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3 import BaseHTTPResponse
-from urllib3.connectionpool import ConnectionPool
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import ConnectionPool, HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
@@ -42,6 +45,10 @@ DEADLINE = "deadline"  # time ran out before it was sent
 RATE_LIMITED = "rate-limit"  # Flashduty's limits left no slot for it before the deadline
 BLOCKED = "blocked"  # an earlier event of its alert failed, and a later one must not overtake it
 NOT_FLASHDUTY = "not-flashduty"  # a 2xx whose body is not Flashduty's success (a proxy, a captive portal)
+SLOW_ANSWER = "slow-answer"  # the answer was still arriving at the deadline (dripped): its socket was closed
+BUSY = "busy"  # the process had MAX_IN_FLIGHT requests out until the deadline
+MAX_IN_FLIGHT = MAX_CONCURRENCY  # requests to Flashduty at once, from every callback and thread of the process
+WATCHDOG_GRACE_SECONDS = 0.25
 # What goes first when not everything fits in the deadline: a firing pages someone; a recovery
 # stops an incident from escalating; Info pages nobody.
 PRIORITY = {CRITICAL: 0, WARNING: 1, OK: 2, INFO: 3}
@@ -127,6 +134,85 @@ class _Progress:
     def __init__(self) -> None:
         self.attempts = 0  # started
         self.cause: str | None = None  # what the last failed attempt met
+        self.cut = False  # the watchdog closed its socket: the answer came too slowly
+
+
+class _Watchdog:
+    """Shuts the socket of a request still unanswered at its deadline.
+
+    A peer that drips its answer a byte at a time never trips a per-read timeout: without this, each
+    such request holds a thread and a socket for as long as the peer keeps dripping. One thread for
+    the process, started with the first request.
+    """
+
+    def __init__(self) -> None:
+        self._due: dict[int, tuple[float, socket.socket, _Progress]] = {}  # by thread: one request each
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._changed:
+            self._due[threading.get_ident()] = (_sending.hard_deadline, sock, _sending.progress)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="deliver-watchdog", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def release(self) -> None:
+        with self._changed:
+            self._due.pop(threading.get_ident(), None)
+
+    def _run(self) -> None:
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                for thread, (deadline, sock, progress) in list(self._due.items()):
+                    if deadline <= now:
+                        del self._due[thread]
+                        progress.cut = True
+                        with contextlib.suppress(OSError):
+                            sock.shutdown(socket.SHUT_RDWR)  # wakes the read blocked on it
+                nearest = min((deadline for deadline, _, _ in self._due.values()), default=None)
+                self._changed.wait(None if nearest is None else nearest - now)
+
+
+_WATCHDOG = _Watchdog()
+_IN_FLIGHT = threading.BoundedSemaphore(MAX_IN_FLIGHT)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        super().request(*args, **kwargs)
+        if self.sock is not None:
+            _WATCHDOG.watch(self.sock)
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        super().request(*args, **kwargs)
+        if self.sock is not None:
+            _WATCHDOG.watch(self.sock)
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """requests' adapter, with connections the watchdog can cut off (direct and through a proxy)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+    def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(*args, **kwargs)
+        manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        return manager
 
 
 # The limiter, deadline and progress of the event this thread is sending: urllib3 retries inside
@@ -186,7 +272,7 @@ def _new_session() -> requests.Session:
         allowed_methods=["POST"],  # safe to repeat: Flashduty discards an identical event
         raise_on_status=False,
     )
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=MAX_CONCURRENCY)
+    adapter = _WatchedAdapter(max_retries=retry, pool_connections=4, pool_maxsize=MAX_IN_FLIGHT)
     session = requests.Session()
     session.mount("https://", adapter)
     session.mount("http://", adapter)
@@ -267,15 +353,30 @@ def deliver(
 
 
 def _unanswered(event: Event, progress: _Progress) -> Outcome:
-    return Outcome(event, False, error=progress.cause or DEADLINE, attempts=progress.attempts)
+    cause = SLOW_ANSWER if progress.cut else progress.cause or DEADLINE
+    return Outcome(event, False, error=cause, attempts=progress.attempts)
 
 
 def _send(
     event: Event, push_url: str, integration_key: str, limiter_: RateLimiter, deadline: float, progress: _Progress
 ) -> Outcome:
+    if not _IN_FLIGHT.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        return Outcome(event, False, error=BUSY)
+    try:
+        return _post(event, push_url, integration_key, limiter_, deadline, progress)
+    finally:
+        _WATCHDOG.release()
+        _IN_FLIGHT.release()
+
+
+def _post(
+    event: Event, push_url: str, integration_key: str, limiter_: RateLimiter, deadline: float, progress: _Progress
+) -> Outcome:
     if not limiter_.wait_for_slot(deadline):
         return Outcome(event, False, error=RATE_LIMITED)
     _sending.limiter, _sending.deadline, _sending.progress = limiter_, deadline, progress
+    # A hang is cut by the read timeout at the deadline; the watchdog, just after, cuts what drips.
+    _sending.hard_deadline = min(deadline, time.monotonic() + READ_TIMEOUT_SECONDS) + WATCHDOG_GRACE_SECONDS
     progress.attempts = 1
     remaining = max(0.1, min(deadline - time.monotonic(), READ_TIMEOUT_SECONDS))
     try:
@@ -288,9 +389,12 @@ def _send(
             timeout=(min(CONNECT_TIMEOUT_SECONDS, remaining), remaining),
             allow_redirects=False,  # a redirect would be followed as a GET, and its 200 taken for delivery
         )
+        response.content  # noqa: B018  read while the watchdog still guards this request
     except _PastDeadline:
         return _unanswered(event, progress)  # the cause its last attempt met, not just "deadline"
     except requests.RequestException as exc:
+        if progress.cut:
+            return _unanswered(event, progress)
         # The exception's text holds the URL, and with it the key: keep only what kind it was.
         reason = exc.args[0] if exc.args else None
         if isinstance(reason, MaxRetryError):

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
+import flashduty
 import mapping
-from tests.support.callbacks import ROOT
+from tests.support.callbacks import ROOT, metric_callback
 from tests.support.flashduty import Fault, FlashdutyStub
 from tests.support.s3 import pending
 from tests.support.servers import production_server, unreachable_push_url, worker_rss_kib
@@ -185,3 +192,86 @@ def test_a_hostile_megabyte_is_answered_in_time_within_a_memory_bound() -> None:
         peak_kib = worker_rss_kib(process)
     assert elapsed < 8 and summary["over_cap"] == 70_000 - mapping.RESOURCES_MAX
     assert peak_kib < 250 * 1024, f"peak RSS {peak_kib} KiB"
+
+
+def open_files(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def test_a_dripping_flashduty_leaves_no_thread_or_socket_behind(stub) -> None:
+    settings = {"FLASHDUTY_INTEGRATION_KEY": KEY, "FLASHDUTY_PUSH_URL": stub.url, "DELIVERY_DEADLINE_SECONDS": "1"}
+    bodies = [json.dumps(metric_callback(4, f"drip{n}-")).encode() for n in range(60)]
+    with production_server(settings) as (url, process, _):
+        worker = int(Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()[0])
+
+        def callbacks(batch: list[bytes]) -> set[int]:
+            with ThreadPoolExecutor(8) as clients:
+                return set(clients.map(lambda b: post_status(url, b), batch))
+
+        def settle(level: tuple[int, int]) -> tuple[int, int]:
+            end = time.monotonic() + 5
+            while (threads(worker), open_files(worker)) > level and time.monotonic() < end:
+                time.sleep(0.1)  # the last callbacks' requests are cut off at their deadline
+            return threads(worker), open_files(worker)
+
+        assert callbacks(bodies[:4]) == {200}
+        quiet_files = open_files(worker)  # no request in flight
+        stub.fault_source = lambda: Fault(drip=0.2)  # a byte every 0.2 s, under every read timeout
+        assert callbacks(bodies[4:12]) == {503}  # the server's and the delivery pool's threads now exist
+        before = threads(worker), quiet_files
+        started = time.monotonic()
+        assert callbacks(bodies[12:]) == {503} and time.monotonic() - started < 30
+        after = settle(before)
+    # Before, each dripping callback left 8 threads and sockets behind for good (785 after 96). Now the
+    # threads are those of fixed pools (gunicorn's 16, the delivery pool's 32, the watchdog, the
+    # worker's own), whatever the number of callbacks, and the sockets are closed.
+    ceiling = 16 + flashduty.MAX_CONCURRENCY + 1 + 3
+    assert before[0] <= ceiling and after[0] <= ceiling and after[0] <= before[0] + 2, (before, after)
+    assert after[1] <= before[1] + 2, (before, after)
+
+
+def post_status(url: str, body: bytes) -> int:
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=10).status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_a_dripped_answer_is_cut_off_at_the_deadline_and_named(client, stub) -> None:
+    stub.fault_source = lambda: Fault(drip=0.2)
+    started = time.monotonic()
+    answer = client(FLASHDUTY_INTEGRATION_KEY=KEY, FLASHDUTY_PUSH_URL=stub.url, DELIVERY_DEADLINE_SECONDS="1").post(
+        "/", data=EVENT
+    )
+    assert answer.status_code == 503 and time.monotonic() - started < 2  # one event: sent on this very thread
+    assert answer.get_json()["failures"][0]["error"] == "slow-answer"
+
+
+def test_replay_exits_when_it_says_it_is_done_even_against_a_dripping_flashduty(
+    client, stub, s3_endpoint, bucket
+) -> None:
+    settings = {
+        "FLASHDUTY_INTEGRATION_KEY": KEY,
+        "FLASHDUTY_PUSH_URL": stub.url,
+        "DEADLETTER_URI": f"s3://{bucket}/drip",
+        "DEADLETTER_ENDPOINT_URL": s3_endpoint,
+    }
+    stub.script(*[Fault(400, "InvalidParameter")] * 4)
+    assert client(**settings).post("/", data=json.dumps(metric_callback(4)).encode()).status_code == 202
+    stub.fault_source = lambda: Fault(drip=0.2)
+    env = {**os.environ, **settings}
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "replay", "send", "--max-seconds", "4"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and "4 left in the store" in done.stdout, done.stdout + done.stderr
+    assert time.monotonic() - started < 8  # it printed "done" within its 4 s and then exited

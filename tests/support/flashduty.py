@@ -82,6 +82,7 @@ class Fault:
     reset: bool = False  # drop the connection with a TCP reset instead of answering
     body: bytes | None = None  # answer exactly this (a proxy's HTML page, a malformed body) with `status`
     wire: bytes | None = None  # write exactly these bytes as the whole answer (a malformed header line)
+    drip: float = 0.0  # seconds between the bytes of a success answer, each under any read timeout
 
 
 @dataclass
@@ -241,7 +242,7 @@ class FlashdutyStub:
                             key,
                             arrived,
                             0 if fault.reset else 400 if problems else fault.status,
-                            raw=fault.body is not None or fault.wire is not None,
+                            raw=fault.body is not None or fault.wire is not None or bool(fault.drip),
                         )
                     )
                 if fault.delay:
@@ -252,6 +253,18 @@ class FlashdutyStub:
                     return
                 if problems:
                     return self._reply(400, {"error": {"code": "InvalidParameter", "message": "; ".join(problems)}})
+                if fault.drip:
+                    success = json.dumps({"request_id": "stub", "data": {"alert_key": "dripped"}}).encode()
+                    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(success), success)
+                    self.close_connection = True
+                    try:
+                        for byte in answer:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(fault.drip)
+                    except OSError:
+                        pass  # the relay closed it: what the drip is there to make it do
+                    return
                 if fault.wire is not None:
                     self.wfile.write(fault.wire)
                     self.close_connection = True
