@@ -204,7 +204,7 @@ def threads(pid: int) -> int:
 
 def test_a_dripping_flashduty_leaves_no_thread_or_socket_behind(stub) -> None:
     settings = {"FLASHDUTY_INTEGRATION_KEY": KEY, "FLASHDUTY_PUSH_URL": stub.url, "DELIVERY_DEADLINE_SECONDS": "1"}
-    bodies = [json.dumps(metric_callback(4, f"drip{n}-")).encode() for n in range(60)]
+    bodies = [json.dumps(metric_callback(4, f"drip{n}-")).encode() for n in range(36)]
     with production_server(settings) as (url, process, _):
         worker = int(Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()[0])
 
@@ -228,9 +228,10 @@ def test_a_dripping_flashduty_leaves_no_thread_or_socket_behind(stub) -> None:
         after = settle(before)
     # Before, each dripping callback left 8 threads and sockets behind for good (785 after 96). Now the
     # threads are those of fixed pools (gunicorn's 16, the delivery pool's 32, the watchdog, the
-    # worker's own), whatever the number of callbacks, and the sockets are closed.
+    # worker's own), which fill lazily up to that ceiling whatever the number of callbacks, and every
+    # socket is closed by the deadline: open files are back to their level with nothing in flight.
     ceiling = 16 + flashduty.MAX_CONCURRENCY + 1 + 3
-    assert before[0] <= ceiling and after[0] <= ceiling and after[0] <= before[0] + 2, (before, after)
+    assert before[0] <= ceiling and after[0] <= ceiling, (before, after)
     assert after[1] <= before[1] + 2, (before, after)
 
 
