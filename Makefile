@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench snapshots clean
 
 # The production server (run.sh: gunicorn with gunicorn.conf.py) on this machine only.
 run: $(VENV)/.run-deps
@@ -24,6 +24,10 @@ lint: $(VENV)/.test-deps
 
 bench: $(VENV)/.test-deps
 	$(BIN)/python -m bench
+
+# After a deliberate change to the mapping: write tests/events/*.expected.json again, then review the diff.
+snapshots: $(VENV)/.test-deps
+	$(BIN)/python -m tests.support.snapshots
 
 $(VENV)/.run-deps: requirements.txt | $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
