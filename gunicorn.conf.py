@@ -36,6 +36,10 @@ def when_ready(server):
     import config  # the relay's settings, as the worker will read them
 
     settings = config.load(os.environ)
-    mode = "a dry run: events are shown, not sent (no FLASHDUTY_INTEGRATION_KEY)" if settings.dry_run else "delivering"
+    mode = (
+        "a dry run: events are shown, not sent; set FLASHDUTY_INTEGRATION_KEY to deliver"
+        if settings.dry_run
+        else "delivering"
+    )
     host, port = server.address[0][:2] if server.address else (bind, "")
     print(f"relay listening on http://{host}:{port}/ ({mode})", file=sys.stderr, flush=True)
