@@ -186,7 +186,7 @@ class Relay:
             {"alert_key": o.alert_key, "status": o.status, "error": o.error, "attempts": o.attempts}
             for o in failed[:LISTED_MAX]
         ]
-        summary["failures_by_error"] = dict(Counter(o.error or f"HTTP {o.status}" for o in failed).most_common())
+        summary["failures_by_error"] = dict(Counter(o.cause for o in failed).most_common())
         if self.store is not None:
             keeping = _WRITER.submit(
                 self.store.keep, trace_id=trace_id, route=route, body=body, failures=failed, now=now

@@ -123,7 +123,7 @@ def safe_name(text: str, limit: int = 64) -> str:
 
 
 def _error_name(outcome: Outcome) -> str:
-    return safe_name(outcome.error or f"HTTP {outcome.status}") or "unknown"
+    return safe_name(outcome.cause) or "unknown"
 
 
 def _stamp(at: datetime) -> str:

@@ -67,6 +67,11 @@ class Outcome:
         return self.event.get("alert_key", "")
 
     @property
+    def cause(self) -> str:
+        """What it failed with: Flashduty's error code or what went wrong, else the HTTP status."""
+        return self.error or f"HTTP {self.status}"
+
+    @property
     def refused(self) -> bool:
         """Flashduty refused it for good (a 4xx other than 429): sending it again changes nothing."""
         return self.status is not None and 400 <= self.status < 500 and self.status != 429
