@@ -75,7 +75,7 @@ class StoredEvent:
 
     @classmethod
     def failed(cls, outcome: Outcome) -> StoredEvent:
-        return cls(outcome.event, _error_name(outcome), outcome.status, outcome.attempts)
+        return cls(outcome.event, safe_name(outcome.cause) or "unknown", outcome.status, outcome.attempts)
 
 
 @dataclass
@@ -120,10 +120,6 @@ class Sent:
 def safe_name(text: str, limit: int = 64) -> str:
     """Text as it may stand in an object name or a log line: letters, digits and '-', at most `limit`."""
     return re.sub(r"[^A-Za-z0-9-]+", "-", text)[:limit].strip("-")
-
-
-def _error_name(outcome: Outcome) -> str:
-    return safe_name(outcome.cause) or "unknown"
 
 
 def _stamp(at: datetime) -> str:

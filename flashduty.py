@@ -402,15 +402,13 @@ def _post(
             return _unanswered(event, progress)
         # The exception's text holds the URL, and with it the key: keep only what kind it was.
         reason = exc.args[0] if exc.args else None
-        if isinstance(reason, MaxRetryError):
-            return Outcome(event, False, error=type(reason.reason).__name__, attempts=RETRIES + 1)
-        return Outcome(event, False, error=type(exc).__name__, attempts=progress.attempts)
-    retries = getattr(response.raw, "retries", None)
-    attempts = len(retries.history) + 1 if retries else 1
+        error = type(reason.reason if isinstance(reason, MaxRetryError) else exc).__name__
+        return Outcome(event, False, error=error, attempts=progress.attempts)
     answer = _answer(response)
-    if 200 <= response.status_code < 300 and "error" not in answer and isinstance(answer.get("data"), dict):
-        return Outcome(event, True, status=response.status_code, attempts=attempts)
-    return Outcome(event, False, status=response.status_code, error=_error_code(response, answer), attempts=attempts)
+    status, attempts = response.status_code, progress.attempts
+    if 200 <= status < 300 and "error" not in answer and isinstance(answer.get("data"), dict):
+        return Outcome(event, True, status=status, attempts=attempts)
+    return Outcome(event, False, status=status, error=_error_code(response, answer), attempts=attempts)
 
 
 def _answer(response: requests.Response) -> dict[str, Any]:
