@@ -26,7 +26,7 @@ import mapping
 from config import DEFAULT_ROUTE, Settings
 from deadletter import Store, StoreError, safe_name
 
-VERSION = "0.1.0"
+VERSION = "0.2.0"  # 0.2: alert keys from what both ends of an alarm carry (README: upgrading)
 MAX_BODY_BYTES = 1024 * 1024
 ALLOWED_METHODS = "GET, HEAD, POST"
 # With a dead-letter store, delivery stops this much before the deadline to leave time to store.
@@ -155,6 +155,8 @@ class Relay:
         }
         if len(events) > LISTED_MAX:
             summary["listed"] = LISTED_MAX
+        if translation.note:
+            summary["note"] = translation.note  # a recognised callback that gives nothing says why
         if translation.over_cap:
             summary["over_cap"] = translation.over_cap  # resources past mapping.RESOURCES_MAX: one event says so
         if self.settings.dry_run:  # a dry run exists to show the translated events

@@ -10,7 +10,9 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta, timezone, tzinfo
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import mapping
 
@@ -35,6 +37,8 @@ VARIABLES = (
     "FLASHDUTY_MINUTE_SECONDS",
     "SEVERITY_OVERRIDES",
     "MIN_SEVERITY",
+    "DISPLAY_TIMEZONE",
+    "EVENT_CLOSING_STATES",
     "DEADLETTER_URI",
     "DEADLETTER_ENDPOINT_URL",
     "DEADLETTER_ADDRESSING_STYLE",
@@ -116,6 +120,8 @@ def load(environ: Mapping[str, str]) -> Settings:
         mapping=mapping.Options(
             severity_overrides=_severity_overrides(environ),
             min_severity=_min_severity(environ),
+            display_zone=_display_zone(environ),
+            closing_states=_closing_states(environ),
         ),
         deadletter=_deadletter(environ),
     )
@@ -235,3 +241,59 @@ def _min_severity(environ: Mapping[str, str]) -> mapping.Severity:
         if value.lower() == severity.lower():
             return severity
     raise ConfigError(f"MIN_SEVERITY must be one of {', '.join(mapping.SEVERITY_RANK)}, got {value!r}")
+
+
+# Zones without summer time, for runtimes that ship no time zone database (zoneinfo finds nothing).
+FIXED_ZONES = {
+    "Asia/Shanghai": 8,
+    "Asia/Hong_Kong": 8,
+    "Asia/Singapore": 8,
+    "Asia/Taipei": 8,
+    "Asia/Kuala_Lumpur": 8,
+    "Asia/Jakarta": 7,
+    "Asia/Bangkok": 7,
+    "Asia/Tokyo": 9,
+    "Asia/Seoul": 9,
+    "Asia/Dubai": 4,
+    "UTC": 0,
+    "Etc/UTC": 0,
+}
+FIXED_OFFSET = re.compile(r"^(?:UTC|GMT)?([+-])(\d{1,2})(?::?(\d{2}))?$")
+
+
+def _display_zone(environ: Mapping[str, str]) -> tzinfo:
+    """DISPLAY_TIMEZONE: an IANA name (Asia/Shanghai) or a fixed offset (UTC+08:00, +0530)."""
+    name = _text(environ, "DISPLAY_TIMEZONE")
+    if name is None:
+        return mapping.CHINA_STANDARD_TIME
+    if offset := FIXED_OFFSET.match(name):
+        sign, hours, minutes = offset.groups()
+        delta = timedelta(hours=int(hours), minutes=int(minutes or 0))
+        if delta < timedelta(hours=24):
+            return timezone(-delta if sign == "-" else delta)
+    else:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            if name in FIXED_ZONES:
+                return timezone(timedelta(hours=FIXED_ZONES[name]))
+    raise ConfigError(
+        f"DISPLAY_TIMEZONE must be a time zone name such as Asia/Shanghai or an offset such as UTC+08:00, "
+        f"got {name!r} (this system's time zone database does not know it: use an offset, or install tzdata)"
+    )
+
+
+def _closing_states(environ: Mapping[str, str]) -> frozenset[str]:
+    """EVENT_CLOSING_STATES: the event states that close an Event Center alert, or "none"."""
+    value = _text(environ, "EVENT_CLOSING_STATES")
+    if value is None:
+        return mapping.DEFAULT_CLOSING_STATES
+    if value.lower() == "none":
+        return frozenset()
+    states = frozenset(part.strip().lower() for part in value.split(",") if part.strip())
+    if not states or not all(state.isascii() and state.isalpha() for state in states):
+        raise ConfigError(
+            f"EVENT_CLOSING_STATES must be event states separated by commas (such as Succeeded,Canceled) "
+            f"or none, got {value!r}"
+        )
+    return states

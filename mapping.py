@@ -2,7 +2,8 @@
 
 Pure: no I/O, no clock, no environment. The same callback always gives the same events, byte for
 byte, so a Volcengine retry is an identical repeat that Flashduty discards. Every field of the
-callback may be missing or of the wrong type; nothing here raises on a JSON object.
+callback may be missing, null, a single object where a list is documented, or of the wrong type;
+nothing here raises on a JSON object.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any, Final, Literal, NotRequired, TypedDict
 
 Severity = Literal["Critical", "Warning", "Info"]
@@ -28,13 +29,29 @@ UNKNOWN_LEVEL_SEVERITY: Severity = WARNING
 
 EVENT, METRIC, NO_DATA, UNRECOGNISED = "event", "metric", "no_data", "unrecognised"
 METRIC_TYPES = frozenset({"Metric", "MetricRecovered", "MetricsNoData", "NoDataRecovered"})
-# (list in a metric callback, kind of alert, recovers?) in the order they are translated
+# (list in a metric callback, the Type that sends it alone, kind of alert, recovers?) in the order
+# they are translated
 RESOURCE_LISTS = (
-    ("Resources", METRIC, False),
-    ("RecoveredResources", METRIC, True),
-    ("NoDataResources", NO_DATA, False),
-    ("NoDataRecoveredResources", NO_DATA, True),
+    ("Resources", "Metric", METRIC, False),
+    ("RecoveredResources", "MetricRecovered", METRIC, True),
+    ("NoDataResources", "MetricsNoData", NO_DATA, False),
+    ("NoDataRecoveredResources", "NoDataRecovered", NO_DATA, True),
 )
+# Dimensions that name the resource itself when a thin callback leaves out its Id.
+RESOURCE_DIMENSIONS = frozenset({"resourceid", "resource_id", "instanceid", "instance_id"})
+
+# Event Center event states, from BytePlus ECS "Event monitoring overview": Inquiring, Scheduled,
+# Executing, Pending and Recovered are intermediate; Succeeded, Rejected, Failed and Canceled end
+# the event. "Inquring" is how the same docs' event list spells one of them; Completed is how
+# Volcengine's own event types name an ending (ecs:Disk:DiskError.Redeploy.Completed).
+EVENT_STATES = frozenset(
+    "inquiring inquring scheduled executing pending recovered succeeded rejected failed canceled completed".split()
+)
+# Failed ends the lifecycle too, but the operation did not happen and the problem it was for is
+# still there: it stays open for a person unless EVENT_CLOSING_STATES says otherwise.
+DEFAULT_CLOSING_STATES = frozenset({"succeeded", "completed", "rejected", "canceled"})
+# Volcengine's consoles in mainland China show times in China Standard Time, which has no DST.
+CHINA_STANDARD_TIME = timezone(timedelta(hours=8))
 
 # Flashduty's documented limits.
 TITLE_MAX = 512
@@ -49,6 +66,8 @@ RAW_EXCERPT_MAX = 1500
 # event says how many were not sent. Metrics past METRICS_MAX are counted, not listed.
 RESOURCES_MAX = 5000
 METRICS_MAX = 20
+# Units as people write them; any other unit is shown as sent.
+UNITS = {"percent": "%", "milliseconds": "ms", "seconds": "s", "bytes": "B", "count": ""}
 
 
 class Event(TypedDict):
@@ -70,6 +89,8 @@ class Options:
 
     severity_overrides: Mapping[str, Severity] = field(default_factory=dict)  # lower-case level -> severity
     min_severity: Severity = INFO
+    display_zone: tzinfo = CHINA_STANDARD_TIME  # every time in titles and descriptions
+    closing_states: frozenset[str] = DEFAULT_CLOSING_STATES  # lower-case event states that close the alert
 
 
 @dataclass(frozen=True)
@@ -78,6 +99,13 @@ class Translation:
     events: list[Event]  # ready to send
     filtered: int = 0  # firing events dropped for being below Options.min_severity
     over_cap: int = 0  # resources past RESOURCES_MAX, not sent (one event says so)
+    note: str = ""  # why a recognised callback gave no event at all
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    event: Event
+    filterable: bool  # False for recoveries and unknown levels: MIN_SEVERITY never drops those
 
 
 def translate(callback: Mapping[str, Any], options: Options = Options()) -> Translation:
@@ -88,12 +116,14 @@ def translate(callback: Mapping[str, Any], options: Options = Options()) -> Tran
         candidates = [_event_center(callback, options)]
     elif kind_of_callback == METRIC:
         candidates, over_cap = _metric_alarms(callback, options)
+        if not candidates:
+            # A known Type that lists no resource: paging someone about it would be noise.
+            note = f"the {_text(callback.get('Type'))} callback lists no resources: nothing to send"
+            return Translation(METRIC, [], note=note)
     else:
-        candidates = []
-    if not candidates:
         # A format change on Volcengine's side must never silence alerts.
         return Translation(UNRECOGNISED, [_unrecognised(callback)])
-    kept = [event for event in candidates if _passes(event, options)]
+    kept = [c.event for c in candidates if not c.filterable or _passes(c.event, options)]
     filtered = len(candidates) - len(kept)
     if over_cap:
         kept.append(_over_cap(callback, over_cap))
@@ -105,7 +135,7 @@ def _kind(callback: Mapping[str, Any]) -> str:
     if callback_type == "Event":
         return EVENT
     # Parse by the lists, not only by Type: a body can carry several lists at once.
-    if callback_type in METRIC_TYPES or any(name in callback for name, _, _ in RESOURCE_LISTS):
+    if callback_type in METRIC_TYPES or any(_dicts(callback.get(name)) for name, *_ in RESOURCE_LISTS):
         return METRIC
     return UNRECOGNISED
 
@@ -128,23 +158,32 @@ def severity(level: Any, options: Options = Options()) -> tuple[Severity, bool]:
 # Event Center -------------------------------------------------------------------------------
 
 
-def _event_center(callback: Mapping[str, Any], options: Options) -> Event:
+def _event_center(callback: Mapping[str, Any], options: Options) -> _Candidate:
     details, details_text = _details(callback.get("Details"))
     rules = _dicts(callback.get("Rules"))
     # The most severe matched rule decides; the first one wins a tie, so the choice is stable.
     ranked = [(rule, *severity(rule.get("Level"), options)) for rule in rules]
-    rule, status, known = max(ranked, key=lambda r: SEVERITY_RANK[r[1]], default=({}, WARNING, False))
+    rule, level_status, _ = max(ranked, key=lambda r: SEVERITY_RANK[r[1]], default=({}, WARNING, False))
+    unknown_levels = [_text(r.get("Level")) or "(none)" for r, _, known in ranked if not known] if rules else ["(none)"]
 
     event_type = _text(callback.get("EventType")) or _text(details.get("type"))
+    check, state = _lifecycle(event_type, options)
     subject = _text(details.get("subject"))
-    resource = _text(details.get("volcresourcename")) or subject
+    resource = _text(details.get("volcresourcename")) or subject or _service_resource(details, check)
+    event_id = _text(callback.get("Id")) or _text(details.get("id"))
     account = _text(callback.get("AccountId")) or _text(details.get("volcaccountid"))
     region = _text(callback.get("Region")) or _text(details.get("volcregion"))
+    source = _text(callback.get("Source")) or _text(details.get("source"))
     summary = _event_summary(callback)
+    closes = state.lower() in options.closing_states
+    status: EventStatus = OK if closes else level_status
 
     labels = {
         "source": "volcengine",
         "kind": EVENT,
+        "resource": resource,
+        "check": check,
+        "service": source,
         "account_id": account,
         "region": region,
         "project": _text(callback.get("ProjectName")),
@@ -154,36 +193,59 @@ def _event_center(callback: Mapping[str, Any], options: Options) -> Event:
         "rule_name": _text(rule.get("RuleName")),
         "level": _text(rule.get("Level")).lower(),
         "event_type": event_type,
-        "event_source": _text(callback.get("Source")) or _text(details.get("source")),
-        "event_id": _text(callback.get("Id")) or _text(details.get("id")),
+        "event_state": state,
+        "event_source": source,
+        "event_id": event_id,
     }
-    if not known:
-        labels["unknown_level"] = _text(rule.get("Level")) or "(none)"
+    if unknown_levels and not closes:
+        labels["unknown_level"] = ",".join(dict.fromkeys(unknown_levels))
 
-    title = " ".join(part for part in (event_type or "Volcengine event", resource and f"on {resource}") if part)
+    title = " ".join(part for part in (check or "Volcengine event", resource and f"on {resource}") if part)
+    if state:
+        title = f"{state}: {title}"
     if summary:
         title = f"{title}: {summary}"
+    if closes:
+        ending = f"The event reached {state}, which ends its lifecycle: this closes the alert."
+    elif state:
+        endings = ", ".join(s.capitalize() for s in sorted(options.closing_states)) or "(none set)"
+        ending = f"The alert closes when the event reaches one of: {endings}."
+    else:
+        ending = "Volcengine sends no recovery for events: resolve this alert in Flashduty."
     lines = [
         summary,
         "",
         _field("Event type", event_type),
+        _field("State", state),
         _field("Resource", resource),
-        _field("Happened at", _epoch_text(callback.get("HappenedAt"))),
+        _field("Happened at", _time_text(callback.get("HappenedAt"), options.display_zone)),
         _field("Account / region", " / ".join(filter(None, (account, region)))),
         _field("Matched rules", "; ".join(_rule_text(r) for r in rules)),
-        _field("Event id", labels["event_id"]),
+        _field("Event id", event_id),
         _field("Details", details_text or _details_extras(details)),
         "",
-        "Volcengine sends no recovery for events: resolve this alert in Flashduty.",
+        ending,
     ]
-    return _event(
-        title=title,
-        status=status,
-        # Repeats of one event type on one resource are one alert.
-        key_parts=(EVENT, account, region, event_type, resource),
-        lines=lines,
-        labels=labels,
-    )
+    # One alert per lifecycle of one event type on one resource, whatever its state; an event that
+    # names no resource is an alert of its own, never merged with others of its type.
+    identity = resource or "event " + (event_id or details_text or _json(details))
+    event = _event(title=title, status=status, key_parts=(EVENT, check, identity), lines=lines, labels=labels)
+    return _Candidate(event, filterable=not closes and not unknown_levels)
+
+
+def _lifecycle(event_type: str, options: Options) -> tuple[str, str]:
+    """An Event Center event type without its state suffix, and the state ("" when it has none).
+
+    `ecs:Disk:DiskError.Redeploy.Executing` and `...Redeploy:Succeeded` (both separators are in
+    Volcengine's and BytePlus's docs) give `ecs:Disk:DiskError.Redeploy`; only a known state is cut.
+    """
+    head, _, last = event_type.rpartition(":")
+    base, dot, state = last.rpartition(".")
+    if dot and state.lower() in EVENT_STATES | options.closing_states:
+        return f"{head}:{base}" if head else base, state
+    if head and last.lower() in EVENT_STATES | options.closing_states:
+        return head, last
+    return event_type, ""
 
 
 def _event_summary(callback: Mapping[str, Any]) -> str:
@@ -208,6 +270,42 @@ _DETAILS_ENVELOPE = frozenset(
     "specversion id source type volcpublishtime volcregion volcaccountid volceventbusname "
     "volcresourcename subject time".split()
 )
+# Service fields that name a resource, most specific first, after `<resource type>_id`.
+_RESOURCE_FIELDS = (
+    "resource_id",
+    "instance_id",
+    "listener_id",
+    "server_id",
+    "load_balancer_id",
+    "loadbalancer_id",
+    "clb_id",
+    "alb_id",
+    "disk_id",
+    "volume_id",
+    "db_instance_id",
+    "cluster_id",
+    "node_id",
+)
+
+
+def _service_resource(details: Mapping[str, Any], check: str) -> str:
+    """The resource a service names in its own Details fields (at the top or in one nested object).
+
+    The event type's resource type goes first: a `clb:Listener:...` event is about its listener,
+    even when the load balancer is named too.
+    """
+    parts = check.split(":")
+    resource_type = _snake(parts[1]) if len(parts) > 2 else ""
+    extras = {k: v for k, v in details.items() if k not in _DETAILS_ENVELOPE}
+    fields: dict[str, str] = {}
+    for value in [extras, *(v for v in extras.values() if isinstance(v, dict))]:
+        for key, item in value.items():
+            text = _text(item) if isinstance(item, (str, int)) and not isinstance(item, bool) else ""
+            fields.setdefault(_snake(_text(key)), text)
+    for name in (f"{resource_type}_id", *_RESOURCE_FIELDS):
+        if fields.get(name):
+            return fields[name]
+    return ""
 
 
 def _details_extras(details: Mapping[str, Any]) -> str:
@@ -223,32 +321,41 @@ def _rule_text(rule: Mapping[str, Any]) -> str:
 # Metric alarms ------------------------------------------------------------------------------
 
 
-def _metric_alarms(callback: Mapping[str, Any], options: Options) -> tuple[list[Event], int]:
+@dataclass(frozen=True)
+class _Policy:
+    """What a metric callback says once for all its resources."""
+
+    callback: Mapping[str, Any]
+    status: Severity
+    level_known: bool
+    tags: list[tuple[str, str]]
+    options: Options
+
+
+def _metric_alarms(callback: Mapping[str, Any], options: Options) -> tuple[list[_Candidate], int]:
     """One event per distinct resource in each list, up to RESOURCES_MAX; and how many were past it."""
-    firing_status, known = severity(callback.get("Level"), options)
+    status, known = severity(callback.get("Level"), options)
     # Callback-wide parts are built once, not once per resource (2,000 tags x 2,000 resources).
-    tags = [(f"tag_{_snake(_text(tag.get('Key')))}", _text(tag.get("Value"))) for tag in _dicts(callback.get("Tags"))]
-    events: list[Event] = []
+    policy = _Policy(callback, status, known, _tags(callback.get("Tags")), options)
+    callback_type = _text(callback.get("Type"))
+    candidates: list[_Candidate] = []
     seen: set[tuple[str, str]] = set()
     over_cap = 0
-    for list_name, kind, recovers in RESOURCE_LISTS:
-        for resource in _dicts(callback.get(list_name)):
+    for list_name, sent_alone_by, kind, recovers in RESOURCE_LISTS:
+        resources = _dicts(callback.get(list_name))
+        if not resources and callback_type == sent_alone_by:
+            resources = _dicts(callback.get("Resource"))  # one resource, as VeAIOps's schema has it
+        for resource in resources:
             identity = (list_name, _json(resource))
             if identity in seen:
                 continue  # a resource listed twice is one alert, not two
             seen.add(identity)
-            if len(events) >= RESOURCES_MAX:
+            if len(candidates) >= RESOURCES_MAX:
                 over_cap += 1
                 continue
-            status: EventStatus
-            if recovers:
-                status = OK
-            elif kind == NO_DATA:
-                status = INFO
-            else:
-                status = firing_status
-            events.append(_metric_event(callback, resource, kind, recovers, status, known, tags))
-    return events, over_cap
+            event = _metric_event(policy, resource, kind, recovers)
+            candidates.append(_Candidate(event, filterable=known and not recovers))
+    return candidates, over_cap
 
 
 def _over_cap(callback: Mapping[str, Any], count: int) -> Event:
@@ -272,28 +379,51 @@ def _over_cap(callback: Mapping[str, Any], count: int) -> Event:
     )
 
 
-def _metric_event(
-    callback: Mapping[str, Any],
-    resource: Mapping[str, Any],
-    kind: str,
-    recovers: bool,
-    status: EventStatus,
-    level_known: bool,
-    tags: list[tuple[str, str]],
-) -> Event:
+@dataclass(frozen=True)
+class _Dimension:
+    name: str
+    shown: str  # the name as people read it: the Chinese name when one was sent
+    value: str
+
+
+def _metric_event(policy: _Policy, resource: Mapping[str, Any], kind: str, recovers: bool) -> Event:
+    callback, options = policy.callback, policy.options
     rule_name = _text(callback.get("RuleName"))
     rule_id = _text(callback.get("RuleId"))
     account = _text(callback.get("AccountId"))
-    resource_id = _text(resource.get("Id"))
+    dimensions = [
+        _Dimension(
+            _text(d.get("Name")),
+            _text(d.get("NameCN")) or _text(d.get("NameCn")) or _text(d.get("Name")),
+            _text(d.get("Value")),
+        )
+        for d in _dicts(resource.get("Dimensions"))
+    ]
+    resource_id = _text(resource.get("Id")) or next(
+        (d.value for d in dimensions if d.name.lower() in RESOURCE_DIMENSIONS and d.value), ""
+    )
     resource_name = _text(resource.get("Name"))
+    # Only the dimensions that tell sub-resources apart (a disk, a mount point): one that repeats
+    # the resource id says nothing more, and a thin recovery leaves it out.
+    siblings = [d for d in dimensions if d.value and d.value != resource_id]
     all_metrics = _dicts(resource.get("Metrics"))
-    metrics = all_metrics[:METRICS_MAX]
-    dimensions = [(_text(d.get("Name")), _text(d.get("Value"))) for d in _dicts(resource.get("Dimensions"))]
-    first = metrics[0] if metrics else {}
+    metrics = _breaching_first(all_metrics, _text(callback.get("RuleCondition")))[:METRICS_MAX]
+    if not metrics and kind == NO_DATA and not recovers:
+        metrics = _dicts(resource.get("NoDataMetrics"))  # some no-data resources name them only there
+    metric_names = [n for n in (_text(m.get("Name")) for m in metrics) if n] or _names(
+        resource.get("NoDataMetrics") or resource.get("DroppedMetrics")
+    )
+    lead = metrics[0] if metrics else {}
+    status: EventStatus = OK if recovers else policy.status
+    check = rule_name or rule_id
 
     labels = {
         "source": "volcengine",
         "kind": kind,
+        "resource": resource_id or resource_name,
+        "check": check,
+        "service": _text(callback.get("Namespace")),
+        "metric": metric_names[0] if metric_names else "",
         "callback_type": _text(callback.get("Type")),
         "account_id": account,
         "region": _text(resource.get("Region")),
@@ -305,58 +435,106 @@ def _metric_event(
         "level": _text(callback.get("Level")).lower(),
         "namespace": _text(callback.get("Namespace")),
         "sub_namespace": _text(callback.get("SubNamespace")),
-        "metric_name": ",".join(filter(None, (_text(m.get("Name")) for m in metrics))),
-        "metric_value": _text(first.get("CurrentValue")),
-        "metric_threshold": _text(first.get("Threshold")),
-        "metric_unit": _text(first.get("Unit")),
+        "metric_name": ",".join(metric_names),
+        "metric_value": _text(lead.get("CurrentValue")),
+        "metric_threshold": _text(lead.get("Threshold")),
+        "metric_unit": _unit(lead.get("Unit")),
         "alert_group_id": _text(resource.get("AlertGroupId")),
     }
-    if not level_known and not recovers and kind == METRIC:
+    if not policy.level_known and not recovers:
         labels["unknown_level"] = _text(callback.get("Level")) or "(none)"
-    extra_labels = [(f"dim_{_snake(name)}", value) for name, value in dimensions] + tags
+    extra_labels = [(f"dim_{_snake(d.name)}", d.value) for d in dimensions] + policy.tags
 
-    who = _resource_text(resource_name, resource_id)
-    headline = f"{rule_name or rule_id or 'Volcengine metric alarm'}: {who}"
+    who = " ".join(filter(None, (_resource_text(resource_name, resource_id), _dimensions_text(siblings))))
+    headline = f"{check or 'Volcengine metric alarm'}: {who}"
     if kind == NO_DATA:
-        no_data_metrics = _names(resource.get("NoDataMetrics")) or _names(resource.get("DroppedMetrics"))
-        what = ", ".join(no_data_metrics) or labels["metric_name"]
+        dropped = _dropped(resource.get("DroppedMetrics")) if recovers else []
+        what = "; ".join(dropped) or ", ".join(_names(resource.get("NoDataMetrics"))) or labels["metric_name"]
         title = f"{'Data is back' if recovers else 'No data'}: {headline}" + (f" ({what})" if what else "")
     else:
+        dropped = []
         title = f"{'Recovered: ' if recovers else ''}{headline}"
-        if first:
-            title += f" {_metric_text(first)}"
+        if metrics:
+            title += f" {_metric_text(metrics[0])}"
             if len(all_metrics) > 1:
                 title += f" (+{len(all_metrics) - 1} more)"
 
+    zone = options.display_zone
     lines = [
         _field("Rule", " ".join(filter(None, (rule_name, rule_id and f"({rule_id})")))),
         _field("Condition", _text(callback.get("RuleCondition"))),
-        _field("Resource", ", ".join(filter(None, (who, labels["region"])))),
+        _field("Resource", ", ".join(filter(None, (_resource_text(resource_name, resource_id), labels["region"])))),
+        _field("Dimensions", _dimensions_text(dimensions)),
         *(_field("Metric", _metric_text(m, detailed=True)) for m in metrics),
         _field("More metrics", str(len(all_metrics) - len(metrics)) if len(all_metrics) > len(metrics) else ""),
-        _field("Dimensions", ", ".join(f"{n}={v}" for n, v in dimensions)),
-        _field("Happened at", _text(callback.get("HappenedAt"))),
-        _field("First alert", _epoch_text(resource.get("FirstAlertTime"))),
-        _field("Last alert", _epoch_text(resource.get("LastAlertTime"))),
+        *(_field("Dropped metric", text) for text in dropped),
+        _field("Happened at", _time_text(callback.get("HappenedAt"), zone)),
+        _field("First alert", _time_text(resource.get("FirstAlertTime"), zone)),
+        _field("Last alert", _time_text(resource.get("LastAlertTime"), zone)),
         _field("Namespace", "/".join(filter(None, (labels["namespace"], labels["sub_namespace"])))),
         _field("Account", account),
     ]
     return _event(
         title=title,
         status=status,
-        # No level in the key (warning -> critical updates the same alert); no-data alerts have
-        # their own kind in the key, so a no-data recovery never closes a threshold alert.
-        key_parts=(
-            kind,
-            account,
-            rule_id or rule_name,
-            resource_id or resource_name,
-            *sorted(f"{n}={v}" for n, v in dimensions),
-        ),
+        key_parts=metric_key_parts(kind, rule_id or rule_name, resource_id or resource_name, siblings),
         lines=lines,
         labels=labels,
         extra_labels=extra_labels,
     )
+
+
+def metric_key_parts(kind: str, rule: str, resource: str, siblings: Iterable[_Dimension]) -> tuple[str, ...]:
+    """What the alert key of a metric alarm is made of: what both its firing and recovery carry.
+
+    No level (warning -> critical updates the same alert) and no account (a thin recovery leaves it
+    out); no-data alerts have their own kind, so a no-data recovery never closes a threshold alert.
+    """
+    return (kind, rule, resource, *sorted(f"{d.name}={d.value}" for d in siblings))
+
+
+def _breaching_first(metrics: list[dict[str, Any]], rule_condition: str) -> list[dict[str, Any]]:
+    """The metrics past their thresholds first, in their order; the rest after them.
+
+    Volcengine flags each metric with `Warning`; without any flag, the value is compared with the
+    threshold in the direction the metric's condition (or the rule's) gives.
+    """
+    flagged = any(isinstance(m.get("Warning"), bool) or _text(m.get("Warning")) in ("true", "false") for m in metrics)
+
+    def breaching(metric: Mapping[str, Any]) -> bool:
+        if flagged:
+            return _text(metric.get("Warning")).lower() == "true"
+        return _past_threshold(metric, rule_condition)
+
+    return sorted(metrics, key=lambda m: not breaching(m))
+
+
+_COMPARATOR = re.compile(r"(>=|<=|≥|≤|>|<|大于等于|小于等于|大于|小于|高于|低于)")
+_ABOVE = frozenset({">=", "≥", ">", "大于等于", "大于", "高于"})
+
+
+def _past_threshold(metric: Mapping[str, Any], rule_condition: str) -> bool:
+    value, threshold = _number(metric.get("CurrentValue")), _number(metric.get("Threshold"))
+    if value is None or threshold is None:
+        return False
+    names = [n for n in (_text(metric.get("Name")), _text(metric.get("Description"))) if n]
+    clauses = [c for c in re.split(r"[,;，；|]|\b(?:or|and)\b|或|且|&&", rule_condition) if c.strip()]
+    mentioning = [c for c in clauses if any(n in c for n in names)]
+    condition = _text(metric.get("TriggerCondition")) or next(iter(mentioning), clauses[0] if len(clauses) == 1 else "")
+    comparator = _COMPARATOR.search(condition)
+    if comparator is None:
+        return False
+    return value >= threshold if comparator.group(1) in _ABOVE else value <= threshold
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number else None  # NaN compares with nothing
 
 
 def _metric_text(metric: Mapping[str, Any], detailed: bool = False) -> str:
@@ -364,13 +542,40 @@ def _metric_text(metric: Mapping[str, Any], detailed: bool = False) -> str:
     meaning = (
         _text(metric.get("Description")) or _text(metric.get("DescriptionCn")) or _text(metric.get("DescriptionEn"))
     )
-    value = " ".join(filter(None, (_text(metric.get("CurrentValue")), _text(metric.get("Unit")))))
+    unit = _unit(metric.get("Unit"))
+    value = _text(metric.get("CurrentValue"))
     threshold = _text(metric.get("Threshold"))
     label = f"{name} ({meaning})" if detailed and meaning and meaning != name else (meaning or name)
-    text = f"{label} = {value}" if value else label
+    text = f"{label} = {_with_unit(value, unit)}" if value else f"{label}: no data"
     if threshold:
-        text += f" (threshold {threshold})"
+        text += f" (threshold {_with_unit(threshold, unit)})"
     return text
+
+
+def _dropped(value: Any) -> list[str]:
+    """What a no-data recovery says of each dropped metric: its name, and why when it says."""
+    texts = []
+    for metric in value if isinstance(value, list) else [value]:
+        if not isinstance(metric, dict):
+            texts.append(_text(metric))
+            continue
+        name = _text(metric.get("Name")) or _text(metric.get("Description")) or "a metric"
+        reason = _text(metric.get("Reason"))
+        texts.append(f"{name}: {reason}" if reason else name)
+    return [text for text in texts if text]
+
+
+def _unit(value: Any) -> str:
+    unit = _text(value)
+    return UNITS.get(unit.lower(), unit)
+
+
+def _with_unit(number: str, unit: str) -> str:
+    return f"{number}{unit}" if unit == "%" or not unit else f"{number} {unit}"
+
+
+def _dimensions_text(dimensions: Iterable[_Dimension]) -> str:
+    return ", ".join(f"{d.shown}={d.value}" for d in dimensions)
 
 
 def _resource_text(name: str, resource_id: str) -> str:
@@ -380,8 +585,17 @@ def _resource_text(name: str, resource_id: str) -> str:
 
 
 def _names(value: Any) -> list[str]:
-    items = value if isinstance(value, list) else []
+    items = value if isinstance(value, list) else [value]
     return [n for n in (_text(i.get("Name")) if isinstance(i, dict) else _text(i) for i in items) if n]
+
+
+def _tags(value: Any) -> list[tuple[str, str]]:
+    """Tags as labels: a list of {Key, Value}, one such object, or a plain {key: value} object."""
+    if isinstance(value, dict) and "Key" not in value:
+        pairs = [(_text(k), _text(v)) for k, v in value.items()]
+    else:
+        pairs = [(_text(tag.get("Key")), _text(tag.get("Value"))) for tag in _dicts(value)]
+    return [(f"tag_{_snake(key)}", tag_value) for key, tag_value in pairs]
 
 
 # Unrecognised -------------------------------------------------------------------------------
@@ -433,17 +647,27 @@ def alert_key(*parts: str) -> str:
 
 
 def _labels(core: Mapping[str, str], extra: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Non-empty labels within Flashduty's limits; the core ones first, the first of a key wins."""
+    """Non-empty labels within Flashduty's limits, the core ones first.
+
+    Extra names that collide (tags `Env` and `env`, `team.name` and `team_name`) keep every value:
+    the second is `tag_env_2`, in sorted order so that the same callback always labels alike.
+    """
     labels: dict[str, str] = {}
     dropped = 0
-    for key, value in [*core.items(), *extra]:
-        key = key[:LABEL_KEY_MAX]
-        if not value or key in labels:
+    for key, value in [*core.items(), *sorted(extra)]:
+        if not value:
             continue
+        key = key[: LABEL_KEY_MAX - 4]
+        if labels.get(key) == value:
+            continue  # the same value under the same name once is enough
+        name, number = key, 1
+        while name in labels:
+            number += 1
+            name = f"{key}_{number}"
         if len(labels) >= LABELS_MAX - 1:
             dropped += 1
             continue
-        labels[key] = _truncate(value, LABEL_VALUE_MAX)
+        labels[name] = _truncate(value, LABEL_VALUE_MAX)
     if dropped:
         labels["labels_dropped"] = str(dropped)
     return labels
@@ -476,6 +700,9 @@ def _truncate(text: str, limit: int) -> str:
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:
+    """A documented list of objects, whether it came as a list, one object, null or nothing."""
+    if isinstance(value, dict):
+        return [value] if value else []
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
@@ -506,11 +733,35 @@ def _utf8(text: str) -> str:
     return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")
 
 
-def _epoch_text(value: Any) -> str:
-    """Epoch seconds as a UTC time; anything else as it came."""
+# Metric callbacks write `2024-04-11 14:51:01(UTC+08:00)`; events and resources send epoch seconds.
+_WRITTEN_TIME = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})\s*\(?\s*(UTC|GMT|Z)?\s*(?:([+-])(\d{1,2}):?(\d{2})?)?\s*\)?$"
+)
+
+
+def _time_text(value: Any, zone: tzinfo) -> str:
+    """A time in the display zone with its offset shown; anything unreadable as it came."""
+    moment: datetime | None = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = value / 1000 if abs(value) >= 1e11 else value  # milliseconds, where a source sends them
         try:
-            return datetime.fromtimestamp(value, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            moment = datetime.fromtimestamp(seconds, tz=UTC)
         except (OverflowError, OSError, ValueError):
-            pass
-    return _text(value)
+            moment = None
+    elif isinstance(value, str) and (written := _WRITTEN_TIME.match(value.strip())):
+        date, clock, utc, sign, hours, minutes = written.groups()
+        if not (utc or sign):
+            return _text(value)  # no zone written: only the sender knows which it meant
+        offset = timedelta(hours=int(hours or 0), minutes=int(minutes or 0)) * (-1 if sign == "-" else 1)
+        try:
+            moment = datetime.fromisoformat(f"{date}T{clock}").replace(tzinfo=timezone(offset))
+        except ValueError:
+            moment = None
+    if moment is None:
+        return _text(value)
+    try:
+        local = moment.astimezone(zone)
+    except (OverflowError, ValueError):
+        return _text(value)
+    offset_text = local.strftime("%z")
+    return f"{local:%Y-%m-%d %H:%M:%S} (UTC{offset_text[:3]}:{offset_text[3:]})"

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+import callback
 import config
 from tests.support.callbacks import ROOT, load_json
 
@@ -18,7 +19,7 @@ SAMPLE = (ROOT / "samples/metric.json").read_bytes()
 def test_health_check(client) -> None:
     answer = client().get("/")
     assert answer.status_code == 200
-    assert answer.get_json() == {"status": "ok", "version": "0.1.0", "dry_run": True}
+    assert answer.get_json() == {"status": "ok", "version": callback.VERSION, "dry_run": True}
 
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])

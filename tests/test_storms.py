@@ -259,11 +259,11 @@ def test_retranslate_under_a_stricter_minimum_deletes_nothing_unsent(
     client, environment, stub, store_settings, bucket, s3_endpoint
 ) -> None:
     settings = {**store_settings, "FLASHDUTY_PUSH_URL": stub.url}
-    nodata = load_json("samples/nodata.json")  # an Info event
+    notice = load_json("samples/event.json")  # level notice: an Info event
     stub.script(*[Fault(400, "InvalidParameter")] * 3)
     app = client(**settings)
     assert app.post("/", data=body(METRIC)).status_code == 202
-    assert app.post("/", data=body(nodata)).status_code == 202
+    assert app.post("/", data=body(notice)).status_code == 202
     stub.received.clear()
     environment(**settings, MIN_SEVERITY="Warning")
     out = io.StringIO()

@@ -148,6 +148,13 @@ class FlashdutyStub:
         with self._lock:
             return [r for r in self.received if r.accepted]
 
+    def alerts(self) -> dict[str, str]:
+        """Each alert key's state as Flashduty merges events: the status of its last accepted event (Ok: closed)."""
+        return {r.event["alert_key"]: r.event["event_status"] for r in self.accepted()}
+
+    def open_alerts(self) -> list[str]:
+        return sorted(key for key, status in self.alerts().items() if status != "Ok")
+
     def _admit(self, key: str, now: float) -> float:
         """Count an accepted request of `key` and return 0, or the seconds until it could be. Under the lock."""
         recent = self._accepted_at.setdefault(key, collections.deque())
