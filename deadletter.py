@@ -19,7 +19,7 @@ import json
 import re
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -127,8 +127,9 @@ def _stamp(at: datetime) -> str:
 
 
 class Store:
-    def __init__(self, location: DeadLetter) -> None:
+    def __init__(self, location: DeadLetter, credentials: Mapping[str, str] | None = None) -> None:
         self.location = location
+        self.credentials = dict(credentials or {})  # boto3 client arguments; boto3's own chain when empty
         self._client: Any = None
 
     @property
@@ -140,6 +141,7 @@ class Store:
             self._client = boto3.client(
                 "s3",
                 endpoint_url=self.location.endpoint_url,
+                **self.credentials,
                 config=Config(
                     connect_timeout=CONNECT_TIMEOUT_SECONDS,
                     read_timeout=READ_TIMEOUT_SECONDS,
@@ -153,6 +155,12 @@ class Store:
                 ),
             )
         return self._client
+
+    def probe(self) -> None:
+        """Write and delete one object, as the relay and the drain will: StoreError when either is refused."""
+        key = f"{self.location.prefix}probe/{uuid.uuid4().hex}.json"
+        self._put(key, {"probe": "python -m deploy checks that the relay can store here"})
+        self._call(f"delete s3://{self.location.bucket}/{key}", "delete_object", Key=key)
 
     # Written by the relay --------------------------------------------------------------------
 

@@ -1,18 +1,77 @@
-"""`python -m deploy` (veFaaS): the package, the plan, the SDK calls and their order, bad credentials."""
+"""`python -m deploy` (veFaaS): the real official SDK against a local stand-in of Volcengine's OpenAPI."""
 
 from __future__ import annotations
 
 import io
-import json
-import threading
+import re
+import subprocess
+import sys
+import tomllib
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import SimpleNamespace
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 
+import callback
 import deploy
+from tests.support.callbacks import ROOT
+from tests.support.openapi import ACCESS_KEY, SECRET_KEY, OpenAPIStub
 from tests.support.servers import free_port
+
+FIRST_DEPLOY = [
+    "ListFunctions",
+    "CreateFunction",
+    "GetCodeUploadAddress",
+    "CodeUploadCallback",
+    "CreateDependencyInstallTask",
+    "GetDependencyInstallTaskStatus",
+    "Release",
+    "GetReleaseStatus",
+    "ListTriggers",
+]
+
+
+@pytest.fixture
+def openapi() -> Iterator[OpenAPIStub]:
+    server = OpenAPIStub().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def run(openapi: OpenAPIStub, environment, monkeypatch, capsys) -> Callable[..., tuple[int, str]]:
+    """`python -m deploy <args>` with these relay settings in the shell; its exit code and everything it printed."""
+
+    def deploy_with(*args: str, **settings: str) -> tuple[int, str]:
+        environment(**settings)
+        monkeypatch.setenv("VOLCENGINE_ACCESS_KEY", ACCESS_KEY)
+        monkeypatch.setenv("VOLCENGINE_SECRET_KEY", SECRET_KEY)
+        monkeypatch.setenv("VOLCENGINE_OPENAPI_ENDPOINT", openapi.endpoint)
+        out = io.StringIO()
+        try:
+            code = deploy.main(list(args), out=out)
+        except SystemExit as exit_:
+            code = int(exit_.code or 0)
+        printed = capsys.readouterr()
+        return code, out.getvalue() + printed.out + printed.err
+
+    return deploy_with
+
+
+def serverless_yml() -> dict:
+    """serverless.yml, with CloudFormation's short forms (!Ref, !Join...) read as nothing."""
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda *_: None)
+    return yaml.load((ROOT / "serverless.yml").read_text(), Loader=Loader)
+
+
+def envs(openapi: OpenAPIStub, name: str = "volc-flashduty-relay") -> dict[str, str]:
+    return {e["Key"]: e["Value"] for e in openapi.function(name).fields["Envs"]}
 
 
 def test_package_holds_the_relay_and_nothing_else() -> None:
@@ -21,249 +80,206 @@ def test_package_holds_the_relay_and_nothing_else() -> None:
         infos = {i.filename: i for i in archive.infolist()}
         assert sorted(infos) == sorted(deploy.PACKAGE)
         assert (infos["run.sh"].external_attr >> 16) & 0o111  # executable: veFaaS runs ./run.sh
-        assert archive.read("index.py").startswith(b'"""veFaaS')
     assert not any(name.startswith(("tests/", "samples/", "bench/")) for name in infos)
     assert deploy.package() == code  # same code, same package
 
 
-class Recorder(BaseHTTPRequestHandler):
-    """A local HTTP server: the presigned upload URL, or a Volcengine API endpoint refusing a key."""
-
-    received: list[tuple[str, str, bytes, str]] = []
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def _record(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        Recorder.received.append((self.command, self.path, body, self.headers.get("Content-Type", "")))
-
-    def do_PUT(self) -> None:
-        self._record()
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def do_POST(self) -> None:  # what the open API answers an unknown access key
-        self._record()
-        body = json.dumps(
-            {
-                "ResponseMetadata": {
-                    "RequestId": "r",
-                    "Action": "ListFunctions",
-                    "Service": "vefaas",
-                    "Error": {"Code": "InvalidAccessKey", "Message": "bad key"},
-                }
-            }
-        ).encode()
-        self.send_response(401)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-@pytest.fixture
-def local_server():
-    Recorder.received = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-class FakeVefaas:
-    """Stands in for VEFAASApi and UniversalApi: records each call, in order, with its request."""
-
-    def __init__(self, existing: list[tuple[str, str]], upload_url: str, trigger_config: str | None) -> None:
-        self.calls: list[tuple[str, object]] = []
-        self.existing, self.upload_url, self.trigger_config = existing, upload_url, trigger_config
-        self.statuses = {"dependency": ["InProgress", "Succeeded"], "release": ["inprogress", "succeeded"]}
-
-    def _call(self, name: str, request: object, result: object = None) -> object:
-        self.calls.append((name, request))
-        return result
-
-    def list_functions(self, request):
-        return self._call(
-            "list_functions", request, SimpleNamespace(items=[SimpleNamespace(id=i, name=n) for i, n in self.existing])
-        )
-
-    def create_function(self, request):
-        return self._call("create_function", request, SimpleNamespace(id="fn-new"))
-
-    def update_function(self, request):
-        return self._call("update_function", request)
-
-    def get_code_upload_address(self, request):
-        return self._call("get_code_upload_address", request, SimpleNamespace(upload_address=self.upload_url))
-
-    def do_call(self, info, body):
-        return self._call(f"universal:{info.action}", body)
-
-    def create_dependency_install_task(self, request):
-        return self._call("create_dependency_install_task", request)
-
-    def get_dependency_install_task_status(self, request):
-        return self._call(
-            "get_dependency_install_task_status", request, SimpleNamespace(status=self.statuses["dependency"].pop(0))
-        )
-
-    def release(self, request):
-        return self._call("release", request)
-
-    def get_release_status(self, request):
-        return self._call("get_release_status", request, SimpleNamespace(status=self.statuses["release"].pop(0)))
-
-    def list_triggers(self, request):
-        items = [SimpleNamespace(type="apig", detailed_config=self.trigger_config)] if self.trigger_config else []
-        return self._call("list_triggers", request, SimpleNamespace(items=items))
-
-
-def real_models():
-    _, _, models = deploy.sdk_clients("ak", "sk", "cn-beijing")
-    return models
-
-
-def run(fake: FakeVefaas, monkeypatch, *argv: str, **environment: str) -> tuple[int, str]:
-    for name, value in {"VOLCENGINE_ACCESS_KEY": "ak", "VOLCENGINE_SECRET_KEY": "sk", **environment}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr(deploy, "POLL_SECONDS", 0.0)
-    out = io.StringIO()
-    code = deploy.main(list(argv), out=out, clients=lambda *_: (fake, fake, real_models()))
-    return code, out.getvalue()
-
-
-CREATE_ORDER = [
-    "list_functions",
-    "create_function",
-    "get_code_upload_address",
-    "universal:CodeUploadCallback",
-    "create_dependency_install_task",
-    "get_dependency_install_task_status",
-    "get_dependency_install_task_status",
-    "release",
-    "get_release_status",
-    "get_release_status",
-    "list_triggers",
-]
-
-
-def test_a_new_function_is_created_uploaded_installed_released(local_server, environment, monkeypatch) -> None:
-    environment(FLASHDUTY_INTEGRATION_KEY="fd-key", CALLBACK_TOKEN="tok")
-    fake = FakeVefaas(
-        [],
-        f"http://{local_server}/upload?sig=x",
-        json.dumps({"routes": [{"url": "https://sd1234.apigateway-cn-beijing.volceapi.com/"}]}),
-    )
-    code, out = run(fake, monkeypatch, "--name", "relay-prod")
+def test_the_first_deploy_creates_uploads_installs_and_releases(run, openapi) -> None:
+    code, out = run("--name", "relay-prod", FLASHDUTY_INTEGRATION_KEY="fd-key", CALLBACK_TOKEN="tok")
     assert code == 0, out
-    assert [name for name, _ in fake.calls] == CREATE_ORDER
-    created = fake.calls[1][1]
-    assert (created.name, created.command, created.port) == ("relay-prod", "./run.sh", 8000)
-    assert {(e.key, e.value) for e in created.envs} == {
-        ("FLASHDUTY_INTEGRATION_KEY", "fd-key"),
-        ("CALLBACK_TOKEN", "tok"),
-    }
-    assert fake.calls[2][1].content_length == len(deploy.package())
-    assert fake.calls[3][1] == {"FunctionId": "fn-new"}
-    assert fake.calls[7][1].revision_number == 0
-    (put,) = Recorder.received
-    assert put[:2] == ("PUT", "/upload?sig=x") and put[2] == deploy.package() and put[3] == "application/zip"
-    assert "Callback URL for Cloud Monitor: https://sd1234.apigateway-cn-beijing.volceapi.com/" in out
-
-
-def test_an_existing_function_is_updated(local_server, environment, monkeypatch) -> None:
-    environment(FLASHDUTY_INTEGRATION_KEY="fd-key")
-    fake = FakeVefaas([("fn-other", "relay-old"), ("fn-7", "volc-flashduty-relay")], f"http://{local_server}/u", None)
-    code, out = run(fake, monkeypatch)
-    assert code == 0
-    names = [name for name, _ in fake.calls]
-    assert names[:2] == ["list_functions", "update_function"] and "create_function" not in names
-    assert fake.calls[1][1].id == "fn-7"
+    assert openapi.actions() == FIRST_DEPLOY and openapi.violations == []
+    function = openapi.function("relay-prod")
+    assert function.runtime == deploy.DEFAULT_RUNTIME
+    assert (function.fields["Command"], function.fields["Port"]) == ("./run.sh", 8000)
+    assert envs(openapi, "relay-prod") == {"FLASHDUTY_INTEGRATION_KEY": "fd-key", "CALLBACK_TOKEN": "tok"}
+    assert function.released == deploy.package()  # uploaded, then released
+    assert "fd-key" not in out and "tok" not in out.replace("token", "")  # names, never values
     assert "no API gateway trigger yet" in out
 
 
-def test_a_failed_release_is_reported(local_server, environment, monkeypatch, capsys) -> None:
-    environment(FLASHDUTY_INTEGRATION_KEY="fd-key")
-    fake = FakeVefaas([], f"http://{local_server}/u", None)
-    fake.statuses["release"] = ["Failed"]
-    with pytest.raises(SystemExit) as exit_:
-        run(fake, monkeypatch)
-    assert exit_.value.code == 1 and "release ended Failed" in capsys.readouterr().err
+def test_a_second_run_changes_nothing(run, openapi) -> None:
+    run(FLASHDUTY_INTEGRATION_KEY="fd-key")
+    openapi.calls.clear()
+    code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key")
+    assert code == 0, out
+    assert openapi.actions() == ["ListFunctions", "GetFunction", "ListTriggers"]
+    assert "configuration unchanged" in out and "nothing released" in out
 
 
-def test_dry_run_calls_nothing(environment) -> None:
-    environment(FLASHDUTY_INTEGRATION_KEY="fd-key")
-
-    def no_clients(*_):
-        raise AssertionError("a dry run must not reach veFaaS")
-
-    out = io.StringIO()
-    assert deploy.main(["--dry-run"], out=out, clients=no_clients) == 0
-    assert "would deploy" in out.getvalue() and "FLASHDUTY_INTEGRATION_KEY" in out.getvalue()
-    assert "fd-key" not in out.getvalue()  # names of settings, never their values
-
-
-def test_missing_credentials_say_what_to_set(environment, monkeypatch, capsys) -> None:
-    environment()
-    monkeypatch.delenv("VOLCENGINE_ACCESS_KEY", raising=False)
-    with pytest.raises(SystemExit) as exit_:
-        deploy.main([], clients=lambda *_: pytest.fail("no client without credentials"))
-    assert exit_.value.code == 2 and "VOLCENGINE_ACCESS_KEY" in capsys.readouterr().err
+def test_a_changed_setting_updates_only_that(run, openapi) -> None:
+    run(FLASHDUTY_INTEGRATION_KEY="fd-key")
+    openapi.calls.clear()
+    code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key", MIN_SEVERITY="Warning")
+    assert code == 0, out
+    assert "UpdateFunction" in openapi.actions() and "GetCodeUploadAddress" not in openapi.actions()
+    assert openapi.actions()[-3:] == ["Release", "GetReleaseStatus", "ListTriggers"]
+    assert "updated setting MIN_SEVERITY" in out
+    assert envs(openapi)["MIN_SEVERITY"] == "Warning"
 
 
-def test_a_bad_setting_is_refused_before_deploying(environment, capsys) -> None:
-    environment(MIN_SEVERITY="Loud")
-    with pytest.raises(SystemExit) as exit_:
-        deploy.main(["--dry-run"])
-    assert exit_.value.code == 2 and "MIN_SEVERITY" in capsys.readouterr().err
+def test_a_redeploy_keeps_the_functions_own_settings_unless_asked(run, openapi) -> None:
+    run(FLASHDUTY_INTEGRATION_KEY="fd-key", CALLBACK_TOKEN="tok")
+    code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key")  # a shell without CALLBACK_TOKEN
+    assert code == 0 and envs(openapi)["CALLBACK_TOKEN"] == "tok"
+    code, out = run("--unset", "CALLBACK_TOKEN", FLASHDUTY_INTEGRATION_KEY="fd-key")
+    assert code == 0 and "CALLBACK_TOKEN" not in envs(openapi)
 
 
-def test_bad_credentials_through_the_real_sdk_give_a_clear_message(
-    local_server, environment, monkeypatch, capsys
-) -> None:
-    environment()
-    monkeypatch.setenv("VOLCENGINE_ACCESS_KEY", "AKLTwrong")
-    monkeypatch.setenv("VOLCENGINE_SECRET_KEY", "wrong-secret")
-
-    def local_sdk(access_key: str, secret_key: str, region: str):
-        api, universal, models = deploy.sdk_clients(access_key, secret_key, region)
-        api.api_client.configuration.host = local_server  # the open API, played by the local server
-        api.api_client.configuration.scheme = "http"
-        return api, universal, models
-
-    with pytest.raises(SystemExit) as exit_:
-        deploy.main([], clients=local_sdk)
-    err = capsys.readouterr().err
-    assert exit_.value.code == 1
-    assert "refused the credentials (InvalidAccessKey)" in err and "VOLCENGINE_ACCESS_KEY" in err
-    assert "wrong-secret" not in err
-    assert Recorder.received and Recorder.received[0][0] == "POST"  # the SDK really called out
+def test_a_deploy_without_a_key_refuses(run, openapi) -> None:
+    code, out = run()
+    assert code == 1 and "FLASHDUTY_INTEGRATION_KEY" in out and "--dry-run-function" in out
+    assert openapi.actions() == ["ListFunctions"]  # nothing created
 
 
-def test_an_unreachable_api_gives_a_clear_message(environment, monkeypatch, capsys) -> None:
-    environment()
-    monkeypatch.setenv("VOLCENGINE_ACCESS_KEY", "AKLTx")
-    monkeypatch.setenv("VOLCENGINE_SECRET_KEY", "s")
-
-    def nowhere(access_key: str, secret_key: str, region: str):
-        api, universal, models = deploy.sdk_clients(access_key, secret_key, region)
-        api.api_client.configuration.host = f"127.0.0.1:{free_port()}"
-        api.api_client.configuration.scheme = "http"
-        return api, universal, models
-
-    with pytest.raises(SystemExit) as exit_:
-        deploy.main([], clients=nowhere)
-    assert exit_.value.code == 1 and "list functions: cannot reach veFaaS" in capsys.readouterr().err
+def test_a_dry_run_function_is_deployed_only_when_asked(run, openapi) -> None:
+    code, out = run("--dry-run-function")
+    assert code == 0, out
+    assert envs(openapi) == {"DRY_RUN": "true"}
 
 
-def test_a_failed_upload_never_shows_the_signed_url(environment, monkeypatch, capsys) -> None:
-    environment(FLASHDUTY_INTEGRATION_KEY="fd-key")
-    fake = FakeVefaas([], f"http://127.0.0.1:{free_port()}/upload?signature=top-secret", None)
-    with pytest.raises(SystemExit) as exit_:
-        run(fake, monkeypatch)
-    err = capsys.readouterr().err
-    assert exit_.value.code == 1 and "upload code package: cannot reach veFaaS" in err
-    assert "top-secret" not in err
+def test_a_redeploy_without_the_key_in_the_shell_keeps_the_functions(run, openapi) -> None:
+    run(FLASHDUTY_INTEGRATION_KEY="fd-key")
+    code, out = run()
+    assert code == 0, out
+    assert envs(openapi) == {"FLASHDUTY_INTEGRATION_KEY": "fd-key"}
+
+
+def test_dry_run_calls_nothing_and_says_it_would_refuse(run, openapi) -> None:
+    code, out = run("--dry-run", CALLBACK_TOKEN="tok")
+    assert code == 0 and openapi.calls == []
+    assert "would deploy" in out and "CALLBACK_TOKEN" in out and "tok\n" not in out
+    assert "FLASHDUTY_INTEGRATION_KEY (or ROUTES) is not set" in out and "would refuse" in out
+
+
+def test_a_missing_permission_says_which(run, openapi) -> None:
+    openapi.deny.add("CreateFunction")
+    code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key")
+    assert code == 1
+    assert "create function: veFaaS refused it (AccessDenied)" in out and "policy allows this action" in out
+
+
+def test_bad_credentials_give_a_clear_message(run, openapi, monkeypatch) -> None:
+    monkeypatch.setattr("tests.support.openapi.ACCESS_KEY", "AKLTsomeoneelse")  # the key we send is unknown
+    code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key")
+    assert code == 1 and "refused it (InvalidAccessKey)" in out and "VOLCENGINE_ACCESS_KEY" in out
+    assert SECRET_KEY not in out
+
+
+def test_a_failed_release_is_reported(run, openapi) -> None:
+    openapi.release_status = "Failed"
+    code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key")
+    assert code == 1 and "release ended Failed" in out
+
+
+def test_an_unreachable_api_gives_a_clear_message(run, openapi, monkeypatch) -> None:
+    monkeypatch.setattr(OpenAPIStub, "endpoint", f"http://127.0.0.1:{free_port()}")
+    code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key")
+    assert code == 1 and "list functions: cannot reach veFaaS" in out and "VOLCENGINE_OPENAPI_ENDPOINT" in out
+
+
+def test_a_failed_upload_never_shows_the_signed_url(run, openapi) -> None:
+    openapi.upload_base = f"http://127.0.0.1:{free_port()}"
+    code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key")
+    assert code == 1 and "upload code package: cannot reach veFaaS" in out
+    assert "secret-signature" not in out
+    assert "Release" not in openapi.actions()
+
+
+def test_the_store_is_proved_before_the_release(run, openapi, bucket, s3_endpoint) -> None:
+    store = {
+        "DEADLETTER_URI": f"s3://{bucket}/relay",
+        "DEADLETTER_ENDPOINT_URL": s3_endpoint,
+        "DEADLETTER_ADDRESSING_STYLE": "path",
+    }
+    code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key", **store)
+    assert code == 0, out
+    assert "takes a write and a delete" in out
+    function_env = envs(openapi)
+    assert function_env["AWS_ACCESS_KEY_ID"] and function_env["AWS_SECRET_ACCESS_KEY"]  # the store's credentials
+
+    openapi.calls.clear()
+    code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key", **{**store, "DEADLETTER_URI": "s3://no-such-bucket/relay"})
+    assert code == 1 and "dead-letter store refused" in out and "NoSuchBucket" in out and "Nothing was released" in out
+    assert "Release" not in openapi.actions()
+
+
+def test_a_store_without_credentials_is_refused(run, openapi, monkeypatch) -> None:
+    for name in deploy.STORE_CREDENTIALS:
+        monkeypatch.delenv(name, raising=False)
+    code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key", DEADLETTER_URI="s3://bucket/relay")
+    assert code == 1 and "AWS_ACCESS_KEY_ID" in out and "no credentials" in out
+
+
+def test_a_bad_setting_is_refused_before_deploying(run, openapi) -> None:
+    code, out = run("--dry-run", MIN_SEVERITY="Loud")
+    assert code == 2 and "MIN_SEVERITY" in out
+
+
+def test_the_version_is_said(run) -> None:
+    code, out = run("--version")
+    assert code == 0 and out.strip() == f"volc-flashduty-relay {callback.VERSION}"
+
+
+# The runtime fits the code ----------------------------------------------------------------------
+
+
+def test_a_runtime_older_than_the_code_is_refused(run, openapi) -> None:
+    code, out = run("--runtime", "native-python3.10/v1", FLASHDUTY_INTEGRATION_KEY="fd-key")
+    assert code == 2 and "older than the 3.11" in out and openapi.calls == []
+
+
+def test_every_deploy_targets_runtime_satisfies_requires_python() -> None:
+    minimum = deploy.minimum_python()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["requires-python"] == f">={minimum[0]}.{minimum[1]}"
+    serverless = serverless_yml()
+    runtimes = {"veFaaS default": deploy.DEFAULT_RUNTIME, "serverless.yml": serverless["provider"]["runtime"]}
+    for workflow in (ROOT / ".github/workflows").glob("*.yml"):
+        for number, version in enumerate(re.findall(r"python-version:\s*\"?([0-9.]+)", workflow.read_text())):
+            runtimes[f"{workflow.name} #{number}"] = version
+    assert len(runtimes) >= 3
+    too_old = {
+        where: runtime for where, runtime in runtimes.items() if (deploy.runtime_python(runtime) or (0, 0)) < minimum
+    }
+    assert not too_old, f"older than requires-python: {too_old}"
+    assert sys.version_info[:2] >= minimum  # and what runs this suite
+
+
+# What ships, as shipped ---------------------------------------------------------------------------
+
+
+def test_serverless_ships_the_same_modules() -> None:
+    patterns = serverless_yml()["package"]["patterns"]
+    assert patterns[0] == "!**"
+    assert sorted(patterns[1:]) == sorted(deploy.MODULES)
+
+
+def test_the_modules_are_every_runtime_module() -> None:
+    """Every module the entry points import, and nothing the relay does not run (the deploy itself)."""
+    probe = "import sys, main, index, replay; print(' '.join(sorted(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    ours = {f"{name}.py" for name in loaded.stdout.split()} & {p.name for p in ROOT.glob("*.py")}
+    assert ours == set(deploy.MODULES)
+
+
+def test_the_deploy_tool_runs_from_its_own_requirements(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin/python"
+    install = [
+        str(python),
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+        "-r",
+        "requirements-deploy.txt",
+    ]
+    subprocess.run(install, cwd=ROOT, check=True, capture_output=True)
+    env = {"PATH": str(venv / "bin"), "FLASHDUTY_INTEGRATION_KEY": "k"}
+    result = subprocess.run(
+        [str(python), "-m", "deploy", "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "would deploy volc-flashduty-relay" in result.stdout

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import deploy
+from tests.support import s3
 from tests.support.callbacks import ROOT
 
 OSLS = ROOT / "node_modules/.bin/osls"
@@ -81,7 +83,7 @@ def test_least_privilege_on_the_dead_letter_bucket(package: Path) -> None:
 def test_the_zip_holds_our_modules_and_requirements_and_nothing_else(package: Path) -> None:
     names = zipfile.ZipFile(package / "volc-flashduty-relay.zip").namelist()
     top = {n.split("/")[0] for n in names}
-    assert {"main.py", "callback.py", "mapping.py", "flashduty.py", "config.py", "logs.py", "deadletter.py"} <= top
+    assert set(deploy.MODULES) <= top  # the relay's modules, the drain's (replay.py) among them
     assert {"requests", "urllib3", "boto3"} <= top
     assert not top & {
         "tests",
@@ -91,7 +93,6 @@ def test_the_zip_holds_our_modules_and_requirements_and_nothing_else(package: Pa
         "flask",
         "functions_framework",
         "deploy.py",
-        "replay.py",
     }
 
 
@@ -120,3 +121,48 @@ def test_lambda_requirements_pin_what_requirements_txt_pins() -> None:
 
     lambda_pins = pins("requirements-lambda.txt")
     assert lambda_pins == {name: spec for name, spec in pins("requirements.txt").items() if name in lambda_pins}
+
+
+def test_the_drain_runs_from_the_zip_alone(package: Path, tmp_path: Path, bucket: str, s3_endpoint: str) -> None:
+    """The EventBridge schedule's entry: `main.drain` with nothing but the zip (boto3 included)."""
+    zipfile.ZipFile(package / "volc-flashduty-relay.zip").extractall(tmp_path)
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(tmp_path),
+        "FLASHDUTY_INTEGRATION_KEY": "k",
+        "DEADLETTER_URI": f"s3://{bucket}/ci",
+        "DEADLETTER_ENDPOINT_URL": s3_endpoint,
+        "DEADLETTER_ADDRESSING_STYLE": "path",
+        **s3.CREDENTIALS,
+    }
+    probe = "import json, main; print(json.dumps(main.drain({}, None)))"
+    result = subprocess.run([sys.executable, "-S", "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["exit_code"] == 0
+
+
+def test_the_drain_runs_every_minute_with_the_least_rights(package: Path) -> None:
+    res = resources(package)
+    drain = res["DrainLambdaFunction"]["Properties"]
+    assert drain["Handler"] == "main.drain" and drain["Role"] == {"Fn::GetAtt": ["DrainRole", "Arn"]}
+    assert drain["Timeout"] >= 55  # the drain's own limit (50 s) fits
+    (rule,) = [r["Properties"] for r in res.values() if r["Type"] == "AWS::Events::Rule"]
+    assert rule["ScheduleExpression"] == "rate(1 minute)"
+    assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["DrainLambdaFunction", "Arn"]}
+    statements = res["DrainRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    under_stage = {"Fn::Join": ["", [{"Fn::GetAtt": ["DeadLetterBucket", "Arn"]}, "/ci/*"]]}
+    s3 = [
+        s
+        for s in statements
+        if any(a.startswith("s3:") for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]))
+    ]
+    assert s3 == [
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], "Resource": under_stage},
+        {
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": {"Fn::GetAtt": ["DeadLetterBucket", "Arn"]},
+            "Condition": {"StringLike": {"s3:prefix": "ci/*"}},
+        },
+    ]
+    assert "Fn::Join" in str(statements[-1]["Resource"]) and "-ci-drain" in json.dumps(statements[-1]["Resource"])
