@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 import flashduty
+import logs
 import mapping
 from config import DEFAULT_ROUTE, Settings
 from deadletter import Store, StoreError, safe_name
@@ -116,6 +117,13 @@ class Relay:
         started = time.monotonic()
         trace_id = _trace_id(request.headers.get("x-volc-trace-id", ""))
         record: dict[str, Any] = {"message": "callback", "trace_id": trace_id, "method": request.method}
+        context = logs.TRACE_ID.set(trace_id)  # every line logged for this callback carries it
+        try:
+            return self._handle(request, trace_id, started, record)
+        finally:
+            logs.TRACE_ID.reset(context)
+
+    def _handle(self, request: Request, trace_id: str, started: float, record: dict[str, Any]) -> Response:
         try:
             response = self._answer(request, trace_id, started + self.settings.deadline_seconds, record)
         except CallerError as exc:

@@ -30,6 +30,7 @@ import requests
 import urllib3
 
 import config
+import mapping
 from callback import VERSION
 from deadletter import Store, StoreError
 
@@ -441,9 +442,65 @@ def _endpoint(environ: Mapping[str, str]) -> str:
     return endpoint
 
 
+def wiring_callbacks() -> tuple[dict[str, Any], dict[str, Any]]:
+    """A firing and its recovery that the relay marks as a test: Info, `test=true`, never filtered."""
+    policy = {
+        mapping.WIRING_TEST: True,
+        "RuleName": "volc-flashduty-relay wiring test",
+        "RuleId": "relay-wiring-test",
+        "Namespace": "VCM_Relay",
+        "Level": "notice",
+        "RuleCondition": "python -m deploy test",
+    }
+    resource = {
+        "Id": "relay-wiring-test",
+        "Name": "volc-flashduty-relay",
+        "Metrics": [{"Name": "WiringTest", "CurrentValue": 1, "Threshold": 0}],
+    }
+    return (
+        {**policy, "Type": "Metric", "Resources": [resource]},
+        {**policy, "Type": "MetricRecovered", "RecoveredResources": [resource]},
+    )
+
+
+def wiring_test(url: str, token: str | None, out: TextIO) -> int:
+    """Send a test event and its Ok through the deployed relay; 0 when Flashduty took both."""
+    delivered = 0
+    for what, callback in zip(("test event (Info, test=true)", "its Ok"), wiring_callbacks(), strict=True):
+        headers = {"Content-Type": "application/json", "x-volc-trace-id": f"wiring-test-{os.getpid()}"}
+        if token:
+            headers["Token"] = token
+        try:
+            response = requests.post(url, data=json.dumps(callback), headers=headers, timeout=15)
+        except requests.RequestException as error:
+            print(f"- {what}: cannot reach {url} ({type(error).__name__})", file=out)
+            return 1
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = {}
+        said = {k: answer[k] for k in ("delivered", "failed", "dry_run", "error", "trace_id") if k in answer}
+        print(f"- {what}: HTTP {response.status_code} {json.dumps(said)}", file=out)
+        if answer.get("dry_run"):
+            print("the relay is a dry run: nothing reached Flashduty (set FLASHDUTY_INTEGRATION_KEY)", file=out)
+            return 1
+        delivered += response.status_code == 200 and answer.get("delivered") == 1
+    print("wiring works: Flashduty took both" if delivered == 2 else "wiring failed: see the answers above", file=out)
+    return 0 if delivered == 2 else 1
+
+
 def main(
     argv: list[str] | None = None, out: TextIO = sys.stdout, clients: Callable[..., tuple[Any, Any, Any]] = sdk_clients
 ) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["test"]:
+        tester = argparse.ArgumentParser(
+            prog="python -m deploy test", description="send a test event and its Ok through the deployed relay"
+        )
+        tester.add_argument("--url", required=True, help="the callback URL (what Cloud Monitor posts to)")
+        tester.add_argument("--token", default=os.environ.get("CALLBACK_TOKEN"), help="default: $CALLBACK_TOKEN")
+        test_args = tester.parse_args(argv[1:])
+        return wiring_test(test_args.url, test_args.token, out)
     parser = argparse.ArgumentParser(prog="python -m deploy", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"volc-flashduty-relay {VERSION}")
     parser.add_argument("--name", default=os.environ.get("VEFAAS_FUNCTION_NAME", "volc-flashduty-relay"))

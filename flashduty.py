@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import functools
 import json
 import os
@@ -350,7 +351,8 @@ def deliver(
     if workers == 1:
         work()  # the usual callback, one alert: no thread to start or hand over to
     elif workers > 1:
-        futures = [_POOL.submit(work) for _ in range(workers)]
+        # Each worker in a copy of this thread's context: its log lines carry the callback's trace id.
+        futures = [_POOL.submit(contextvars.copy_context().run, work) for _ in range(workers)]
         wait(futures, timeout=max(0.0, deadline - time.monotonic()))
         for future in futures:
             future.cancel()  # not started by the deadline: nothing left for it to do

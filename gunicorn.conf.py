@@ -5,8 +5,11 @@ functions-framework's own runner reads no config file and lifts gunicorn's reque
 gunicorn itself; the application is still functions-framework's, from create_app.
 """
 
+import logging
 import os
 import sys
+
+from logs import JsonFormatter
 
 _port = os.environ.get("_FAAS_RUNTIME_PORT") or os.environ.get("_BYTEFAAS_RUNTIME_PORT") or "8000"
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{_port}"
@@ -15,6 +18,15 @@ threads = int(os.environ.get("THREADS", "16"))
 worker_class = "gthread"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "warning")
 accesslog = None  # no request lines: a callback URL's query may carry the token
+# gunicorn's own lines as JSON too (logs.JsonFormatter), like the relay's and urllib3's.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "logs.JsonFormatter"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+    "root": {"level": "INFO", "handlers": ["stderr"]},
+    "loggers": {"gunicorn.error": {"level": loglevel.upper(), "handlers": ["stderr"], "propagate": False}},
+}
 # A callback needs no long request line or many headers: gunicorn's defaults, answered 414 / 400 past them.
 limit_request_line = 4094
 limit_request_fields = 100
@@ -42,4 +54,7 @@ def when_ready(server):
         else "delivering"
     )
     host, port = server.address[0][:2] if server.address else (bind, "")
-    print(f"relay listening on http://{host}:{port}/ ({mode})", file=sys.stderr, flush=True)
+    line = logging.LogRecord(
+        "relay", logging.INFO, __file__, 0, f"relay listening on http://{host}:{port}/ ({mode})", None, None
+    )
+    print(JsonFormatter().format(line), file=sys.stderr, flush=True)

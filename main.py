@@ -6,14 +6,14 @@ module loads neither flask nor functions_framework nor boto3, so an event functi
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
 import config
+import logs
 from callback import Relay, Request
 
-logging.basicConfig(format="%(message)s")  # a no-op where the platform set up logging already
+logs.configure()
 _relay = Relay(config.load(os.environ))
 
 

@@ -18,7 +18,7 @@ import callback
 import deploy
 from tests.support.callbacks import ROOT
 from tests.support.openapi import ACCESS_KEY, SECRET_KEY, OpenAPIStub
-from tests.support.servers import free_port
+from tests.support.servers import free_port, production_server
 
 FIRST_DEPLOY = [
     "ListFunctions",
@@ -283,3 +283,26 @@ def test_the_deploy_tool_runs_from_its_own_requirements(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "would deploy volc-flashduty-relay" in result.stdout
+
+
+# The wiring test ----------------------------------------------------------------------------------
+
+
+def test_the_wiring_test_sends_exactly_a_labelled_test_event_and_its_ok(stub) -> None:
+    env = {"FLASHDUTY_INTEGRATION_KEY": "key-wiring", "FLASHDUTY_PUSH_URL": stub.url, "CALLBACK_TOKEN": "tok-w"}
+    env["MIN_SEVERITY"] = "Critical"  # a test pages nobody, and is not filtered either
+    with production_server(env) as (url, _, _):
+        out = io.StringIO()
+        assert deploy.main(["test", "--url", url, "--token", "tok-w"], out=out) == 0, out.getvalue()
+    fired, closed = [r.event for r in stub.accepted()]
+    assert (fired["event_status"], closed["event_status"]) == ("Info", "Ok")
+    assert fired["alert_key"] == closed["alert_key"]
+    assert all(e["labels"]["test"] == "true" and e["title_rule"].startswith("[TEST") for e in (fired, closed))
+    assert "wiring works" in out.getvalue() and stub.open_alerts() == []
+
+
+def test_the_wiring_test_says_when_the_relay_is_a_dry_run() -> None:
+    with production_server({"DRY_RUN": "true"}) as (url, _, _):
+        out = io.StringIO()
+        assert deploy.main(["test", "--url", url], out=out) == 1
+    assert "dry run: nothing reached Flashduty" in out.getvalue()

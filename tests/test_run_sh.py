@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.callbacks import ROOT
+from tests.support.flashduty import Fault
 from tests.support.servers import free_port, production_server, wait_until_up
 
 
@@ -114,3 +115,35 @@ def test_make_run_serves_a_dry_run_on_loopback_and_says_so() -> None:
     assert health["dry_run"] is True
     assert f"relay listening on http://127.0.0.1:{port}/ (a dry run" in output
     assert "tok-make-run" not in output and "Debugger" not in output and "reloader" not in output.lower()
+
+
+def test_every_log_line_of_a_callback_with_retries_is_json(stub) -> None:
+    stub.script(Fault(500), Fault(reset=True))  # two retries: urllib3 logs them
+    env = {"FLASHDUTY_INTEGRATION_KEY": "key-logs", "FLASHDUTY_PUSH_URL": stub.url, "GUNICORN_LOG_LEVEL": "info"}
+    with production_server(env) as (url, _, log):
+        request = urllib.request.Request(
+            url, data=(ROOT / "samples/event.json").read_bytes(), headers={"x-volc-trace-id": "trace-json-1"}
+        )
+        assert urllib.request.urlopen(request, timeout=20).status == 200
+        wait_for(lambda: '"message": "callback"' in log_text(log))
+        text = log_text(log)
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]  # raises on any other line
+    assert all({"time", "level", "logger"} <= line.keys() for line in lines)
+    retries = [line for line in lines if line["logger"].startswith("urllib3") and "Retry" in str(line.get("message"))]
+    assert retries and all(line["trace_id"] == "trace-json-1" for line in retries)
+    (summary,) = [line for line in lines if line.get("message") == "callback"]
+    assert summary["trace_id"] == "trace-json-1" and summary["delivered"] == 1
+    assert any(line["logger"].startswith("gunicorn") for line in lines)  # the server's own lines too
+    assert "key-logs" not in text
+
+
+def log_text(log) -> str:
+    log.seek(0)
+    return log.read()
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
