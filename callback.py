@@ -108,6 +108,20 @@ class PayloadTooLarge(CallerError):
     status = 413
 
 
+UNAUTHORIZED = "missing or wrong callback token: send it in the Token header or the token query parameter"
+# veFaaS timer triggers post a CloudEvent of this type to a web-server function (its docs'
+# "Trigger event message structure"); a body this small may be one, so it is read before refusing.
+TIMER_EVENT = "faas.timer.event"
+TIMER_BODY_MAX = 4096
+
+
+def _small(request: Request) -> bool:
+    if request.stream is None:
+        return len(request.body) <= TIMER_BODY_MAX
+    length = request.headers.get("content-length", "")
+    return length.isdigit() and int(length) <= TIMER_BODY_MAX
+
+
 class Relay:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -145,11 +159,17 @@ class Relay:
             return Response(200, {"status": "ok", "version": VERSION, "dry_run": self.settings.dry_run})
         if request.method != "POST":
             raise MethodNotAllowed(request.method)
-        self._authenticate(request)
+        authenticated = self._token_given(request)
+        if not authenticated and not _small(request):
+            raise Unauthorized(UNAUTHORIZED)  # before the body is read: a stranger's body costs nothing
         route, integration_key = self._route(request.path)
         record["route"] = route
         body = _decoded(request, time.monotonic() + BODY_READ_SECONDS)
         callback = _parse(body)
+        if callback.get("type") == TIMER_EVENT:
+            return self._timer(callback, authenticated, record)
+        if not authenticated:
+            raise Unauthorized(UNAUTHORIZED)
 
         translation = mapping.translate(callback, self.settings.mapping)
         events = translation.events
@@ -214,15 +234,34 @@ class Relay:
             message += " nor kept in the dead-letter store"
         return Response(503, {**summary, "error": f"{message}; retry"}, {"Retry-After": "1"})
 
-    def _authenticate(self, request: Request) -> None:
+    def _token_given(self, request: Request) -> bool:
+        """Whether the request carries the callback token (or none is set)."""
+        given = request.headers.get("token") or request.query.get("token") or ""
+        return self._is_token(given)
+
+    def _is_token(self, given: str) -> bool:
         expected = self.settings.callback_token
         if expected is None:
-            return
-        given = request.headers.get("token") or request.query.get("token") or ""
-        if not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8")):
-            raise Unauthorized(
-                "missing or wrong callback token: send it in the Token header or the token query parameter"
-            )
+            return True
+        return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8"))
+
+    def _timer(self, event: Mapping[str, Any], authenticated: bool, record: dict[str, Any]) -> Response:
+        """A veFaaS timer trigger's event: a bounded drain of the store. Its payload carries the token,
+        since a timer sends no headers of ours: {"relay": "drain", "seconds": N, "token": "..."}."""
+        try:
+            payload = json.loads(str(event.get("data") or "{}"))
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict) or payload.get("relay") != "drain":
+            raise BadRequest('a timer event for the relay carries {"relay": "drain"} as its payload')
+        if not (authenticated or self._is_token(str(payload.get("token") or ""))):
+            raise Unauthorized(UNAUTHORIZED)
+        import replay  # deferred: the callback path never needs it
+
+        seconds = payload.get("seconds")
+        record["kind"] = "timer"
+        result = replay.drain(self.settings, float(seconds) if isinstance(seconds, (int, float)) else None)
+        return Response(200, {k: v for k, v in result.items() if k != "message"})
 
     def _route(self, path: str) -> tuple[str, str | None]:
         """The integration for a callback URL path: its last segment names a route in ROUTES."""

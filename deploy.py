@@ -55,6 +55,8 @@ DEFAULT_ENDPOINT = "https://open.volcengineapi.com"
 # The dead-letter store's credentials (an S3-compatible key: a TOS access key limited to the bucket).
 STORE_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
 API_VERSION = "2024-06-06"
+DRAIN_TIMER = "relay-drain"
+DRAIN_CRONTAB = "*/1 * * * *"  # every minute: a drain runs at most its request timeout less 5 s
 PORT = 8000  # what run.sh listens on when veFaaS gives no port
 COMMAND = "./run.sh"
 POLL_SECONDS = 3.0
@@ -129,7 +131,8 @@ def plan(target: Target) -> list[str]:
         f"{shell or 'none'} from this shell" + (f", less {sorted(target.unset)}" if target.unset else ""),
         f"when the code changed: upload the package ({', '.join(PACKAGE)}), install requirements.txt",
         "with DEADLETTER_URI: write and delete a probe object in the store, with the function's credentials",
-        "release and wait for it; print the callback URL of its API gateway trigger",
+        "release and wait for it; with DEADLETTER_URI, a timer that drains the store every minute; "
+        "print the callback URL of its API gateway trigger",
     ]
 
 
@@ -179,7 +182,12 @@ class Deployer:
             self._release(function_id)
         else:
             self._say("release: nothing changed, nothing released")
-        return self._callback_url(function_id)
+        triggers = self._triggers(function_id)
+        if settings.deadletter is not None:
+            self._timer(function_id, triggers, target.request_timeout, environment.get("CALLBACK_TOKEN"))
+        return next(
+            (url for t in triggers for url in re.findall(r"https?://[^\s\"'\\]+", t.detailed_config or "")), None
+        )
 
     # Steps ----------------------------------------------------------------------------------
 
@@ -340,17 +348,42 @@ class Deployer:
         )
         self._say(f"release: done ({', '.join(self.changes)})")
 
-    def _callback_url(self, function_id: str) -> str | None:
-        triggers = (
+    def _triggers(self, function_id: str) -> list[Any]:
+        return (
             self._call(
                 "list triggers",
                 lambda: self.api.list_triggers(self.models.ListTriggersRequest(function_id=function_id)).items,
             )
             or []
         )
-        return next(
-            (url for t in triggers for url in re.findall(r"https?://[^\s\"'\\]+", t.detailed_config or "")), None
+
+    def _timer(self, function_id: str, triggers: list[Any], timeout: int, token: str | None) -> None:
+        """The store's drain every minute: a timer whose payload the relay reads (callback.Relay._timer)."""
+        payload = json.dumps({"relay": "drain", "seconds": timeout, **({"token": token} if token else {})})
+        wanted = {"crontab": DRAIN_CRONTAB, "payload": payload, "enabled": True}
+        found = next((t for t in triggers if t.name == DRAIN_TIMER and str(t.type).lower() == "timer"), None)
+        if found is None:
+            self._call(
+                "create timer",
+                lambda: self.api.create_timer(
+                    self.models.CreateTimerRequest(function_id=function_id, name=DRAIN_TIMER, **wanted)
+                ),
+            )
+            self._say(f"timer {DRAIN_TIMER!r}: created, drains the dead-letter store every minute")
+            return
+        timer = self._call(
+            "read timer", lambda: self.api.get_timer(self.models.GetTimerRequest(function_id=function_id, id=found.id))
         )
+        if all(getattr(timer, name) == value for name, value in wanted.items()):
+            self._say(f"timer {DRAIN_TIMER!r}: unchanged")
+            return
+        self._call(
+            "update timer",
+            lambda: self.api.update_timer(
+                self.models.UpdateTimerRequest(function_id=function_id, id=found.id, **wanted)
+            ),
+        )
+        self._say(f"timer {DRAIN_TIMER!r}: updated")
 
     # Plumbing -------------------------------------------------------------------------------
 
@@ -422,6 +455,7 @@ def sdk_clients(access_key: str, secret_key: str, region: str, endpoint: str) ->
     from volcenginesdkcore.universal import UniversalApi, UniversalInfo
 
     configuration = volcenginesdkcore.Configuration()
+    _give_logging_back(configuration)
     configuration.ak, configuration.sk, configuration.region = access_key, secret_key, region
     parts = urlsplit(endpoint)
     configuration.scheme, configuration.host = parts.scheme, parts.netloc
@@ -432,6 +466,15 @@ def sdk_clients(access_key: str, secret_key: str, region: str, endpoint: str) ->
         ApiException=ApiException,
     )
     return volcenginesdkvefaas.VEFAASApi(client), UniversalApi(client), models
+
+
+def _give_logging_back(configuration: Any) -> None:
+    """The SDK's Configuration puts its own stderr handler on urllib3's logger and stops it propagating:
+    that would print urllib3's lines outside the JSON log (logs.py) and past its redaction. Undo it."""
+    for logger in configuration.logger.values():
+        for handler in [h for h in logger.handlers if getattr(h, "_volcengine_sdk_handler", False)]:
+            logger.removeHandler(handler)
+        logger.propagate = True
 
 
 def _endpoint(environ: Mapping[str, str]) -> str:

@@ -24,7 +24,7 @@ logconfig_dict = {
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "logs.JsonFormatter"}},
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
-    "root": {"level": "INFO", "handlers": ["stderr"]},
+    "root": {"level": "INFO", "handlers": []},  # the relay adds its own (logs.configure)
     "loggers": {"gunicorn.error": {"level": loglevel.upper(), "handlers": ["stderr"], "propagate": False}},
 }
 # A callback needs no long request line or many headers: gunicorn's defaults, answered 414 / 400 past them.
@@ -34,6 +34,9 @@ limit_request_field_size = 8190
 timeout = 30  # a worker that stops answering its arbiter is restarted
 graceful_timeout = 10
 keepalive = 5
+# No control socket: nothing here uses gunicornc, and its one path under $HOME is shared by every server
+# on the machine (and may be read-only on a FaaS).
+control_socket_disable = True
 BODY_STALL_SECONDS = 5.0  # the relay also gives a whole body 5 s (callback.BODY_READ_SECONDS)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import subprocess
 import sys
@@ -306,3 +307,33 @@ def test_the_wiring_test_says_when_the_relay_is_a_dry_run() -> None:
         out = io.StringIO()
         assert deploy.main(["test", "--url", url], out=out) == 1
     assert "dry run: nothing reached Flashduty" in out.getvalue()
+
+
+def test_with_a_store_a_timer_drains_it_every_minute(run, openapi, bucket, s3_endpoint, client) -> None:
+    store = {
+        "DEADLETTER_URI": f"s3://{bucket}/relay",
+        "DEADLETTER_ENDPOINT_URL": s3_endpoint,
+        "DEADLETTER_ADDRESSING_STYLE": "path",
+    }
+    code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key", CALLBACK_TOKEN="tok-timer", **store)
+    assert code == 0, out
+    (timer,) = openapi.function("volc-flashduty-relay").triggers
+    assert (timer["Name"], timer["Crontab"], timer["Enabled"]) == ("relay-drain", "*/1 * * * *", True)
+    assert "tok-timer" not in out
+
+    openapi.calls.clear()
+    code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key", CALLBACK_TOKEN="tok-timer", **store)
+    assert "CreateTimer" not in openapi.actions() and "UpdateTimer" not in openapi.actions()
+    assert "timer 'relay-drain': unchanged" in out
+    code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key", CALLBACK_TOKEN="tok-new", **store)
+    assert "UpdateTimer" in openapi.actions() and len(openapi.function("volc-flashduty-relay").triggers) == 1
+
+    # What the timer posts, as veFaaS posts it to the web-server function: the relay drains.
+    (timer,) = openapi.function("volc-flashduty-relay").triggers
+    event = {"id": "1", "source": f"/faas/event/timer/{timer['Id']}", "specversion": "1.0"}
+    event.update(type="faas.timer.event", datacontenttype="application/octet-stream", data=timer["Payload"])
+    app = client(FLASHDUTY_INTEGRATION_KEY="fd-key", CALLBACK_TOKEN="tok-new", **store)
+    answer = app.post("/", json=event)
+    assert answer.status_code == 200 and answer.get_json()["exit_code"] == 0
+    forged = {**event, "data": json.dumps({"relay": "drain", "token": "guess"})}
+    assert app.post("/", json=forged).status_code == 401

@@ -35,6 +35,9 @@ REQUIRED = {
     "Release": ("FunctionId", "RevisionNumber"),
     "GetReleaseStatus": ("FunctionId",),
     "ListTriggers": ("FunctionId",),
+    "CreateTimer": ("FunctionId", "Name", "Crontab"),
+    "GetTimer": ("FunctionId", "Id"),
+    "UpdateTimer": ("FunctionId", "Id"),
 }
 
 
@@ -142,6 +145,26 @@ class OpenAPIStub:
         function = self._by_id(body["FunctionId"])
         return {"Items": function.triggers, "Total": len(function.triggers)}
 
+    def _create_timer(self, body: dict[str, Any]) -> dict[str, Any]:
+        function = self._by_id(body["FunctionId"])
+        timer = {"Id": f"tm{next(self._ids):06d}", "Type": "timer", "FunctionId": function.id, **body}
+        function.triggers.append(timer)
+        return timer
+
+    def _get_timer(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._timer(body)
+
+    def _update_timer(self, body: dict[str, Any]) -> dict[str, Any]:
+        timer = self._timer(body)
+        timer.update(body)
+        return timer
+
+    def _timer(self, body: dict[str, Any]) -> dict[str, Any]:
+        found = [t for t in self._by_id(body["FunctionId"]).triggers if t["Id"] == body["Id"]]
+        if not found:
+            raise _Refusal(404, "ResourceNotFound.Timer", f"timer {body['Id']} not found")
+        return found[0]
+
     def _by_id(self, function_id: str) -> Function:
         if function_id not in self.functions:
             raise _Refusal(404, "ResourceNotFound.Function", f"function {function_id} not found")
@@ -160,6 +183,9 @@ class OpenAPIStub:
             "Release": self._release,
             "GetReleaseStatus": self._get_release_status,
             "ListTriggers": self._list_triggers,
+            "CreateTimer": self._create_timer,
+            "GetTimer": self._get_timer,
+            "UpdateTimer": self._update_timer,
         }
 
     def _handle(self, action: str, version: str, headers: Any, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
