@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -38,3 +40,15 @@ def test_ci_runs_the_readme_test_command_and_deploys_wait_for_it() -> None:
     deploy = yaml.safe_load((ROOT / ".github/workflows/deploy.yml").read_text())
     for job in ("vefaas", "aws"):
         assert deploy["jobs"][job]["needs"] == "test" and deploy["jobs"][job]["environment"] == "production"
+
+
+def test_a_tag_deploys_only_the_version_the_code_says() -> None:
+    deploy = yaml.safe_load((ROOT / ".github/workflows/deploy.yml").read_text())
+    (check,) = [step for step in deploy["jobs"]["test"]["steps"] if "--version" in step.get("run", "")]
+    version = subprocess.run(
+        [sys.executable, "-m", "deploy", "--version"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()[-1]
+    script = check["run"].replace(".venv/bin/python", sys.executable)
+    for tag, passes in ((f"v{version}", True), ("v0.0.1-not-this", False)):
+        result = subprocess.run(["bash", "-c", script], cwd=ROOT, env={**os.environ, "GITHUB_REF_NAME": tag})
+        assert (result.returncode == 0) is passes, tag
