@@ -112,15 +112,17 @@ def test_the_handler_runs_from_the_zip_alone(package: Path, tmp_path: Path) -> N
     assert result.stdout.strip() == "200", result.stderr
 
 
-def test_lambda_requirements_pin_what_requirements_txt_pins() -> None:
-    def pins(name: str) -> dict[str, str]:
-        lines = (ROOT / name).read_text().splitlines()
-        return dict(
-            re.match(r"([A-Za-z0-9_.-]+)(.*)", line).groups() for line in lines if line and not line.startswith("#")
-        )
+def pins(path: str) -> dict[str, str]:
+    lines = [line.split("#")[0].strip() for line in (ROOT / path).read_text().splitlines()]
+    return dict(re.match(r"([A-Za-z0-9_.-]+)(.*)", line).groups() for line in lines if line)
 
-    lambda_pins = pins("requirements-lambda.txt")
-    assert lambda_pins == {name: spec for name, spec in pins("requirements.txt").items() if name in lambda_pins}
+
+@pytest.mark.parametrize("path", ["requirements-lambda.txt", "requirements-deploy.txt"])
+def test_other_requirements_pin_what_requirements_txt_pins(path: str) -> None:
+    theirs, runtime = pins(path), pins("requirements.txt")
+    shared = theirs.keys() & runtime.keys()
+    assert {"requests", "urllib3", "boto3"} <= shared
+    assert {name: theirs[name] for name in shared} == {name: runtime[name] for name in shared}
 
 
 def test_the_drain_runs_from_the_zip_alone(package: Path, tmp_path: Path, bucket: str, s3_endpoint: str) -> None:
