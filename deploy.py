@@ -78,6 +78,11 @@ class Target:
     unset: frozenset[str] = frozenset()  # settings to remove from the function
     dry_run_function: bool = False
 
+    @property
+    def shape(self) -> dict[str, Any]:
+        """How the function runs: what a create sets and an update compares."""
+        return {"command": COMMAND, "port": PORT, "memory_mb": self.memory_mb, "request_timeout": self.request_timeout}
+
     def wanted_environment(self, existing: Mapping[str, str]) -> dict[str, str]:
         """The function's environment: what it has, then this shell's settings, less what the user unsets."""
         merged = {**existing, **self.environment}
@@ -160,9 +165,10 @@ class Deployer:
     changes: list[str] = field(default_factory=list)
 
     def deploy(self, target: Target, code: bytes) -> str | None:
-        found = self._find(target.name)
+        found = self._find(target)
         environment = target.wanted_environment(found.settings if found else {})
-        _refuse_what_cannot_work(environment)
+        settings = config.load(environment)
+        _refuse_what_cannot_work(settings, environment)
         wanted_description = description(code)
         if found is None:
             function_id = self._create(target, environment, wanted_description)
@@ -175,7 +181,6 @@ class Deployer:
             self._upload(function_id, code)
         else:
             self._say(f"code: unchanged (package {_digest(code)})")
-        settings = config.load(environment)
         if settings.deadletter is not None:
             self._probe(settings.deadletter, environment)
         if self.changes:
@@ -191,7 +196,8 @@ class Deployer:
 
     # Steps ----------------------------------------------------------------------------------
 
-    def _find(self, name: str) -> Existing | None:
+    def _find(self, target: Target) -> Existing | None:
+        name = target.name
         request = self.models.ListFunctionsRequest(
             filters=[self.models.FilterForListFunctionsInput(name="Name", values=[name])], page_size=100
         )
@@ -207,12 +213,7 @@ class Deployer:
             id=function_id,
             description=function.description or "",
             settings={e.key: e.value for e in function.envs or []},
-            shape={
-                "command": function.command,
-                "port": function.port,
-                "memory_mb": function.memory_mb,
-                "request_timeout": function.request_timeout,
-            },
+            shape={field_name: getattr(function, field_name) for field_name in target.shape},
         )
 
     def _create(self, target: Target, environment: dict[str, str], wanted_description: str) -> str:
@@ -223,12 +224,9 @@ class Deployer:
                     self.models.CreateFunctionRequest(
                         name=target.name,
                         runtime=target.runtime,
-                        command=COMMAND,
-                        port=PORT,
-                        memory_mb=target.memory_mb,
-                        request_timeout=target.request_timeout,
                         description=wanted_description,
                         envs=[self.models.EnvForCreateFunctionInput(key=k, value=v) for k, v in environment.items()],
+                        **target.shape,
                     )
                 ).id
             ),
@@ -238,12 +236,7 @@ class Deployer:
         return function_id
 
     def _update(self, found: Existing, target: Target, environment: dict[str, str], wanted_description: str) -> None:
-        shape = {
-            "command": COMMAND,
-            "port": PORT,
-            "memory_mb": target.memory_mb,
-            "request_timeout": target.request_timeout,
-        }
+        shape = target.shape
         differs = [name for name, value in shape.items() if found.shape.get(name) != value]
         changed_settings = sorted(
             name
@@ -416,9 +409,8 @@ class Deployer:
             self.sleep(POLL_SECONDS)
 
 
-def _refuse_what_cannot_work(environment: Mapping[str, str]) -> None:
+def _refuse_what_cannot_work(settings: config.Settings, environment: Mapping[str, str]) -> None:
     """A function that would answer Volcengine 200 and deliver nothing, or fail on its first outage."""
-    settings = config.load(environment)
     if settings.dry_run and not environment.get("DRY_RUN"):
         raise DeployError(
             "FLASHDUTY_INTEGRATION_KEY (or ROUTES) is set neither in this shell nor on the function: it would "

@@ -253,11 +253,12 @@ def _lifecycle(event_type: str, options: Options) -> tuple[str, str]:
     `ecs:Disk:DiskError.Redeploy.Executing` and `...Redeploy:Succeeded` (both separators are in
     Volcengine's and BytePlus's docs) give `ecs:Disk:DiskError.Redeploy`; only a known state is cut.
     """
+    states = EVENT_STATES | options.closing_states
     head, _, last = event_type.rpartition(":")
     base, dot, state = last.rpartition(".")
-    if dot and state.lower() in EVENT_STATES | options.closing_states:
+    if dot and state.lower() in states:
         return f"{head}:{base}" if head else base, state
-    if head and last.lower() in EVENT_STATES | options.closing_states:
+    if head and last.lower() in states:
         return head, last
     return event_type, ""
 

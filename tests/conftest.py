@@ -20,6 +20,7 @@ import config
 from tests.support import s3
 from tests.support.callbacks import ROOT
 from tests.support.flashduty import FlashdutyStub
+from tests.support.openapi import OpenAPIStub
 
 
 @pytest.fixture(autouse=True)
@@ -35,6 +36,14 @@ def no_secret_in_any_log(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 @pytest.fixture
 def stub() -> Iterator[FlashdutyStub]:
     server = FlashdutyStub().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def openapi() -> Iterator[OpenAPIStub]:
+    """A local stand-in of Volcengine's OpenAPI, for the official SDKs."""
+    server = OpenAPIStub().start()
     yield server
     server.stop()
 
@@ -89,6 +98,16 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 def s3_endpoint() -> Iterator[str]:
     with s3.moto_server() as endpoint:
         yield endpoint
+
+
+@pytest.fixture
+def store(bucket: str, s3_endpoint: str) -> dict[str, str]:
+    """The relay's settings for a dead-letter store in that bucket (credentials: aws_credentials)."""
+    return {
+        "DEADLETTER_URI": f"s3://{bucket}/relay",
+        "DEADLETTER_ENDPOINT_URL": s3_endpoint,
+        "DEADLETTER_ADDRESSING_STYLE": "path",
+    }
 
 
 @pytest.fixture

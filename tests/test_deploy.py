@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tomllib
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ import deploy
 from tests.support.callbacks import ROOT
 from tests.support.openapi import ACCESS_KEY, SECRET_KEY, OpenAPIStub
 from tests.support.servers import free_port, production_server
+from tests.support.venvs import fresh_venv
 
 FIRST_DEPLOY = [
     "ListFunctions",
@@ -35,13 +36,6 @@ FIRST_DEPLOY = [
 
 
 @pytest.fixture
-def openapi() -> Iterator[OpenAPIStub]:
-    server = OpenAPIStub().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def run(openapi: OpenAPIStub, environment, monkeypatch, capsys) -> Callable[..., tuple[int, str]]:
     """`python -m deploy <args>` with these relay settings in the shell; its exit code and everything it printed."""
 
@@ -49,7 +43,7 @@ def run(openapi: OpenAPIStub, environment, monkeypatch, capsys) -> Callable[...,
         environment(**settings)
         monkeypatch.setenv("VOLCENGINE_ACCESS_KEY", ACCESS_KEY)
         monkeypatch.setenv("VOLCENGINE_SECRET_KEY", SECRET_KEY)
-        monkeypatch.setenv("VOLCENGINE_OPENAPI_ENDPOINT", openapi.endpoint)
+        monkeypatch.setenv("VOLCENGINE_OPENAPI_ENDPOINT", openapi.origin)
         out = io.StringIO()
         try:
             code = deploy.main(list(args), out=out)
@@ -173,7 +167,7 @@ def test_a_failed_release_is_reported(run, openapi) -> None:
 
 
 def test_an_unreachable_api_gives_a_clear_message(run, openapi, monkeypatch) -> None:
-    monkeypatch.setattr(OpenAPIStub, "endpoint", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setattr(OpenAPIStub, "origin", f"http://127.0.0.1:{free_port()}")
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key")
     assert code == 1 and "list functions: cannot reach veFaaS" in out and "VOLCENGINE_OPENAPI_ENDPOINT" in out
 
@@ -186,12 +180,7 @@ def test_a_failed_upload_never_shows_the_signed_url(run, openapi) -> None:
     assert "Release" not in openapi.actions()
 
 
-def test_the_store_is_proved_before_the_release(run, openapi, bucket, s3_endpoint) -> None:
-    store = {
-        "DEADLETTER_URI": f"s3://{bucket}/relay",
-        "DEADLETTER_ENDPOINT_URL": s3_endpoint,
-        "DEADLETTER_ADDRESSING_STYLE": "path",
-    }
+def test_the_store_is_proved_before_the_release(run, openapi, store) -> None:
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key", **store)
     assert code == 0, out
     assert "takes a write and a delete" in out
@@ -264,21 +253,8 @@ def test_the_modules_are_every_runtime_module() -> None:
 
 
 def test_the_deploy_tool_runs_from_its_own_requirements(tmp_path: Path) -> None:
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin/python"
-    install = [
-        str(python),
-        "-m",
-        "pip",
-        "install",
-        "-q",
-        "--disable-pip-version-check",
-        "-r",
-        "requirements-deploy.txt",
-    ]
-    subprocess.run(install, cwd=ROOT, check=True, capture_output=True)
-    env = {"PATH": str(venv / "bin"), "FLASHDUTY_INTEGRATION_KEY": "k"}
+    python = fresh_venv(tmp_path / "venv", ROOT / "requirements-deploy.txt")
+    env = {"PATH": str(python.parent), "FLASHDUTY_INTEGRATION_KEY": "k"}
     result = subprocess.run(
         [str(python), "-m", "deploy", "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True
     )
@@ -309,12 +285,7 @@ def test_the_wiring_test_says_when_the_relay_is_a_dry_run() -> None:
     assert "dry run: nothing reached Flashduty" in out.getvalue()
 
 
-def test_with_a_store_a_timer_drains_it_every_minute(run, openapi, bucket, s3_endpoint, client) -> None:
-    store = {
-        "DEADLETTER_URI": f"s3://{bucket}/relay",
-        "DEADLETTER_ENDPOINT_URL": s3_endpoint,
-        "DEADLETTER_ADDRESSING_STYLE": "path",
-    }
+def test_with_a_store_a_timer_drains_it_every_minute(run, openapi, store, client) -> None:
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key", CALLBACK_TOKEN="tok-timer", **store)
     assert code == 0, out
     (timer,) = openapi.function("volc-flashduty-relay").triggers

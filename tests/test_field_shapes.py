@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 import zoneinfo
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -276,7 +277,7 @@ def test_every_time_in_one_zone(post, stub, setting: dict[str, str], shown: str)
 @pytest.fixture
 def no_zone_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A runtime without a time zone database: no system zoneinfo files and no tzdata package."""
-    monkeypatch.setitem(__import__("sys").modules, "tzdata", None)
+    monkeypatch.setitem(sys.modules, "tzdata", None)
     zoneinfo.reset_tzpath(to=[])
     zoneinfo.ZoneInfo.clear_cache()
     yield

@@ -125,16 +125,14 @@ def test_other_requirements_pin_what_requirements_txt_pins(path: str) -> None:
     assert {name: theirs[name] for name in shared} == {name: runtime[name] for name in shared}
 
 
-def test_the_drain_runs_from_the_zip_alone(package: Path, tmp_path: Path, bucket: str, s3_endpoint: str) -> None:
+def test_the_drain_runs_from_the_zip_alone(package: Path, tmp_path: Path, store: dict[str, str]) -> None:
     """The EventBridge schedule's entry: `main.drain` with nothing but the zip (boto3 included)."""
     zipfile.ZipFile(package / "volc-flashduty-relay.zip").extractall(tmp_path)
     env = {
         "PATH": os.environ["PATH"],
         "PYTHONPATH": str(tmp_path),
         "FLASHDUTY_INTEGRATION_KEY": "k",
-        "DEADLETTER_URI": f"s3://{bucket}/ci",
-        "DEADLETTER_ENDPOINT_URL": s3_endpoint,
-        "DEADLETTER_ADDRESSING_STYLE": "path",
+        **store,
         **s3.CREDENTIALS,
     }
     probe = "import json, main; print(json.dumps(main.drain({}, None)))"

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import urllib.request
 import zipfile
@@ -18,32 +17,21 @@ from tests.support import s3
 from tests.support.callbacks import ROOT
 from tests.support.flashduty import FlashdutyStub
 from tests.support.servers import free_port, wait_until_up
+from tests.support.venvs import fresh_venv
 
 
-def unpacked(tmp_path: Path) -> tuple[Path, Path]:
-    """The package in an empty directory, and a fresh virtual environment with only its requirements.txt."""
-    app, venv = tmp_path / "app", tmp_path / "venv"
+def test_the_vefaas_package_alone_serves_and_drains(tmp_path: Path, stub: FlashdutyStub, store: dict[str, str]) -> None:
+    app = tmp_path / "app"
     zipfile.ZipFile(io.BytesIO(deploy.package())).extractall(app)
     (app / "run.sh").chmod(0o755)  # zipfile does not restore modes; veFaaS does
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin/python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "-r", str(app / "requirements.txt")], check=True, capture_output=True)
-    return app, venv
-
-
-def test_the_vefaas_package_alone_serves_and_drains(
-    tmp_path: Path, stub: FlashdutyStub, bucket: str, s3_endpoint: str
-) -> None:
-    app, venv = unpacked(tmp_path)
+    python = fresh_venv(tmp_path / "venv", app / "requirements.txt")
     port = free_port()
     env = {
-        "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+        "PATH": f"{python.parent}:/usr/bin:/bin",
         "_FAAS_RUNTIME_PORT": str(port),
         "FLASHDUTY_INTEGRATION_KEY": "key-1",
         "FLASHDUTY_PUSH_URL": stub.url,
-        "DEADLETTER_URI": f"s3://{bucket}/relay",
-        "DEADLETTER_ENDPOINT_URL": s3_endpoint,
-        "DEADLETTER_ADDRESSING_STYLE": "path",
+        **store,
         **s3.CREDENTIALS,
     }
     with tempfile.TemporaryFile("w+") as log:
@@ -59,7 +47,7 @@ def test_the_vefaas_package_alone_serves_and_drains(
     assert answer["delivered"] == 2 and len(stub.accepted()) == 2
 
     drain = "import index, json; print(json.dumps(index.drain({}, None)))"
-    ran = subprocess.run([str(venv / "bin/python"), "-c", drain], cwd=app, env=env, capture_output=True, text=True)
+    ran = subprocess.run([str(python), "-c", drain], cwd=app, env=env, capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout.splitlines()[-1])["exit_code"] == 0  # the timer entry runs from the package
     assert not (set(os.listdir(app)) - set(deploy.PACKAGE) - {"__pycache__"})

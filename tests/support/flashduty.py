@@ -23,12 +23,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.support.callbacks import ROOT
-from tests.support.servers import free_port
+from tests.support.servers import LocalServer, free_port
 
 PATH = "/event/push/alert/standard"
 STATUSES = {"Critical", "Warning", "Info", "Ok"}
@@ -63,12 +63,6 @@ def contract_violations(event: Any) -> list[str]:
             if not isinstance(value, str) or len(value) > 2048:
                 problems.append(f"label {name!r} must be a string of at most 2048 chars")
     return problems
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 128  # not Python's 5: a burst of new connections must not be reset
 
 
 @dataclass
@@ -120,7 +114,7 @@ def peak(arrivals: list[float], window: float) -> int:
     return most
 
 
-class FlashdutyStub:
+class FlashdutyStub(LocalServer):
     def __init__(self, port: int = 0, limits: Limits = Limits()) -> None:
         self.limits = limits
         self._accepted_at: dict[str, collections.deque[float]] = {}
@@ -132,12 +126,11 @@ class FlashdutyStub:
         self.in_flight = 0
         self.peak_in_flight = 0
         self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", port), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(self._handler_class(), port)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}{PATH}"
+        return f"{self.origin}{PATH}"
 
     def script(self, *faults: Fault) -> None:
         """Answer the next requests with these faults, in order; then accept as usual."""
@@ -170,14 +163,6 @@ class FlashdutyStub:
         if not wait:
             recent.append(now)
         return wait
-
-    def start(self) -> FlashdutyStub:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def _next_fault(self) -> Fault:
         with self._lock:

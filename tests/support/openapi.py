@@ -15,9 +15,11 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.servers import LocalServer
 
 ACCESS_KEY = "AKLTlocalstandin"
 SECRET_KEY = "c2VjcmV0LW9mLXRoZS1zdGFuZC1pbg=="
@@ -59,7 +61,7 @@ class Function:
     triggers: list[dict[str, Any]] = field(default_factory=list)
 
 
-class OpenAPIStub:
+class OpenAPIStub(LocalServer):
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self.violations: list[str] = []
@@ -69,20 +71,7 @@ class OpenAPIStub:
         self.upload_base = ""  # where presigned upload addresses point; this server when empty
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> OpenAPIStub:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(self._handler_class())
 
     def actions(self) -> list[str]:
         return [c.action for c in self.calls]
@@ -119,7 +108,7 @@ class OpenAPIStub:
 
     def _get_code_upload_address(self, body: dict[str, Any]) -> dict[str, Any]:
         self._by_id(body["FunctionId"])
-        base = self.upload_base or self.endpoint
+        base = self.upload_base or self.origin
         return {"UploadAddress": f"{base}/upload/{body['FunctionId']}?X-Tos-Signature=secret-signature"}
 
     def _code_upload_callback(self, body: dict[str, Any]) -> dict[str, Any]:
