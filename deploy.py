@@ -2,7 +2,8 @@
 
 Finds the web-server function (started by run.sh), else creates it, else updates what differs;
 uploads the package, installs requirements.txt and releases only when the code changed; proves the
-dead-letter store works before it releases; prints the callback URL. Settings present in this shell
+dead-letter store works before it releases; routes a named API gateway to it, and in Cloud Monitor
+makes its callback URL and ticks it in the rules named; prints the callback URL. Settings in this shell
 (config.VARIABLES, and the store's credentials) become the function's environment; settings the
 function already has and this shell lacks are kept. `--dry-run` prints the plan and calls nothing.
 Each step says what it found and what it changed, and never prints a secret.
@@ -11,8 +12,10 @@ Each step says what it found and what it changed, and never prints a secret.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
@@ -24,13 +27,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlsplit
 
 import requests
 import urllib3
 
 import config
 import mapping
+import volcengine_api
 from callback import VERSION
 from deadletter import Store, StoreError
 
@@ -51,11 +54,16 @@ MODULES = (
 VEFAAS_FILES = ("run.sh", "gunicorn.conf.py", "requirements.txt")
 PACKAGE = MODULES + VEFAAS_FILES
 DEFAULT_RUNTIME = "native-python3.12/v1"
-DEFAULT_ENDPOINT = "https://open.volcengineapi.com"
 # The dead-letter store's credentials (an S3-compatible key: a TOS access key limited to the bucket).
 STORE_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
 API_VERSION = "2024-06-06"
 DRAIN_TIMER = "relay-drain"
+# Cloud Monitor's "Generic Webhook" type. The OpenAPI reference gives no value set for Type; BytePlus's
+# Terraform provider documents custom (generic), wecom, lark, dingtalk. A found webhook of another
+# type that is not a chat bot is taken as generic too.
+WEBHOOK_TYPE = "custom"
+CHAT_BOT_TYPES = frozenset({"wecom", "lark", "dingtalk", "slack"})
+MONITOR_VERSION = "2018-01-01"
 DRAIN_CRONTAB = "*/1 * * * *"  # every minute: a drain runs at most its request timeout less 5 s
 PORT = 8000  # what run.sh listens on when veFaaS gives no port
 COMMAND = "./run.sh"
@@ -68,6 +76,20 @@ class DeployError(Exception):
 
 
 @dataclass(frozen=True)
+class Wiring:
+    """How Cloud Monitor reaches the function: a route on a named API gateway, and the callback URL
+    (webhook) ticked in the event rules and alarm policies named (None: leave them; ("all",): every one)."""
+
+    gateway: str | None = None
+    event_rules: tuple[str, ...] | None = None
+    alarm_policies: tuple[str, ...] | None = None
+
+    @property
+    def monitor(self) -> bool:
+        return self.event_rules is not None or self.alarm_policies is not None
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     region: str
@@ -77,6 +99,7 @@ class Target:
     environment: dict[str, str]  # from this shell
     unset: frozenset[str] = frozenset()  # settings to remove from the function
     dry_run_function: bool = False
+    wiring: Wiring = Wiring()
 
     @property
     def shape(self) -> dict[str, Any]:
@@ -136,9 +159,27 @@ def plan(target: Target) -> list[str]:
         f"{shell or 'none'} from this shell" + (f", less {sorted(target.unset)}" if target.unset else ""),
         f"when the code changed: upload the package ({', '.join(PACKAGE)}), install requirements.txt",
         "with DEADLETTER_URI: write and delete a probe object in the store, with the function's credentials",
-        "release and wait for it; with DEADLETTER_URI, a timer that drains the store every minute; "
-        "print the callback URL of its API gateway trigger",
+        "release and wait for it; with DEADLETTER_URI, a timer that drains the store every minute",
+        *_wiring_plan(target),
     ]
+
+
+def _wiring_plan(target: Target) -> list[str]:
+    wiring = target.wiring
+    steps = [
+        f"on API gateway {wiring.gateway!r}: a VeFaas upstream, a service and a route (POST and GET /) "
+        f"named {target.name!r} to the function; print its callback URL"
+        if wiring.gateway
+        else "print the callback URL of its API gateway trigger (--gateway NAME makes the route)"
+    ]
+    if wiring.monitor:
+        steps.append(
+            f"in Cloud Monitor: a Generic Webhook callback URL {target.name!r} to it, with CALLBACK_TOKEN as its token"
+        )
+    for what, chosen in (("event rules", wiring.event_rules), ("alarm policies", wiring.alarm_policies)):
+        if chosen is not None:
+            steps.append(f"tick it in the {what} {', '.join(chosen)}, keeping everything else they have")
+    return steps
 
 
 @dataclass(frozen=True)
@@ -153,7 +194,8 @@ class Existing:
 
 @dataclass
 class Deployer:
-    """The deploy steps against a veFaaS API client (VEFAASApi) and the SDK's universal API."""
+    """The deploy steps, against the official SDKs' clients (sdk_clients): veFaaS and the universal API,
+    and for the wiring, API gateway and Cloud Monitor."""
 
     api: Any
     universal: Any
@@ -162,6 +204,8 @@ class Deployer:
     out: TextIO
     sleep: Callable[[float], None] = time.sleep
     store: Callable[[config.DeadLetter, Mapping[str, str]], Store] = Store
+    gateway: Any = None  # API gateway: .api (2021-03-03), .routes (2022-11-12), .models, .route_models
+    monitor: Any = None  # Cloud Monitor: .api, .models
     changes: list[str] = field(default_factory=list)
 
     def deploy(self, target: Target, code: bytes) -> str | None:
@@ -188,11 +232,26 @@ class Deployer:
         else:
             self._say("release: nothing changed, nothing released")
         triggers = self._triggers(function_id)
+        token = environment.get("CALLBACK_TOKEN")
         if settings.deadletter is not None:
-            self._timer(function_id, triggers, target.request_timeout, environment.get("CALLBACK_TOKEN"))
-        return next(
-            (url for t in triggers for url in re.findall(r"https?://[^\s\"'\\]+", t.detailed_config or "")), None
-        )
+            self._timer(function_id, triggers, target.request_timeout, token)
+        wiring = target.wiring
+        if wiring.gateway:
+            url = self._route(function_id, target.name, wiring.gateway)
+        else:
+            url = next(
+                (u for t in triggers for u in re.findall(r"https?://[^\s\"'\\]+", t.detailed_config or "")), None
+            )
+        if wiring.monitor:
+            if url is None:
+                raise DeployError(
+                    "Cloud Monitor needs the function's URL, and it has none yet: pass --gateway NAME (an API "
+                    "gateway in this region) so that the deploy routes one to it."
+                )
+            token_changed = found is None or found.settings.get("CALLBACK_TOKEN") != token
+            webhook_id = self._webhook(target.name, url, token, token_changed)
+            self._tick(webhook_id, wiring)
+        return url
 
     # Steps ----------------------------------------------------------------------------------
 
@@ -378,7 +437,293 @@ class Deployer:
         )
         self._say(f"timer {DRAIN_TIMER!r}: updated")
 
+    def _route(self, function_id: str, name: str, gateway_name: str) -> str | None:
+        """A route from the named API gateway to the function: VeFaas upstream, service, route; its URL."""
+        api, models = self.gateway.api, self.gateway.models
+        gateways = self._call(
+            "list API gateways",
+            lambda: (
+                api.list_gateways(
+                    models.ListGatewaysRequest(
+                        filter=models.FilterForListGatewaysInput(name=gateway_name), page_size=100
+                    )
+                ).items
+            ),
+        )
+        gateway_id = next((g.id for g in gateways or [] if g.name == gateway_name), None)
+        if gateway_id is None:
+            raise DeployError(
+                f"API gateway {gateway_name!r} is not in this region: create one in the API gateway console "
+                "(it is billed as an instance), or name an existing one with --gateway."
+            )
+        self._say(f"API gateway {gateway_name!r}: found ({gateway_id})")
+        upstream_id = self._upstream(gateway_id, function_id, name)
+        service = self._service(gateway_id, name)
+        self._route_to(service.id, upstream_id, name)
+        domains = sorted(service.domains or [], key=lambda d: "public" not in str(d.type).lower())
+        if not domains:
+            self._say(f"service {name!r}: no domain yet (the gateway is still assigning it): run the deploy again")
+            return None
+        domain = domains[0].domain
+        scheme = "https" if "HTTPS" in (service.protocol or []) else "http"
+        return domain if "://" in domain else f"{scheme}://{domain}/"
+
+    def _upstream(self, gateway_id: str, function_id: str, name: str) -> str:
+        api, models = self.gateway.api, self.gateway.models
+        upstreams = self._call(
+            "list upstreams",
+            lambda: (
+                api.list_upstreams(
+                    models.ListUpstreamsRequest(
+                        gateway_id=gateway_id, filter=models.FilterForListUpstreamsInput(name=name), page_size=100
+                    )
+                ).items
+            ),
+        )
+        found = next((u for u in upstreams or [] if u.name == name), None)
+        if found is None:
+            upstream_id: str = self._call(
+                "create upstream",
+                lambda: (
+                    api.create_upstream(
+                        models.CreateUpstreamRequest(
+                            gateway_id=gateway_id,
+                            name=name,
+                            source_type="VeFaas",
+                            upstream_spec=models.UpstreamSpecForCreateUpstreamInput(
+                                ve_faas=models.VeFaasForCreateUpstreamInput(function_id=function_id)
+                            ),
+                        )
+                    ).id
+                ),
+            )
+            self.changes.append("upstream created")
+            self._say(f"upstream {name!r}: created ({upstream_id}), to function {function_id}")
+            return upstream_id
+        spec = found.upstream_spec.ve_faas if found.upstream_spec else None
+        if spec is not None and spec.function_id == function_id:
+            self._say(f"upstream {name!r}: found ({found.id}), to this function")
+            return str(found.id)
+        self._call(
+            "update upstream",
+            lambda: api.update_upstream(
+                models.UpdateUpstreamRequest(
+                    id=found.id,
+                    name=name,
+                    source_type="VeFaas",
+                    upstream_spec=models.UpstreamSpecForUpdateUpstreamInput(
+                        ve_faas=models.VeFaasForUpdateUpstreamInput(function_id=function_id)
+                    ),
+                )
+            ),
+        )
+        self._say(f"upstream {name!r}: updated ({found.id}), now to function {function_id}")
+        return str(found.id)
+
+    def _service(self, gateway_id: str, name: str) -> Any:
+        api, models = self.gateway.api, self.gateway.models
+
+        def find() -> Any:
+            services = self._call(
+                "list gateway services",
+                lambda: (
+                    api.list_gateway_services(
+                        models.ListGatewayServicesRequest(
+                            gateway_id=gateway_id,
+                            filter=models.FilterForListGatewayServicesInput(name=name),
+                            page_size=100,
+                        )
+                    ).items
+                ),
+            )
+            return next((s for s in services or [] if s.name == name), None)
+
+        found = find()
+        if found is not None:
+            self._say(f"service {name!r}: found ({found.id})")
+            return found
+        service_id = self._call(
+            "create gateway service",
+            lambda: (
+                api.create_gateway_service(
+                    models.CreateGatewayServiceRequest(
+                        gateway_id=gateway_id,
+                        service_name=name,
+                        protocol=["HTTP", "HTTPS"],
+                        # The relay checks CALLBACK_TOKEN itself; the gateway's own auth would refuse Cloud Monitor.
+                        auth_spec=models.AuthSpecForCreateGatewayServiceInput(enable=False),
+                    )
+                ).id
+            ),
+        )
+        self.changes.append("service created")
+        self._say(f"service {name!r}: created ({service_id})")
+        return find()
+
+    def _route_to(self, service_id: str, upstream_id: str, name: str) -> None:
+        routes, models = self.gateway.routes, self.gateway.route_models
+        found = next(
+            (
+                r
+                for r in self._call(
+                    "list routes",
+                    lambda: (
+                        routes.list_routes(
+                            models.ListRoutesRequest(
+                                service_id=service_id, filter=models.FilterForListRoutesInput(name=name), page_size=100
+                            )
+                        ).items
+                    ),
+                )
+                or []
+                if r.name == name
+            ),
+            None,
+        )
+        wanted = {"match_type": "Prefix", "match_content": "/", "method": ["GET", "POST"], "upstream_id": upstream_id}
+        if found is None:
+            self._call(
+                "create route",
+                lambda: routes.create_route(
+                    models.CreateRouteRequest(
+                        service_id=service_id,
+                        name=name,
+                        enable=True,
+                        match_rule=models.MatchRuleForCreateRouteInput(
+                            method=wanted["method"],
+                            path=models.PathForCreateRouteInput(match_type="Prefix", match_content="/"),
+                        ),
+                        upstream_list=[models.UpstreamListForCreateRouteInput(upstream_id=upstream_id, weight=100)],
+                    )
+                ),
+            )
+            self.changes.append("route created")
+            self._say(f"route {name!r}: created, POST and GET / to upstream {upstream_id}")
+            return
+        rule = found.match_rule
+        have = {
+            "match_type": rule.path.match_type if rule and rule.path else None,
+            "match_content": rule.path.match_content if rule and rule.path else None,
+            "method": sorted(rule.method or []) if rule else [],
+            "upstream_id": next((u.upstream_id for u in found.upstream_list or []), None),
+        }
+        if have == wanted and len(found.upstream_list) == 1 and found.enable:
+            self._say(f"route {name!r}: unchanged")
+            return
+        self._call(
+            "update route",
+            lambda: routes.update_route(
+                models.UpdateRouteRequest(
+                    id=found.id,
+                    name=name,
+                    enable=True,
+                    match_rule=models.MatchRuleForUpdateRouteInput(
+                        method=wanted["method"],
+                        path=models.PathForUpdateRouteInput(match_type="Prefix", match_content="/"),
+                    ),
+                    upstream_list=[models.UpstreamListForUpdateRouteInput(upstream_id=upstream_id, weight=100)],
+                )
+            ),
+        )
+        self._say(f"route {name!r}: updated, POST and GET / to upstream {upstream_id}")
+
+    def _webhook(self, name: str, url: str, token: str | None, token_changed: bool) -> str:
+        """Cloud Monitor's callback URL to the relay. Its token cannot be read back, so it is set when
+        the webhook is made, and again when this deploy changes the function's CALLBACK_TOKEN."""
+        api, models = self.monitor.api, self.monitor.models
+        webhooks = self._pages(
+            "list callback URLs",
+            lambda page: api.list_webhooks(models.ListWebhooksRequest(name=name, page_number=page, page_size=100)),
+        )
+        same_name = sorted((w for w in webhooks if w.name == name), key=lambda w: w.url != url)
+        if not same_name:
+            created = self._call(
+                "create callback URL",
+                lambda: (
+                    api.create_webhook(
+                        models.CreateWebhookRequest(
+                            name=name, type=WEBHOOK_TYPE, url=url, **({"token": token} if token else {})
+                        )
+                    ).data
+                ),
+            )
+            self._say(f"callback URL {name!r}: created ({created[0]}) to {url}" + (", with the token" if token else ""))
+            return str(created[0])
+        found = same_name[0]
+        differs = [
+            what
+            for what, differ in (
+                ("url", found.url != url),
+                ("type", str(found.type).lower() in CHAT_BOT_TYPES),
+                ("token", token_changed),
+            )
+            if differ
+        ]
+        if not differs:
+            self._say(f"callback URL {name!r}: found ({found.id}), unchanged")
+            return str(found.id)
+        self._call(
+            "update callback URL",
+            lambda: api.update_webhook(
+                models.UpdateWebhookRequest(
+                    id=found.id, name=name, type=WEBHOOK_TYPE, url=url, with_token=bool(token), token=token or None
+                )
+            ),
+        )
+        self._say(f"callback URL {name!r}: updated its {', '.join(differs)} ({found.id})")
+        return str(found.id)
+
+    def _tick(self, webhook_id: str, wiring: Wiring) -> None:
+        """The webhook ticked in each named event rule and alarm policy; each rule keeps all it had."""
+        api, models = self.monitor.api, self.monitor.models
+        chosen = []  # every name is resolved before any rule changes
+        if wiring.event_rules is not None:
+            rules = self._pages(
+                "list event rules",
+                lambda page: api.list_event_rules(models.ListEventRulesRequest(page_number=page, page_size=100)),
+            )
+            chosen += [
+                ("event rule", r, "UpdateEventRule")
+                for r in _choose(rules, wiring.event_rules, "rule_id", "event rule")
+            ]
+        if wiring.alarm_policies is not None:
+            rules = self._pages(
+                "list alarm policies",
+                lambda page: api.list_rules(models.ListRulesRequest(page_number=page, page_size=100)),
+            )
+            chosen += [
+                ("alarm policy", r, "UpdateRule") for r in _choose(rules, wiring.alarm_policies, "id", "alarm policy")
+            ]
+        for what, rule, action in chosen:
+            wire = volcengine_api.wire(rule)
+            methods_field = "ContactMethods" if action == "UpdateEventRule" else "AlertMethods"
+            if webhook_id in (wire.get("WebhookIds") or []) and "Webhook" in (wire.get(methods_field) or []):
+                self._say(f"{what} {rule.rule_name!r}: already calls the relay")
+                continue
+            body = _update_body(wire, action, models)
+            body["WebhookIds"] = [*(wire.get("WebhookIds") or []), webhook_id]
+            body[methods_field] = sorted({*(wire.get(methods_field) or []), "Webhook"})
+            info = self.models.UniversalInfo(
+                method="POST",
+                service="cloudmonitor",
+                version=MONITOR_VERSION,
+                action=action,
+                content_type="application/json",
+            )
+            self._call(f"update {what} {rule.rule_name!r}", functools.partial(self.universal.do_call, info, body))
+            self._say(f"{what} {rule.rule_name!r}: now calls the relay")
+
     # Plumbing -------------------------------------------------------------------------------
+
+    def _pages(self, what: str, fetch: Callable[[int], Any]) -> list[Any]:
+        """Every item of a Cloud Monitor list (Data, TotalCount), page by page."""
+        items: list[Any] = []
+        for page in itertools.count(1):
+            response = self._call(what, functools.partial(fetch, page))
+            items += response.data or []
+            if not response.data or len(items) >= (response.total_count or 0):
+                break
+        return items
 
     def _say(self, line: str) -> None:
         print(f"- {line}", file=self.out, flush=True)
@@ -391,7 +736,7 @@ class Deployer:
         except (OSError, urllib3.exceptions.HTTPError, requests.RequestException) as error:
             # Their text may hold the signed upload URL: say only what kind of failure it was.
             raise DeployError(
-                f"{what}: cannot reach veFaaS ({type(error).__name__}); check the network, the region "
+                f"{what}: cannot reach Volcengine ({type(error).__name__}); check the network, the region "
                 "and VOLCENGINE_OPENAPI_ENDPOINT"
             ) from None
 
@@ -407,6 +752,39 @@ class Deployer:
             if time.monotonic() > deadline:
                 raise DeployError(f"{what} did not finish within {WAIT_SECONDS:.0f} s (last status {state!r})")
             self.sleep(POLL_SECONDS)
+
+
+def _choose(rules: list[Any], wanted: tuple[str, ...], id_field: str, what: str) -> list[Any]:
+    """The rules named by id or name, or all of them; a name that matches nothing stops the deploy."""
+    if wanted == ("all",):
+        return rules
+    chosen = [r for r in rules if getattr(r, id_field) in wanted or r.rule_name in wanted]
+    unknown = sorted(set(wanted) - {getattr(r, id_field) for r in chosen} - {r.rule_name for r in chosen})
+    if unknown:
+        raise DeployError(f"no {what} has the id or name {', '.join(unknown)} in this region; nothing was ticked")
+    return chosen
+
+
+def _update_body(wire: dict[str, Any], action: str, models: Any) -> dict[str, Any]:
+    """A listed rule as its Update action takes it back: every field it accepts, so nothing is lost."""
+    accepted = set(
+        (
+            models.UpdateEventRuleRequest if action == "UpdateEventRule" else models.UpdateRuleRequest
+        ).attribute_map.values()
+    )
+    body = {k: v for k, v in wire.items() if k in accepted}
+    if action == "UpdateRule":
+        if "WebHook" in wire:
+            body["Webhook"] = wire["WebHook"]  # listed as WebHook, updated as Webhook
+        return body
+    # Listed as Source / EnableState / EffectStartAt+EffectEndAt, updated as these (the value sets of
+    # EnableState and Status are not documented; the SDK's examples use enable / disable for both).
+    body["EventSource"] = wire.get("Source")
+    if wire.get("EnableState"):
+        body["Status"] = wire["EnableState"]
+    if wire.get("EffectStartAt") or wire.get("EffectEndAt"):
+        body["EffectiveTime"] = {"StartTime": wire.get("EffectStartAt"), "EndTime": wire.get("EffectEndAt")}
+    return body
 
 
 def _refuse_what_cannot_work(settings: config.Settings, environment: Mapping[str, str]) -> None:
@@ -427,54 +805,39 @@ def _refuse_what_cannot_work(settings: config.Settings, environment: Mapping[str
 
 
 def _explain(what: str, error: Any) -> str:
-    try:
-        code = json.loads(error.body)["ResponseMetadata"]["Error"]["Code"]
-    except (TypeError, ValueError, KeyError):
-        code = error.reason or f"HTTP {error.status}"
-    if error.status in (401, 403) or any(w in str(code) for w in ("AccessKey", "Signature", "Authorization", "Denied")):
+    code, denied = volcengine_api.refusal(error)
+    if denied:
         return (
-            f"{what}: veFaaS refused it ({code}). Check VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY, and "
+            f"{what}: Volcengine refused it ({code}). Check VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY, and "
             f"that the key's policy allows this action in this region (README: Deploy -> permissions)."
         )
     return f"{what} failed: {code}"
 
 
-def sdk_clients(access_key: str, secret_key: str, region: str, endpoint: str) -> tuple[Any, Any, Any]:
-    """The real SDK: imported here so the relay's own code never needs it."""
-    import volcenginesdkcore
+def sdk_clients(access_key: str, secret_key: str, region: str, endpoint: str) -> dict[str, Any]:
+    """The real SDKs' clients, as Deployer takes them."""
+    import volcenginesdkapig
+    import volcenginesdkapig20221112
+    import volcenginesdkcloudmonitor
     import volcenginesdkvefaas
-    from volcenginesdkcore.rest import ApiException
-    from volcenginesdkcore.universal import UniversalApi, UniversalInfo
+    from volcenginesdkcore.universal import UniversalApi
 
-    configuration = volcenginesdkcore.Configuration()
-    _give_logging_back(configuration)
-    configuration.ak, configuration.sk, configuration.region = access_key, secret_key, region
-    parts = urlsplit(endpoint)
-    configuration.scheme, configuration.host = parts.scheme, parts.netloc
-    client = volcenginesdkcore.ApiClient(configuration)
-    models = argparse.Namespace(
-        **{n: getattr(volcenginesdkvefaas, n) for n in dir(volcenginesdkvefaas) if n[0].isupper()},
-        UniversalInfo=UniversalInfo,
-        ApiException=ApiException,
-    )
-    return volcenginesdkvefaas.VEFAASApi(client), UniversalApi(client), models
-
-
-def _give_logging_back(configuration: Any) -> None:
-    """The SDK's Configuration puts its own stderr handler on urllib3's logger and stops it propagating:
-    that would print urllib3's lines outside the JSON log (logs.py) and past its redaction. Undo it."""
-    for logger in configuration.logger.values():
-        for handler in [h for h in logger.handlers if getattr(h, "_volcengine_sdk_handler", False)]:
-            logger.removeHandler(handler)
-        logger.propagate = True
-
-
-def _endpoint(environ: Mapping[str, str]) -> str:
-    endpoint = environ.get("VOLCENGINE_OPENAPI_ENDPOINT", "").strip() or DEFAULT_ENDPOINT
-    parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
-        raise ValueError(f"VOLCENGINE_OPENAPI_ENDPOINT must be a URL such as {DEFAULT_ENDPOINT}, got {endpoint!r}")
-    return endpoint
+    client = volcengine_api.client(access_key, secret_key, region, endpoint)
+    return {
+        "api": volcenginesdkvefaas.VEFAASApi(client),
+        "universal": UniversalApi(client),
+        "models": volcengine_api.models(volcenginesdkvefaas),
+        "gateway": argparse.Namespace(
+            api=volcenginesdkapig.APIGApi(client),
+            models=volcengine_api.models(volcenginesdkapig),
+            routes=volcenginesdkapig20221112.APIG20221112Api(client),
+            route_models=volcengine_api.models(volcenginesdkapig20221112),
+        ),
+        "monitor": argparse.Namespace(
+            api=volcenginesdkcloudmonitor.CLOUDMONITORApi(client),
+            models=volcengine_api.models(volcenginesdkcloudmonitor),
+        ),
+    }
 
 
 def wiring_callbacks() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -524,9 +887,7 @@ def wiring_test(url: str, token: str | None, out: TextIO) -> int:
     return 0 if delivered == 2 else 1
 
 
-def main(
-    argv: list[str] | None = None, out: TextIO = sys.stdout, clients: Callable[..., tuple[Any, Any, Any]] = sdk_clients
-) -> int:
+def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["test"]:
         tester = argparse.ArgumentParser(
@@ -553,6 +914,24 @@ def main(
         action="store_true",
         help="deploy a function that translates and delivers nothing (DRY_RUN=true), even without a key",
     )
+    parser.add_argument(
+        "--gateway",
+        default=os.environ.get("APIG_GATEWAY_NAME"),
+        metavar="NAME",
+        help="route this API gateway (an existing one, in the region) to the function: its URL is the callback URL",
+    )
+    parser.add_argument(
+        "--event-rules",
+        type=_names,
+        metavar="ID|NAME,...|all",
+        help="tick the relay's callback URL in these Cloud Monitor event rules",
+    )
+    parser.add_argument(
+        "--alarm-policies",
+        type=_names,
+        metavar="ID|NAME,...|all",
+        help="tick the relay's callback URL in these Cloud Monitor alarm policies",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan; call nothing")
     args = parser.parse_args(argv)
 
@@ -563,7 +942,7 @@ def main(
     environment = {name: os.environ[name] for name in names if os.environ.get(name)}
     try:
         config.load(environment)  # a setting the function would refuse at start is refused here
-        endpoint = _endpoint(os.environ)
+        endpoint = volcengine_api.endpoint(os.environ)
     except (config.ConfigError, ValueError) as error:
         parser.exit(2, f"deploy: {error}\n")
     target = Target(
@@ -575,6 +954,7 @@ def main(
         environment,
         frozenset(args.unset),
         args.dry_run_function,
+        Wiring(args.gateway, args.event_rules, args.alarm_policies),
     )
     code = package()
     if args.dry_run:
@@ -594,20 +974,28 @@ def main(
         parser.exit(
             2, "deploy: set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY (an access key allowed to use veFaaS)\n"
         )
-    api, universal, models = clients(access_key, secret_key, args.region, endpoint)
     try:
-        url = Deployer(api, universal, models, requests.put, out).deploy(target, code)
+        url = Deployer(put=requests.put, out=out, **sdk_clients(access_key, secret_key, args.region, endpoint)).deploy(
+            target, code
+        )
     except DeployError as error:
         parser.exit(1, f"deploy: {error}\n")
     if url:
         print(f"\ndeployed. Callback URL for Cloud Monitor: {url}", file=out)
     else:
         print(
-            "\ndeployed. The function has no API gateway trigger yet: add one in the veFaaS console "
-            "(Triggers -> API gateway, POST), then run this again to print its URL.",
+            "\ndeployed. The function has no URL yet: run this again with --gateway NAME (an API gateway in this "
+            "region) to route one to it.",
             file=out,
         )
     return 0
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names or ("all" in names and len(names) > 1):
+        raise argparse.ArgumentTypeError("give ids or names, comma-separated, or all")
+    return names
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ def test_the_first_deploy_creates_uploads_installs_and_releases(run, openapi) ->
     assert envs(openapi, "relay-prod") == {"FLASHDUTY_INTEGRATION_KEY": "fd-key", "CALLBACK_TOKEN": "tok"}
     assert function.released == deploy.package()  # uploaded, then released
     assert "fd-key" not in out and "tok" not in out.replace("token", "")  # names, never values
-    assert "no API gateway trigger yet" in out
+    assert "has no URL yet" in out and "--gateway" in out
 
 
 def test_a_second_run_changes_nothing(run, openapi) -> None:
@@ -150,7 +150,7 @@ def test_a_missing_permission_says_which(run, openapi) -> None:
     openapi.deny.add("CreateFunction")
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key")
     assert code == 1
-    assert "create function: veFaaS refused it (AccessDenied)" in out and "policy allows this action" in out
+    assert "create function: Volcengine refused it (AccessDenied)" in out and "policy allows this action" in out
 
 
 def test_bad_credentials_give_a_clear_message(run, openapi, monkeypatch) -> None:
@@ -169,13 +169,13 @@ def test_a_failed_release_is_reported(run, openapi) -> None:
 def test_an_unreachable_api_gives_a_clear_message(run, openapi, monkeypatch) -> None:
     monkeypatch.setattr(OpenAPIStub, "origin", f"http://127.0.0.1:{free_port()}")
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key")
-    assert code == 1 and "list functions: cannot reach veFaaS" in out and "VOLCENGINE_OPENAPI_ENDPOINT" in out
+    assert code == 1 and "list functions: cannot reach Volcengine" in out and "VOLCENGINE_OPENAPI_ENDPOINT" in out
 
 
 def test_a_failed_upload_never_shows_the_signed_url(run, openapi) -> None:
     openapi.upload_base = f"http://127.0.0.1:{free_port()}"
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key")
-    assert code == 1 and "upload code package: cannot reach veFaaS" in out
+    assert code == 1 and "upload code package: cannot reach Volcengine" in out
     assert "secret-signature" not in out
     assert "Release" not in openapi.actions()
 
@@ -308,3 +308,129 @@ def test_with_a_store_a_timer_drains_it_every_minute(run, openapi, store, client
     assert answer.status_code == 200 and answer.get_json()["exit_code"] == 0
     forged = {**event, "data": json.dumps({"relay": "drain", "token": "guess"})}
     assert app.post("/", json=forged).status_code == 401
+
+
+# No console clicks: the API gateway route and Cloud Monitor's callback URL, ticked in the rules -----
+
+WIRING_WRITES = {
+    "CreateUpstream",
+    "UpdateUpstream",
+    "CreateGatewayService",
+    "CreateRoute",
+    "UpdateRoute",
+    "CreateWebhook",
+    "UpdateWebhook",
+    "UpdateEventRule",
+    "UpdateRule",
+}
+
+
+@pytest.fixture
+def wired(openapi: OpenAPIStub) -> OpenAPIStub:
+    """A gateway, two event rules and two alarm policies, one of them already calling another webhook."""
+    openapi.add_gateway("prod-gateway")
+    openapi.add_event_rule("disk-redeploy")
+    openapi.add_event_rule("instance-down", ContactMethods=["Phone", "Webhook"], WebhookIds=["999"])
+    openapi.add_alarm_policy("cpu-high")
+    openapi.add_alarm_policy("disk-full", Level="warning")
+    return openapi
+
+
+def test_the_deploy_routes_the_gateway_and_ticks_the_callback_url_in_the_rules(run, wired) -> None:
+    before_rules = {k: dict(v) for k, v in wired.event_rules.items()}
+    before_policies = {k: dict(v) for k, v in wired.alarm_policies.items()}
+    args = ("--gateway", "prod-gateway", "--event-rules", "all", "--alarm-policies", "cpu-high")
+    code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="fd-key", CALLBACK_TOKEN="tok-wire")
+    assert code == 0, out
+    assert wired.violations == []
+
+    (gateway,) = wired.gateways.values()
+    (upstream,) = gateway["Upstreams"].values()
+    assert upstream["UpstreamSpec"]["VeFaas"]["FunctionId"] == wired.function("volc-flashduty-relay").id
+    (service,) = gateway["Services"].values()
+    assert service["AuthSpec"] == {"Enable": False}  # the relay checks the token itself
+    (route,) = wired.routes.values()
+    assert route["ServiceId"] == service["Id"] and route["UpstreamList"][0]["UpstreamId"] == upstream["Id"]
+    assert route["MatchRule"]["Path"] == {"MatchType": "Prefix", "MatchContent": "/"}
+    assert "POST" in route["MatchRule"]["Method"]
+    url = f"https://{service['Domains'][0]['Domain']}/"  # the public domain, not the private one
+    assert f"Callback URL for Cloud Monitor: {url}" in out
+
+    (webhook,) = wired.webhooks.values()
+    assert (webhook["Name"], webhook["Type"], webhook["Url"], webhook["Token"]) == (
+        "volc-flashduty-relay",
+        "custom",
+        url,
+        "tok-wire",
+    )
+    for rule_id, rule in wired.event_rules.items():  # all: both, each keeping what it had
+        old = before_rules[rule_id]
+        assert rule["WebhookIds"] == [*old["WebhookIds"], webhook["Id"]]
+        assert set(rule["ContactMethods"]) == {*old["ContactMethods"], "Webhook"}
+        unchanged = {k: v for k, v in rule.items() if k not in ("WebhookIds", "ContactMethods")}
+        assert unchanged == {k: v for k, v in old.items() if k not in ("WebhookIds", "ContactMethods")}
+    cpu, disk = wired.alarm_policies.values()
+    assert cpu["WebhookIds"] == [webhook["Id"]] and cpu["AlertMethods"] == ["Email", "Webhook"]
+    assert {k: v for k, v in cpu.items() if k not in ("WebhookIds", "AlertMethods")} == {
+        k: v for k, v in before_policies[cpu["Id"]].items() if k not in ("WebhookIds", "AlertMethods")
+    }
+    assert disk == before_policies[disk["Id"]]  # not named: untouched
+    assert "tok-wire" not in out
+
+    wired.calls.clear()
+    code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="fd-key")  # a second run, from a shell without the token
+    assert code == 0, out
+    assert not WIRING_WRITES & set(wired.actions()), wired.actions()
+    assert "route 'volc-flashduty-relay': unchanged" in out and "already calls the relay" in out
+
+
+def test_a_changed_token_reaches_the_callback_url(run, wired) -> None:
+    args = ("--gateway", "prod-gateway", "--alarm-policies", "all")
+    run(*args, FLASHDUTY_INTEGRATION_KEY="fd-key", CALLBACK_TOKEN="tok-old")
+    wired.calls.clear()
+    code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="fd-key", CALLBACK_TOKEN="tok-new")
+    assert code == 0, out
+    (webhook,) = wired.webhooks.values()
+    assert webhook["Token"] == "tok-new" and "updated its token" in out
+    assert [a for a in wired.actions() if a in WIRING_WRITES] == ["UpdateWebhook"]
+
+
+def test_a_rule_that_does_not_exist_ticks_nothing(run, wired) -> None:
+    args = ("--gateway", "prod-gateway", "--event-rules", "disk-redeploy,no-such-rule")
+    code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="fd-key")
+    assert code == 1 and "no event rule has the id or name no-such-rule" in out
+    assert "UpdateEventRule" not in wired.actions()
+
+
+def test_a_gateway_that_does_not_exist_is_named(run, wired) -> None:
+    code, out = run("--gateway", "staging-gateway", FLASHDUTY_INTEGRATION_KEY="fd-key")
+    assert code == 1 and "API gateway 'staging-gateway' is not in this region" in out
+
+
+def test_cloud_monitor_without_a_url_asks_for_a_gateway(run, wired) -> None:
+    code, out = run("--alarm-policies", "all", FLASHDUTY_INTEGRATION_KEY="fd-key")
+    assert code == 1 and "pass --gateway NAME" in out and "ListWebhooks" not in wired.actions()
+
+
+@pytest.mark.parametrize(
+    ("action", "step"),
+    [
+        ("CreateRoute", "create route"),
+        ("CreateWebhook", "create callback URL"),
+        ("UpdateRule", "update alarm policy 'cpu-high'"),
+    ],
+)
+def test_a_wiring_step_refused_says_which(run, wired, action: str, step: str) -> None:
+    wired.deny.add(action)
+    args = ("--gateway", "prod-gateway", "--alarm-policies", "cpu-high")
+    code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="fd-key", CALLBACK_TOKEN="tok-wire")
+    assert code == 1 and f"{step}: Volcengine refused it (AccessDenied)" in out
+    assert "tok-wire" not in out
+
+
+def test_dry_run_prints_the_wiring_and_calls_nothing(run, wired) -> None:
+    args = ("--dry-run", "--gateway", "prod-gateway", "--event-rules", "all", "--alarm-policies", "cpu-high,ar9")
+    code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="fd-key")
+    assert code == 0 and wired.calls == []
+    assert "on API gateway 'prod-gateway'" in out and "Generic Webhook" in out
+    assert "tick it in the event rules all" in out and "alarm policies cpu-high, ar9" in out

@@ -5,7 +5,9 @@ does: `{"ResponseMetadata": {...}, "Result": {...}}`, or `ResponseMetadata.Error
 status Volcengine gives. It checks that each request is signed and carries the fields the action
 requires (recorded in `violations`), records every call, and keeps the state the actions change.
 `deny` makes an action answer AccessDenied, as a key whose policy lacks it would get.
-The veFaaS actions are here; the deploy and reconcile tests share it.
+veFaaS, API gateway (the gateway itself is made by `add_gateway`: the deploy never creates one) and
+Cloud Monitor (callback URLs, event rules, alarm policies) are here; the deploy and reconcile tests
+share it. Field names and required fields are the official SDKs' models'.
 """
 
 from __future__ import annotations
@@ -40,6 +42,39 @@ REQUIRED = {
     "CreateTimer": ("FunctionId", "Name", "Crontab"),
     "GetTimer": ("FunctionId", "Id"),
     "UpdateTimer": ("FunctionId", "Id"),
+    "ListGateways": (),
+    "ListUpstreams": ("GatewayId",),
+    "CreateUpstream": ("GatewayId", "Name", "SourceType", "UpstreamSpec"),
+    "UpdateUpstream": ("Id", "Name", "SourceType"),
+    "ListGatewayServices": ("GatewayId",),
+    "CreateGatewayService": ("GatewayId", "ServiceName"),
+    "ListRoutes": ("ServiceId",),
+    "CreateRoute": ("Name", "ServiceId", "MatchRule", "UpstreamList"),
+    "UpdateRoute": ("Id", "Name"),
+    "ListWebhooks": (),
+    "CreateWebhook": ("Name", "Type", "Url"),
+    "UpdateWebhook": ("Id", "Name", "Type", "Url"),
+    "ListEventRules": (),
+    "UpdateEventRule": ("EventBusName", "EventSource", "Level", "RuleId", "RuleName"),
+    "ListRules": (),
+    "UpdateRule": (
+        "EffectEndAt",
+        "EffectStartAt",
+        "EnableState",
+        "EvaluationCount",
+        "Id",
+        "Level",
+        "Namespace",
+        "RuleName",
+        "RuleType",
+        "SilenceTime",
+        "SubNamespace",
+    ),
+}
+# What each listed rule gives back that its Update action does not take (read-only fields).
+READ_ONLY = {
+    "UpdateRule": ("AlertState", "CreatedAt", "ProjectName", "ResourceType", "UpdatedAt"),
+    "UpdateEventRule": ("AccountId", "CreatedAt", "Region", "UpdatedAt"),
 }
 
 
@@ -68,6 +103,11 @@ class OpenAPIStub(LocalServer):
         self.deny: set[str] = set()
         self.functions: dict[str, Function] = {}
         self.release_status = "Succeeded"
+        self.gateways: dict[str, dict[str, Any]] = {}  # id: {"Id", "Name", "Upstreams", "Services"}
+        self.routes: dict[str, dict[str, Any]] = {}
+        self.webhooks: dict[str, dict[str, Any]] = {}  # with their Token, which no List gives back
+        self.event_rules: dict[str, dict[str, Any]] = {}  # RuleId: the rule as ListEventRules gives it
+        self.alarm_policies: dict[str, dict[str, Any]] = {}  # Id: the rule as ListRules gives it
         self.upload_base = ""  # where presigned upload addresses point; this server when empty
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -79,6 +119,81 @@ class OpenAPIStub(LocalServer):
     def function(self, name: str) -> Function:
         (found,) = [f for f in self.functions.values() if f.name == name]
         return found
+
+    def add_gateway(self, name: str) -> str:
+        gateway_id = f"gd{next(self._ids):06d}"
+        self.gateways[gateway_id] = {"Id": gateway_id, "Name": name, "Upstreams": {}, "Services": {}}
+        return gateway_id
+
+    def add_event_rule(self, name: str, **fields: Any) -> dict[str, Any]:
+        """An event rule as ListEventRules gives it (fields from DataForListEventRulesOutput)."""
+        rule_id = f"er{next(self._ids):06d}"
+        self.event_rules[rule_id] = {
+            "RuleId": rule_id,
+            "RuleName": name,
+            "AccountId": "2100000001",
+            "Region": "cn-beijing",
+            "Source": "ecs",
+            "EventBusName": "default",
+            "EventType": ["ecs:Disk:DiskError.Redeploy.Executing"],
+            "Level": "critical",
+            "EnableState": "enable",
+            "EffectStartAt": "00:00",
+            "EffectEndAt": "23:59",
+            "ContactMethods": ["Phone"],
+            "ContactGroupIds": ["cg-oncall"],
+            "FilterPattern": {"Source": "ecs", "Type": ["ecs:Disk:DiskError.Redeploy.Executing"]},
+            "WebhookIds": [],
+            "CreatedAt": 1732406400,
+            "UpdatedAt": 1732406400,
+            **fields,
+        }
+        return self.event_rules[rule_id]
+
+    def add_alarm_policy(self, name: str, **fields: Any) -> dict[str, Any]:
+        """An alarm policy as ListRules gives it (fields from DataForListRulesOutput)."""
+        rule_id = f"ar{next(self._ids):06d}"
+        self.alarm_policies[rule_id] = {
+            "Id": rule_id,
+            "RuleName": name,
+            "RuleType": "static",
+            "Namespace": "VCM_ECS",
+            "SubNamespace": "Instance",
+            "Level": "critical",
+            "EnableState": "enable",
+            "AlertState": "alerting",
+            "EvaluationCount": 3,
+            "EvaluationInterval": 60,
+            "SilenceTime": 5,
+            "EffectStartAt": "00:00",
+            "EffectEndAt": "23:59",
+            "ConditionOperator": "||",
+            "Conditions": [
+                {
+                    "MetricName": "CpuTotal",
+                    "MetricUnit": "Percent",
+                    "Statistics": "avg",
+                    "ComparisonOperator": ">",
+                    "Threshold": "90",
+                    "Period": "1m",
+                }
+            ],
+            "MultipleConditions": False,
+            "NoData": {"Enable": False, "EvaluationCount": 3},
+            "RecoveryNotify": {"Enable": True},
+            "Regions": ["cn-beijing"],
+            "OriginalDimensions": {"ResourceID": ["*"]},
+            "AlertMethods": ["Email"],
+            "ContactGroupIds": ["cg-oncall"],
+            "WebHook": "",
+            "WebhookIds": [],
+            "ProjectName": "default",
+            "ResourceType": "ECS",
+            "CreatedAt": "2024-11-24T00:00:00Z",
+            "UpdatedAt": "2024-11-24T00:00:00Z",
+            **fields,
+        }
+        return self.alarm_policies[rule_id]
 
     # Actions: each takes the request body and gives the Result ------------------------------
 
@@ -154,6 +269,154 @@ class OpenAPIStub(LocalServer):
             raise _Refusal(404, "ResourceNotFound.Timer", f"timer {body['Id']} not found")
         return found[0]
 
+    # API gateway (service apig: gateways, upstreams, services 2021-03-03; routes 2022-11-12)
+
+    def _list_gateways(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = (body.get("Filter") or {}).get("Name")
+        items = [{"Id": g["Id"], "Name": g["Name"]} for g in self.gateways.values() if not name or g["Name"] == name]
+        return {"Items": items, "Total": len(items)}
+
+    def _list_upstreams(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = (body.get("Filter") or {}).get("Name")
+        upstreams = self._gateway(body["GatewayId"])["Upstreams"].values()
+        items = [u for u in upstreams if not name or u["Name"] == name]
+        return {"Items": items, "Total": len(items)}
+
+    def _create_upstream(self, body: dict[str, Any]) -> dict[str, Any]:
+        gateway = self._gateway(body["GatewayId"])
+        if body["SourceType"] != "VeFaas" or not (body["UpstreamSpec"].get("VeFaas") or {}).get("FunctionId"):
+            self.violations.append(f"CreateUpstream of {body['SourceType']} without UpstreamSpec.VeFaas.FunctionId")
+        upstream_id = f"ud{next(self._ids):06d}"
+        gateway["Upstreams"][upstream_id] = {"Id": upstream_id, **body}
+        return {"Id": upstream_id}
+
+    def _update_upstream(self, body: dict[str, Any]) -> dict[str, Any]:
+        for gateway in self.gateways.values():
+            if body["Id"] in gateway["Upstreams"]:
+                gateway["Upstreams"][body["Id"]].update(body)
+                return {"Id": body["Id"]}
+        raise _Refusal(404, "NotFound.Upstream", f"upstream {body['Id']} not found")
+
+    def _list_gateway_services(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = (body.get("Filter") or {}).get("Name")
+        services = self._gateway(body["GatewayId"])["Services"].values()
+        items = [s for s in services if not name or s["Name"] == name]
+        return {"Items": items, "Total": len(items)}
+
+    def _create_gateway_service(self, body: dict[str, Any]) -> dict[str, Any]:
+        gateway = self._gateway(body["GatewayId"])
+        service_id = f"sd{next(self._ids):06d}"
+        gateway["Services"][service_id] = {
+            "Id": service_id,
+            "Name": body["ServiceName"],
+            "GatewayId": gateway["Id"],
+            "Protocol": body.get("Protocol") or ["HTTP"],
+            "AuthSpec": body.get("AuthSpec") or {"Enable": False},
+            "Domains": [
+                {"Domain": f"{service_id}.apigateway-cn-beijing.volceapi.com", "Type": "public"},
+                {"Domain": f"{service_id}.apigateway-cn-beijing.ivolces.com", "Type": "private"},
+            ],
+        }
+        return {"Id": service_id}
+
+    def _list_routes(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = (body.get("Filter") or {}).get("Name")
+        items = [
+            r for r in self.routes.values() if r["ServiceId"] == body["ServiceId"] and (not name or r["Name"] == name)
+        ]
+        return {"Items": items, "Total": len(items)}
+
+    def _create_route(self, body: dict[str, Any]) -> dict[str, Any]:
+        upstreams = {u for g in self.gateways.values() for u in g["Upstreams"]}
+        if any(u.get("UpstreamId") not in upstreams for u in body["UpstreamList"]):
+            self.violations.append("CreateRoute to an upstream that does not exist")
+        route_id = f"rt{next(self._ids):06d}"
+        self.routes[route_id] = {"Id": route_id, **body}
+        return {"Id": route_id}
+
+    def _update_route(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body["Id"] not in self.routes:
+            raise _Refusal(404, "NotFound.Route", f"route {body['Id']} not found")
+        self.routes[body["Id"]].update(body)
+        return {"Id": body["Id"]}
+
+    def _gateway(self, gateway_id: str) -> dict[str, Any]:
+        if gateway_id not in self.gateways:
+            raise _Refusal(404, "NotFound.Gateway", f"gateway {gateway_id} not found")
+        return self.gateways[gateway_id]
+
+    # Cloud Monitor (service cloudmonitor, 2018-01-01): callback URLs, event rules, alarm policies
+
+    def _list_webhooks(self, body: dict[str, Any]) -> dict[str, Any]:
+        found = [
+            {k: v for k, v in w.items() if k != "Token"}  # the token is never given back
+            for w in self.webhooks.values()
+            if body.get("Name", "") in w["Name"]  # fuzzy, as documented
+        ]
+        return self._page(body, found)
+
+    def _create_webhook(self, body: dict[str, Any]) -> dict[str, Any]:
+        webhook_id = f"{next(self._ids):019d}"
+        self.webhooks[webhook_id] = {"Id": webhook_id, "EventRuleIds": [], "RuleIds": [], **body}
+        return {"Data": [webhook_id]}
+
+    def _update_webhook(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body["Id"] not in self.webhooks:
+            raise _Refusal(404, "NotFound.Webhook", f"webhook {body['Id']} not found")
+        fields = {k: v for k, v in body.items() if k not in ("WithToken", "Token")}
+        self.webhooks[body["Id"]].update(fields)
+        if not body.get("WithToken"):
+            self.webhooks[body["Id"]].pop("Token", None)
+        elif body.get("Token"):
+            self.webhooks[body["Id"]]["Token"] = body["Token"]
+        return {"Data": [body["Id"]]}
+
+    def _list_event_rules(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._page(body, list(self.event_rules.values()))
+
+    def _update_event_rule(self, body: dict[str, Any]) -> dict[str, Any]:
+        rule = self.event_rules.get(body["RuleId"])
+        if rule is None:
+            raise _Refusal(404, "NotFound.EventRule", f"event rule {body['RuleId']} not found")
+        effective = body.get("EffectiveTime") or {}
+        listed = {**{k: v for k, v in body.items() if k not in ("EventSource", "Status", "EffectiveTime")}}
+        listed.update(Source=body["EventSource"], EnableState=body.get("Status"))
+        listed.update(EffectStartAt=effective.get("StartTime"), EffectEndAt=effective.get("EndTime"))
+        self._replace(rule, listed, "UpdateEventRule")
+        return {"Data": {"RuleId": rule["RuleId"]}}
+
+    def _list_rules(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._page(body, list(self.alarm_policies.values()))
+
+    def _update_rule(self, body: dict[str, Any]) -> dict[str, Any]:
+        rule = self.alarm_policies.get(body["Id"])
+        if rule is None:
+            raise _Refusal(404, "NotFound.Rule", f"alarm policy {body['Id']} not found")
+        listed = {k: v for k, v in body.items() if k != "Webhook"}
+        listed["WebHook"] = body.get("Webhook")
+        self._replace(rule, listed, "UpdateRule")
+        return {"Data": [rule["Id"]]}
+
+    def _replace(self, rule: dict[str, Any], listed: dict[str, Any], action: str) -> None:
+        """An Update replaces the whole rule, as Volcengine's does: a field left out is lost (recorded)."""
+        lost = sorted(k for k in rule if k not in READ_ONLY[action] and k not in listed)
+        if lost:
+            self.violations.append(f"{action} left out {lost}: the rule would lose them")
+        kept = {k: rule[k] for k in READ_ONLY[action] if k in rule}
+        rule.clear()
+        rule.update({**listed, **kept})
+        for webhook in self.webhooks.values():
+            ids = webhook["EventRuleIds" if action == "UpdateEventRule" else "RuleIds"]
+            rule_id = rule.get("RuleId") or rule.get("Id")
+            if webhook["Id"] in (rule.get("WebhookIds") or []) and rule_id not in ids:
+                ids.append(rule_id)
+
+    @staticmethod
+    def _page(body: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+        number, size = int(body.get("PageNumber") or 1), int(body.get("PageSize") or 10)
+        page = items[(number - 1) * size : number * size]
+        return {"Data": page, "TotalCount": len(items), "PageNumber": number, "PageSize": size}
+
     def _by_id(self, function_id: str) -> Function:
         if function_id not in self.functions:
             raise _Refusal(404, "ResourceNotFound.Function", f"function {function_id} not found")
@@ -175,6 +438,22 @@ class OpenAPIStub(LocalServer):
             "CreateTimer": self._create_timer,
             "GetTimer": self._get_timer,
             "UpdateTimer": self._update_timer,
+            "ListGateways": self._list_gateways,
+            "ListUpstreams": self._list_upstreams,
+            "CreateUpstream": self._create_upstream,
+            "UpdateUpstream": self._update_upstream,
+            "ListGatewayServices": self._list_gateway_services,
+            "CreateGatewayService": self._create_gateway_service,
+            "ListRoutes": self._list_routes,
+            "CreateRoute": self._create_route,
+            "UpdateRoute": self._update_route,
+            "ListWebhooks": self._list_webhooks,
+            "CreateWebhook": self._create_webhook,
+            "UpdateWebhook": self._update_webhook,
+            "ListEventRules": self._list_event_rules,
+            "UpdateEventRule": self._update_event_rule,
+            "ListRules": self._list_rules,
+            "UpdateRule": self._update_rule,
         }
 
     def _handle(self, action: str, version: str, headers: Any, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -1,0 +1,72 @@
+"""Volcengine's OpenAPI through the official SDKs: one signed client, its endpoint, its refusals.
+
+Shared by the deploy (veFaaS, API gateway, Cloud Monitor) and reconcile (Cloud Monitor, read-only).
+The SDKs are imported inside these functions, so that the relay's callback path never loads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_ENDPOINT = "https://open.volcengineapi.com"
+DENIED_WORDS = ("AccessKey", "Signature", "Authorization", "Denied", "Forbidden")
+
+
+def endpoint(environ: Mapping[str, str]) -> str:
+    """VOLCENGINE_OPENAPI_ENDPOINT (a private endpoint, or the tests' stand-in), else the public one."""
+    value = environ.get("VOLCENGINE_OPENAPI_ENDPOINT", "").strip() or DEFAULT_ENDPOINT
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        raise ValueError(f"VOLCENGINE_OPENAPI_ENDPOINT must be a URL such as {DEFAULT_ENDPOINT}, got {value!r}")
+    return value
+
+
+def client(access_key: str, secret_key: str, region: str, url: str) -> Any:
+    """A signed ApiClient for every SDK (they share volcenginesdkcore)."""
+    import volcenginesdkcore
+
+    configuration = volcenginesdkcore.Configuration()
+    _give_logging_back(configuration)
+    configuration.ak, configuration.sk, configuration.region = access_key, secret_key, region
+    parts = urlsplit(url)
+    configuration.scheme, configuration.host = parts.scheme, parts.netloc
+    return volcenginesdkcore.ApiClient(configuration)
+
+
+def models(*modules: ModuleType) -> argparse.Namespace:
+    """An SDK module's model classes by name, with the core's UniversalInfo and ApiException."""
+    from volcenginesdkcore.rest import ApiException
+    from volcenginesdkcore.universal import UniversalInfo
+
+    names = {n: getattr(m, n) for m in modules for n in dir(m) if n[0].isupper()}
+    return argparse.Namespace(**names, UniversalInfo=UniversalInfo, ApiException=ApiException)
+
+
+def wire(model: Any) -> Any:
+    """An SDK model as the OpenAPI spells it (Result's JSON field names), for a read-modify-write."""
+    from volcenginesdkcore.model import canonical_str
+
+    return canonical_str(model)
+
+
+def refusal(error: Any) -> tuple[str, bool]:
+    """An ApiException's error code, and whether it says the key may not do this (or is not valid)."""
+    try:
+        code = str(json.loads(error.body)["ResponseMetadata"]["Error"]["Code"])
+    except (TypeError, ValueError, KeyError):
+        code = error.reason or f"HTTP {error.status}"
+    return code, error.status in (401, 403) or any(w in code for w in DENIED_WORDS)
+
+
+def _give_logging_back(configuration: Any) -> None:
+    """The SDK's Configuration puts its own stderr handler on urllib3's logger and stops it propagating:
+    that would print urllib3's lines outside the JSON log (logs.py) and past its redaction. Undo it."""
+    for logger in configuration.logger.values():
+        for handler in [h for h in logger.handlers if getattr(h, "_volcengine_sdk_handler", False)]:
+            logger.removeHandler(handler)
+        logger.propagate = True
