@@ -175,6 +175,12 @@ class Store:
         document = {"version": FORMAT_VERSION, "sent_at": now.isoformat(), "keys": keys}
         self._put(f"{self.location.prefix}{SENT}{_stamp(now)}Z_{safe_name(trace_id)}.json", document)
 
+    def record_changes(self, changed: Mapping[str, datetime], now: datetime) -> None:
+        """Note that these alerts were given the state they had at these times (reconcile): dated by
+        the change, not by now, so that a newer event the relay stored still counts as newer."""
+        latest = {key: at.isoformat() for key, at in sorted(changed.items())}
+        self._put(self._index_name(now), {"version": FORMAT_VERSION, "latest": latest})
+
     # Read and settled by replay --------------------------------------------------------------
 
     def entries(self) -> list[Entry]:
@@ -283,10 +289,12 @@ class Store:
         latest = {key: at.isoformat() for key, at in sorted(sent.latest.items()) if now - at < SENT_RETENTION}
         if len(sent.names) <= 1 and len(latest) == len(sent.latest):
             return  # already one index with nothing to forget
-        name = f"{self.location.prefix}{SENT}index_{_stamp(now).replace('.', '-')}-{uuid.uuid4().hex[:8]}.json"
-        self._put(name, {"version": FORMAT_VERSION, "latest": latest})
+        self._put(self._index_name(now), {"version": FORMAT_VERSION, "latest": latest})
         for old in sent.names:
             self._call(f"delete {old}", "delete_object", Key=old)
+
+    def _index_name(self, now: datetime) -> str:
+        return f"{self.location.prefix}{SENT}index_{_stamp(now).replace('.', '-')}-{uuid.uuid4().hex[:8]}.json"
 
     # S3 --------------------------------------------------------------------------------------
 

@@ -508,6 +508,92 @@ def metric_key_parts(kind: str, rule: str, resource: str, siblings: Iterable[_Di
     return (kind, rule, resource, *sorted(f"{d.name}={d.value}" for d in siblings))
 
 
+# Reconcile: Cloud Monitor's alarm history (ListAlertGroup) as the callback it would have sent ------
+
+# The values of AlertState and AlertType are not documented: these are the spellings taken to mean an
+# alarm that is still on, one that ended, and a no-data alarm. Any other state is told by EndAt.
+ALERTING_STATES = frozenset({"alerting", "alarm", "alarming", "firing", "triggered", "active", "unrecovered"})
+RECOVERED_STATES = frozenset({"recovered", "ok", "resolved", "normal", "closed", "restored", "recovery"})
+RECONCILED_NOTE = (
+    "Sent by reconcile, from Cloud Monitor's alarm history: the callback of this change did not reach the relay."
+)
+
+
+@dataclass(frozen=True)
+class AlertGroup:
+    """One ListAlertGroup entry as the relay reads it: the callbacks it stands for, and their times."""
+
+    firing: dict[str, Any]  # the callback of its start
+    recovery: dict[str, Any] | None  # the callback of its end, once it ended
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+def alert_group(group: Mapping[str, Any]) -> AlertGroup:
+    """The metric callbacks Volcengine would have sent for an alert group: its start, and its end."""
+    state = _text(group.get("AlertState")).lower()
+    started, ended = _epoch(group.get("StartAt")), _epoch(group.get("EndAt"))
+    recovered = state in RECOVERED_STATES or (state not in ALERTING_STATES and ended is not None)
+    no_data = re.sub(r"[^a-z]", "", _text(group.get("AlertType")).lower()).startswith("nodata")
+    resource = {
+        "Id": _text(group.get("ResourceId")),
+        "Name": _text(group.get("ResourceName")),
+        "Region": _text(group.get("Region")),
+        "AlertGroupId": _text(group.get("Id")),
+        "Dimensions": [{"Name": name, "Value": value} for name, value in _dimension_pairs(group.get("Dimension"))],
+    }
+    policy = {
+        "RuleId": _text(group.get("RuleId")),
+        "RuleName": _text(group.get("RuleName")),
+        "Level": _text(group.get("Level")),
+        "Namespace": _text(group.get("Namespace")),
+        "SubNamespace": _text(group.get("SubNamespace")),
+        "RuleCondition": _text(group.get("RuleTriggerCondition")),
+    }
+
+    def callback(recovers: bool, at: datetime | None) -> dict[str, Any]:
+        list_name, callback_type, *_ = RESOURCE_LISTS[2 * no_data + recovers]
+        happened = int(at.timestamp()) if at else None
+        return {"Type": callback_type, **policy, "HappenedAt": happened, list_name: [resource]}
+
+    return AlertGroup(callback(False, started), callback(True, ended) if recovered else None, started, ended)
+
+
+def reconciled(callback: Mapping[str, Any], options: Options = Options()) -> Event | None:
+    """The event the relay would have sent for this callback of an alert group (the same alert key),
+    marked as reconciled; None when MIN_SEVERITY would have dropped it."""
+    events = translate(callback, options).events
+    if not events:
+        return None
+    event = events[0]
+    description = _truncate(f"{RECONCILED_NOTE}\n{event.get('description', '')}", DESCRIPTION_MAX)
+    return {**event, "description": description, "labels": {**event.get("labels", {}), "reconciled": "true"}}
+
+
+def _dimension_pairs(value: Any) -> list[tuple[str, str]]:
+    """ListAlertGroup's Dimension is a string of undocumented form: a JSON object or list of
+    {Name, Value}, or name=value (or name:value) pairs separated by commas, semicolons, & or lines."""
+    text = _text(value).strip()
+    try:
+        parsed = json.loads(text) if text[:1] in "[{" else None
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        return [(str(k), _text(v)) for k, v in parsed.items()]
+    if isinstance(parsed, list):
+        return [(_text(d.get("Name") or d.get("Key")), _text(d.get("Value"))) for d in _dicts(parsed)]
+    pairs = (re.split(r"\s*[=:]\s*", part, maxsplit=1) for part in re.split(r"[,;&\n]+", text) if part.strip())
+    return [(pair[0].strip(), pair[1].strip()) for pair in pairs if len(pair) == 2 and pair[0].strip()]
+
+
+def _epoch(value: Any) -> datetime | None:
+    """Epoch seconds (or milliseconds) as a time; None for 0, empty or not a number."""
+    number = _number(value)
+    if not number or number <= 0:
+        return None
+    return datetime.fromtimestamp(number / 1000 if number > 1e11 else number, UTC)
+
+
 def _breaching_first(metrics: list[dict[str, Any]], rule_condition: str) -> list[dict[str, Any]]:
     """The metrics past their thresholds first, in their order; the rest after them.
 
