@@ -11,6 +11,7 @@ import binascii
 import hmac
 import json
 import logging
+import os
 import time
 import uuid
 from collections import Counter
@@ -246,21 +247,27 @@ class Relay:
         return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8"))
 
     def _timer(self, event: Mapping[str, Any], authenticated: bool, record: dict[str, Any]) -> Response:
-        """A veFaaS timer trigger's event: a bounded drain of the store. Its payload carries the token,
-        since a timer sends no headers of ours: {"relay": "drain", "seconds": N, "token": "..."}."""
+        """A veFaaS timer trigger's event: a bounded drain of the store, or a reconcile run. Its payload
+        carries the token, since a timer sends no headers of ours:
+        {"relay": "drain" | "reconcile", "seconds": N, "token": "..."}."""
         try:
             payload = json.loads(str(event.get("data") or "{}"))
         except ValueError:
             payload = None
-        if not isinstance(payload, dict) or payload.get("relay") != "drain":
-            raise BadRequest('a timer event for the relay carries {"relay": "drain"} as its payload')
+        if not isinstance(payload, dict) or payload.get("relay") not in ("drain", "reconcile"):
+            raise BadRequest('a timer event for the relay carries {"relay": "drain"} or {"relay": "reconcile"}')
         if not (authenticated or self._is_token(str(payload.get("token") or ""))):
             raise Unauthorized(UNAUTHORIZED)
-        import replay  # deferred: the callback path never needs it
-
         seconds = payload.get("seconds")
-        record["kind"] = "timer"
-        result = replay.drain(self.settings, float(seconds) if isinstance(seconds, (int, float)) else None)
+        left = float(seconds) if isinstance(seconds, (int, float)) else None
+        record["kind"] = f"timer {payload['relay']}"
+        if payload["relay"] == "reconcile":
+            import reconcile  # deferred: the callback path never needs it
+
+            return Response(200, reconcile.timer(os.environ, left))
+        import replay
+
+        result = replay.drain(self.settings, left)
         return Response(200, {k: v for k, v in result.items() if k != "message"})
 
     def _route(self, path: str) -> tuple[str, str | None]:

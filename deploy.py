@@ -49,6 +49,8 @@ MODULES = (
     "logs.py",
     "deadletter.py",
     "replay.py",
+    "reconcile.py",
+    "volcengine_api.py",
 )
 # ...and what a veFaaS web-server function needs beside them: its start command and what it installs.
 VEFAAS_FILES = ("run.sh", "gunicorn.conf.py", "requirements.txt")
@@ -57,14 +59,20 @@ DEFAULT_RUNTIME = "native-python3.12/v1"
 # The dead-letter store's credentials (an S3-compatible key: a TOS access key limited to the bucket).
 STORE_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
 API_VERSION = "2024-06-06"
-DRAIN_TIMER = "relay-drain"
+# The timers the relay reads (callback.Relay._timer): name, what it runs, cron, what it does.
+DRAIN_TIMER = ("relay-drain", "drain", "*/1 * * * *", "drains the dead-letter store every minute")
+RECONCILE_TIMER = ("relay-reconcile", "reconcile", "*/5 * * * *", "reconciles with Cloud Monitor every 5 minutes")
+# The function's reconcile key: a read-only Cloud Monitor key given apart from the deploying one.
+RECONCILE_CREDENTIALS = {
+    "RECONCILE_ACCESS_KEY": "VOLCENGINE_ACCESS_KEY",
+    "RECONCILE_SECRET_KEY": "VOLCENGINE_SECRET_KEY",
+}
 # Cloud Monitor's "Generic Webhook" type. The OpenAPI reference gives no value set for Type; BytePlus's
 # Terraform provider documents custom (generic), wecom, lark, dingtalk. A found webhook of another
 # type that is not a chat bot is taken as generic too.
 WEBHOOK_TYPE = "custom"
 CHAT_BOT_TYPES = frozenset({"wecom", "lark", "dingtalk", "slack"})
 MONITOR_VERSION = "2018-01-01"
-DRAIN_CRONTAB = "*/1 * * * *"  # every minute: a drain runs at most its request timeout less 5 s
 PORT = 8000  # what run.sh listens on when veFaaS gives no port
 COMMAND = "./run.sh"
 POLL_SECONDS = 3.0
@@ -159,7 +167,8 @@ def plan(target: Target) -> list[str]:
         f"{shell or 'none'} from this shell" + (f", less {sorted(target.unset)}" if target.unset else ""),
         f"when the code changed: upload the package ({', '.join(PACKAGE)}), install requirements.txt",
         "with DEADLETTER_URI: write and delete a probe object in the store, with the function's credentials",
-        "release and wait for it; with DEADLETTER_URI, a timer that drains the store every minute",
+        "release and wait for it; with DEADLETTER_URI, a timer that drains the store every minute; with "
+        "RECONCILE_ACCESS_KEY, a timer that reconciles with Cloud Monitor every 5 minutes",
         *_wiring_plan(target),
     ]
 
@@ -234,7 +243,9 @@ class Deployer:
         triggers = self._triggers(function_id)
         token = environment.get("CALLBACK_TOKEN")
         if settings.deadletter is not None:
-            self._timer(function_id, triggers, target.request_timeout, token)
+            self._timer(function_id, triggers, DRAIN_TIMER, target.request_timeout, token)
+        if environment.get("VOLCENGINE_ACCESS_KEY"):
+            self._timer(function_id, triggers, RECONCILE_TIMER, target.request_timeout, token)
         wiring = target.wiring
         if wiring.gateway:
             url = self._route(function_id, target.name, wiring.gateway)
@@ -409,25 +420,28 @@ class Deployer:
             or []
         )
 
-    def _timer(self, function_id: str, triggers: list[Any], timeout: int, token: str | None) -> None:
-        """The store's drain every minute: a timer whose payload the relay reads (callback.Relay._timer)."""
-        payload = json.dumps({"relay": "drain", "seconds": timeout, **({"token": token} if token else {})})
-        wanted = {"crontab": DRAIN_CRONTAB, "payload": payload, "enabled": True}
-        found = next((t for t in triggers if t.name == DRAIN_TIMER and str(t.type).lower() == "timer"), None)
+    def _timer(
+        self, function_id: str, triggers: list[Any], timer: tuple[str, str, str, str], timeout: int, token: str | None
+    ) -> None:
+        """A timer whose payload the relay reads (callback.Relay._timer): a bounded run within the timeout."""
+        name, runs, crontab, does = timer
+        payload = json.dumps({"relay": runs, "seconds": timeout, **({"token": token} if token else {})})
+        wanted = {"crontab": crontab, "payload": payload, "enabled": True}
+        found = next((t for t in triggers if t.name == name and str(t.type).lower() == "timer"), None)
         if found is None:
             self._call(
                 "create timer",
                 lambda: self.api.create_timer(
-                    self.models.CreateTimerRequest(function_id=function_id, name=DRAIN_TIMER, **wanted)
+                    self.models.CreateTimerRequest(function_id=function_id, name=name, **wanted)
                 ),
             )
-            self._say(f"timer {DRAIN_TIMER!r}: created, drains the dead-letter store every minute")
+            self._say(f"timer {name!r}: created, {does}")
             return
-        timer = self._call(
+        current = self._call(
             "read timer", lambda: self.api.get_timer(self.models.GetTimerRequest(function_id=function_id, id=found.id))
         )
-        if all(getattr(timer, name) == value for name, value in wanted.items()):
-            self._say(f"timer {DRAIN_TIMER!r}: unchanged")
+        if all(getattr(current, field_name) == value for field_name, value in wanted.items()):
+            self._say(f"timer {name!r}: unchanged")
             return
         self._call(
             "update timer",
@@ -435,7 +449,7 @@ class Deployer:
                 self.models.UpdateTimerRequest(function_id=function_id, id=found.id, **wanted)
             ),
         )
-        self._say(f"timer {DRAIN_TIMER!r}: updated")
+        self._say(f"timer {name!r}: updated")
 
     def _route(self, function_id: str, name: str, gateway_name: str) -> str | None:
         """A route from the named API gateway to the function: VeFaas upstream, service, route; its URL."""
@@ -794,6 +808,12 @@ def _refuse_what_cannot_work(settings: config.Settings, environment: Mapping[str
             "FLASHDUTY_INTEGRATION_KEY (or ROUTES) is set neither in this shell nor on the function: it would "
             "answer every callback and deliver nothing. Set it, or pass --dry-run-function to deploy a dry run."
         )
+    if environment.get("VOLCENGINE_ACCESS_KEY") and settings.deadletter is None:
+        raise DeployError(
+            "RECONCILE_ACCESS_KEY is set, but DEADLETTER_URI is not: reconcile reads the store's records of "
+            "what the relay sent, so that it sends nothing twice. Set DEADLETTER_URI, or --unset "
+            "VOLCENGINE_ACCESS_KEY --unset VOLCENGINE_SECRET_KEY to turn reconcile off."
+        )
     if settings.deadletter is not None and not (
         environment.get("AWS_ACCESS_KEY_ID") and environment.get("AWS_SECRET_ACCESS_KEY")
     ):
@@ -940,6 +960,18 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
         parser.exit(2, f"deploy: runtime {args.runtime} runs Python older than the {low[0]}.{low[1]} the code needs\n")
     names = (*config.VARIABLES, *STORE_CREDENTIALS)
     environment = {name: os.environ[name] for name in names if os.environ.get(name)}
+    # Reconcile's key reaches the function only as given for it: never this shell's deploying key.
+    reconcile_key = {to: os.environ[given] for given, to in RECONCILE_CREDENTIALS.items() if os.environ.get(given)}
+    if reconcile_key:
+        if len(reconcile_key) < 2:
+            parser.exit(2, "deploy: set both RECONCILE_ACCESS_KEY and RECONCILE_SECRET_KEY (a read-only key)\n")
+        if reconcile_key["VOLCENGINE_ACCESS_KEY"] == os.environ.get("VOLCENGINE_ACCESS_KEY"):
+            parser.exit(
+                2,
+                "deploy: RECONCILE_ACCESS_KEY is the deploying key: give reconcile a key of its own, "
+                "allowed only Cloud Monitor's ListWebhooks and ListAlertGroup\n",
+            )
+        environment.update(reconcile_key, VOLCENGINE_REGION=args.region, RECONCILE_WEBHOOK=args.name)
     try:
         config.load(environment)  # a setting the function would refuse at start is refused here
         endpoint = volcengine_api.endpoint(os.environ)

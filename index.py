@@ -1,5 +1,5 @@
-"""veFaaS event functions call `index.handler` (main.handler); a timer trigger can call `index.drain`."""
+"""veFaaS event functions call `index.handler` (main.handler); timer triggers `index.drain` and `index.reconcile`."""
 
-from main import drain, handler
+from main import drain, handler, reconcile
 
-__all__ = ["drain", "handler"]
+__all__ = ["drain", "handler", "reconcile"]

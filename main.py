@@ -57,6 +57,14 @@ def drain(event: Any = None, context: Any = None) -> dict[str, Any]:
     return replay.drain(_relay.settings, remaining() / 1000 if callable(remaining) else None)
 
 
+def reconcile(event: Any = None, context: Any = None) -> dict[str, Any]:
+    """Timer entry (every 5 minutes): send what Cloud Monitor's alarm history has and the relay never had."""
+    import reconcile as reconciler  # deferred: the callback path never needs it
+
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return reconciler.timer(os.environ, remaining() / 1000 if callable(remaining) else None)
+
+
 def _event_request(event: Any) -> Request:
     event = _mapping(event)
     http = _mapping(_mapping(event.get("requestContext")).get("http"))  # HTTP API v2, function URLs

@@ -18,7 +18,7 @@ import yaml
 import callback
 import deploy
 from tests.support.callbacks import ROOT
-from tests.support.openapi import ACCESS_KEY, SECRET_KEY, OpenAPIStub
+from tests.support.openapi import ACCESS_KEY, READER_KEY, SECRET_KEY, OpenAPIStub
 from tests.support.servers import free_port, production_server
 from tests.support.venvs import fresh_venv
 
@@ -434,3 +434,46 @@ def test_dry_run_prints_the_wiring_and_calls_nothing(run, wired) -> None:
     assert code == 0 and wired.calls == []
     assert "on API gateway 'prod-gateway'" in out and "Generic Webhook" in out
     assert "tick it in the event rules all" in out and "alarm policies cpu-high, ar9" in out
+
+
+def test_reconcile_gets_its_own_key_and_a_timer_every_5_minutes(run, openapi, store, client, monkeypatch) -> None:
+    rule = openapi.add_alarm_policy("cpu-high")
+    openapi.webhooks["1"] = {
+        "Id": "1",
+        "Name": "volc-flashduty-relay",
+        "Url": "https://relay/",
+        "RuleIds": [rule["Id"]],
+    }
+    reconcile_key = {"RECONCILE_ACCESS_KEY": READER_KEY, "RECONCILE_SECRET_KEY": SECRET_KEY}
+    code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key", CALLBACK_TOKEN="tok-r", **store, **reconcile_key)
+    assert code == 0, out
+    function_env = envs(openapi)
+    assert function_env["VOLCENGINE_ACCESS_KEY"] == READER_KEY and ACCESS_KEY not in function_env.values()
+    assert function_env["RECONCILE_WEBHOOK"] == "volc-flashduty-relay"
+    timers = {t["Name"]: t for t in openapi.function("volc-flashduty-relay").triggers}
+    assert timers["relay-reconcile"]["Crontab"] == "*/5 * * * *" and "relay-drain" in timers
+    assert SECRET_KEY not in out
+
+    # What the timer posts runs reconcile in the relay (here against the stand-ins).
+    timer = timers["relay-reconcile"]
+    event = {"id": "2", "source": f"/faas/event/timer/{timer['Id']}", "specversion": "1.0"}
+    event.update(type="faas.timer.event", datacontenttype="application/octet-stream", data=timer["Payload"])
+    app = client(
+        FLASHDUTY_INTEGRATION_KEY="fd-key",
+        CALLBACK_TOKEN="tok-r",
+        VOLCENGINE_OPENAPI_ENDPOINT=openapi.origin,
+        **{k: v for k, v in function_env.items() if k.startswith(("VOLCENGINE", "RECONCILE", "AWS"))},
+        **store,
+    )
+    answer = app.post("/", json=event)
+    assert answer.status_code == 200 and answer.get_json()["exit_code"] == 0, answer.get_json()
+    assert "ListAlertGroup" in openapi.actions()
+
+
+def test_reconcile_never_gets_the_deploying_key(run, openapi, store) -> None:
+    code, out = run(
+        FLASHDUTY_INTEGRATION_KEY="fd-key", RECONCILE_ACCESS_KEY=ACCESS_KEY, RECONCILE_SECRET_KEY="s", **store
+    )
+    assert code == 2 and "RECONCILE_ACCESS_KEY is the deploying key" in out and openapi.calls == []
+    code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key", RECONCILE_ACCESS_KEY="AKLTreader", RECONCILE_SECRET_KEY="s")
+    assert code == 1 and "DEADLETTER_URI is not" in out

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import deploy
+import reconcile
 from tests.support import s3
 from tests.support.callbacks import ROOT
 
@@ -146,9 +147,12 @@ def test_the_drain_runs_every_minute_with_the_least_rights(package: Path) -> Non
     drain = res["DrainLambdaFunction"]["Properties"]
     assert drain["Handler"] == "main.drain" and drain["Role"] == {"Fn::GetAtt": ["DrainRole", "Arn"]}
     assert drain["Timeout"] >= 55  # the drain's own limit (50 s) fits
-    (rule,) = [r["Properties"] for r in res.values() if r["Type"] == "AWS::Events::Rule"]
-    assert rule["ScheduleExpression"] == "rate(1 minute)"
-    assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["DrainLambdaFunction", "Arn"]}
+    schedules = {
+        r["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0]: r["Properties"]["ScheduleExpression"]
+        for r in res.values()
+        if r["Type"] == "AWS::Events::Rule"
+    }
+    assert schedules == {"DrainLambdaFunction": "rate(1 minute)", "ReconcileLambdaFunction": "rate(5 minutes)"}
     statements = res["DrainRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     under_stage = {"Fn::Join": ["", [{"Fn::GetAtt": ["DeadLetterBucket", "Arn"]}, "/ci/*"]]}
     s3 = [
@@ -165,4 +169,20 @@ def test_the_drain_runs_every_minute_with_the_least_rights(package: Path) -> Non
             "Condition": {"StringLike": {"s3:prefix": "ci/*"}},
         },
     ]
-    assert "Fn::Join" in str(statements[-1]["Resource"]) and "-ci-drain" in json.dumps(statements[-1]["Resource"])
+    assert "Fn::Join" in str(statements[-1]["Resource"]) and "-ci-*" in json.dumps(statements[-1]["Resource"])
+
+
+def test_reconcile_runs_every_5_minutes_with_its_own_read_only_key_from_ssm(package: Path) -> None:
+    res = resources(package)
+    function = res["ReconcileLambdaFunction"]["Properties"]
+    assert function["Handler"] == "main.reconcile" and function["Role"] == {"Fn::GetAtt": ["DrainRole", "Arn"]}
+    assert function["Timeout"] > reconcile.TIMER_SECONDS + 5  # its own limit fits
+    variables = function["Environment"]["Variables"]
+    for name, parameter in (
+        ("VOLCENGINE_ACCESS_KEY", "reconcile-access-key"),
+        ("VOLCENGINE_SECRET_KEY", "reconcile-secret-key"),
+        ("VOLCENGINE_REGION", "reconcile-region"),
+    ):
+        assert variables[name] == f"{{{{resolve:ssm:/volc-flashduty-relay/ci/{parameter}}}}}"
+    relay = res["RelayLambdaFunction"]["Properties"]["Environment"]["Variables"]
+    assert not {"VOLCENGINE_ACCESS_KEY", "VOLCENGINE_SECRET_KEY"} & relay.keys()  # the relay never holds it

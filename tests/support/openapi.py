@@ -25,6 +25,7 @@ from tests.support.servers import LocalServer
 
 ACCESS_KEY = "AKLTlocalstandin"
 SECRET_KEY = "c2VjcmV0LW9mLXRoZS1zdGFuZC1pbg=="
+READER_KEY = "AKLTreadonlystandin"  # a second key, as reconcile's own read-only one (same secret here)
 # The fields each action cannot do without (from the SDK's models: required ones, and what the
 # deploy cannot mean to leave out).
 REQUIRED = {
@@ -518,7 +519,8 @@ class OpenAPIStub(LocalServer):
 
     def _handle(self, action: str, version: str, headers: Any, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         authorization = headers.get("Authorization", "")
-        if not authorization.startswith(f"HMAC-SHA256 Credential={ACCESS_KEY}/") or not headers.get("X-Date"):
+        known = tuple(f"HMAC-SHA256 Credential={key}/" for key in (ACCESS_KEY, READER_KEY))
+        if not authorization.startswith(known) or not headers.get("X-Date"):
             raise _Refusal(401, "InvalidAccessKey", "the request is not signed with a known access key")
         handler = self._actions().get(action)
         if handler is None:
