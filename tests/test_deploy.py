@@ -246,7 +246,7 @@ def test_serverless_ships_the_same_modules() -> None:
 
 def test_the_modules_are_every_runtime_module() -> None:
     """Every module the entry points import, and nothing the relay does not run (the deploy itself)."""
-    probe = "import sys, main, index, replay; print(' '.join(sorted(sys.modules)))"
+    probe = "import sys, main, index, replay, reconcile; print(' '.join(sorted(sys.modules)))"
     loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     ours = {f"{name}.py" for name in loaded.stdout.split()} & {p.name for p in ROOT.glob("*.py")}
     assert ours == set(deploy.MODULES)
