@@ -300,7 +300,7 @@ def timer(environ: Mapping[str, str], seconds_left: float | None = None) -> dict
     return {"exit_code": code, "output": out.getvalue().splitlines()}
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reconcile", description=__doc__.splitlines()[0])
     parser.add_argument("--since", type=duration, default=DEFAULT_SINCE, help="the window: 30m (default), 2h, 1d")
     parser.add_argument(
@@ -309,7 +309,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     parser.add_argument("--dry-run", action="store_true", help="show what would be sent; send and record nothing")
     args = parser.parse_args(argv)
     logs.configure()  # the run's summary is also one JSON line on stderr
-    return run(os.environ, since=args.since, max_seconds=args.max_seconds, dry_run=args.dry_run, out=out)
+    return run(os.environ, since=args.since, max_seconds=args.max_seconds, dry_run=args.dry_run, out=out or sys.stdout)
 
 
 if __name__ == "__main__":

@@ -230,3 +230,22 @@ def test_each_run_logs_one_json_line(run, openapi, policy, caplog) -> None:
     (line,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == "relay.reconcile"]
     assert line["found"] == 1 and line["sent"] == 2 and line["already_delivered"] == 0 and line["exit_code"] == 0
     assert 7 < line["oldest_gap_minutes"] < 10
+
+
+def test_dry_run_sends_and_records_nothing(openapi, policy, settings, stub, monkeypatch, capsys) -> None:
+    openapi.add_alert_group(policy, "i-lost", epoch(20))
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    assert reconcile.main(["--dry-run", "--since", "1h"]) == 1  # something to send: a gap
+    printed = capsys.readouterr().out
+    assert "would send Critical" in printed and "i-lost" in printed
+    assert stub.received == []
+    code = reconcile.run(settings, since=timedelta(hours=1), max_seconds=30, dry_run=False, out=io.StringIO())
+    assert code == 0 and len(stub.accepted()) == 1  # the dry run recorded nothing
+
+
+def test_no_credential_reaches_a_log_line(run, openapi, policy, caplog) -> None:
+    openapi.add_alert_group(policy, "i-lost", epoch(20))
+    with caplog.at_level("DEBUG"):
+        run()
+    assert SECRET_KEY not in caplog.text and len(caplog.records) > 3
