@@ -249,3 +249,34 @@ def test_no_credential_reaches_a_log_line(run, openapi, policy, caplog) -> None:
     with caplog.at_level("DEBUG"):
         run()
     assert SECRET_KEY not in caplog.text and len(caplog.records) > 3
+
+
+@pytest.mark.parametrize(
+    ("state", "end_at", "recovered"),
+    [
+        ("Alerting", 0, False),
+        ("ALARM", 0, False),
+        ("firing", 1732406400, False),  # a state that says on wins over an end time
+        ("Recovered", 1732406400, True),
+        ("OK", 1732406400, True),
+        ("resolved", 0, True),
+        ("Unknown-State", 1732406400, True),  # undocumented value: told by EndAt
+        ("", 0, False),
+    ],
+)
+def test_every_spelling_of_the_undocumented_state(state: str, end_at: int, recovered: bool) -> None:
+    group = mapping.alert_group(
+        {"RuleId": "r", "ResourceId": "i-1", "StartAt": 1732400000, "AlertState": state, "EndAt": end_at}
+    )
+    assert (group.recovery is not None) is recovered
+    if recovered:
+        (event,) = mapping.translate(group.recovery).events
+        assert event["event_status"] == "Ok"
+
+
+def test_a_no_data_alarm_keeps_its_own_alert() -> None:
+    base = {"RuleId": "r", "ResourceId": "i-1", "StartAt": 1732400000}
+    threshold = mapping.reconciled(mapping.alert_group({**base, "AlertType": "Threshold"}).firing)
+    no_data = mapping.reconciled(mapping.alert_group({**base, "AlertType": "NO_DATA"}).firing)
+    assert threshold and no_data and threshold["alert_key"] != no_data["alert_key"]
+    assert no_data["labels"]["kind"] == mapping.NO_DATA
