@@ -477,3 +477,20 @@ def test_reconcile_never_gets_the_deploying_key(run, openapi, store) -> None:
     assert code == 2 and "RECONCILE_ACCESS_KEY is the deploying key" in out and openapi.calls == []
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key", RECONCILE_ACCESS_KEY="AKLTreader", RECONCILE_SECRET_KEY="s")
     assert code == 1 and "DEADLETTER_URI is not" in out
+
+
+def test_a_route_changed_by_hand_and_a_new_function_are_put_right(run, wired) -> None:
+    run("--gateway", "prod-gateway", FLASHDUTY_INTEGRATION_KEY="fd-key")
+    (route,) = wired.routes.values()
+    route["Enable"] = False  # someone turned it off in the console
+    function = wired.function("volc-flashduty-relay")
+    del wired.functions[function.id]  # and the function was deleted: the deploy makes a new one
+    wired.calls.clear()
+    code, out = run("--gateway", "prod-gateway", FLASHDUTY_INTEGRATION_KEY="fd-key")
+    assert code == 0, out
+    new_id = wired.function("volc-flashduty-relay").id
+    (upstream,) = next(iter(wired.gateways.values()))["Upstreams"].values()
+    assert upstream["UpstreamSpec"]["VeFaas"]["FunctionId"] == new_id != function.id
+    assert route["Enable"] is True and len(wired.routes) == 1
+    assert [a for a in wired.actions() if a in WIRING_WRITES] == ["UpdateUpstream", "UpdateRoute"]
+    assert wired.violations == []
