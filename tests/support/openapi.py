@@ -59,8 +59,6 @@ REQUIRED = {
     "UpdateEventRule": ("EventBusName", "EventSource", "Level", "RuleId", "RuleName"),
     "ListRules": (),
     "ListAlertGroup": (),
-    "ListSendAlert": ("AlertGroupId",),
-    "ListEvents": (),
     "UpdateRule": (
         "EffectEndAt",
         "EffectStartAt",
@@ -115,8 +113,6 @@ class OpenAPIStub(LocalServer):
         self.event_rules: dict[str, dict[str, Any]] = {}  # RuleId: the rule as ListEventRules gives it
         self.alarm_policies: dict[str, dict[str, Any]] = {}  # Id: the rule as ListRules gives it
         self.alert_groups: dict[str, dict[str, Any]] = {}  # Id: as ListAlertGroup gives it
-        self.sends: dict[str, list[dict[str, Any]]] = {}  # alert group Id: ListSendAlert's entries
-        self.events: list[dict[str, Any]] = []  # as ListEvents gives them
         self.upload_base = ""  # where presigned upload addresses point; this server when empty
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -463,12 +459,6 @@ class OpenAPIStub(LocalServer):
         answer["TotalCount"] = len(found)
         return answer
 
-    def _list_send_alert(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._page(body, self.sends.get(body["AlertGroupId"], []))
-
-    def _list_events(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._page(body, self.events)
-
     @staticmethod
     def _page(body: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
         number, size = int(body.get("PageNumber") or 1), int(body.get("PageSize") or 10)
@@ -513,8 +503,6 @@ class OpenAPIStub(LocalServer):
             "ListRules": self._list_rules,
             "UpdateRule": self._update_rule,
             "ListAlertGroup": self._list_alert_group,
-            "ListSendAlert": self._list_send_alert,
-            "ListEvents": self._list_events,
         }
 
     def _handle(self, action: str, version: str, headers: Any, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
