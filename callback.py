@@ -28,7 +28,7 @@ import mapping
 from config import DEFAULT_ROUTE, Settings
 from deadletter import Store, StoreError, safe_name
 
-VERSION = "0.2.0"  # 0.2: alert keys from what both ends of an alarm carry (README: upgrading)
+VERSION = "0.3.0"  # 0.3: reconcile, and the deploy wires gateway and Cloud Monitor; keys as 0.2 (README: upgrading)
 MAX_BODY_BYTES = 1024 * 1024
 ALLOWED_METHODS = "GET, HEAD, POST"
 # With a dead-letter store, delivery stops this much before the deadline to leave time to store.
