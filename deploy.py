@@ -15,7 +15,6 @@ import argparse
 import functools
 import hashlib
 import io
-import itertools
 import json
 import os
 import re
@@ -73,6 +72,8 @@ RECONCILE_CREDENTIALS = {
 WEBHOOK_TYPE = "custom"
 CHAT_BOT_TYPES = frozenset({"wecom", "lark", "dingtalk", "slack"})
 MONITOR_VERSION = "2018-01-01"
+# The route to the function: every path (the relay routes ROUTES itself), callbacks and health checks.
+ROUTE_MATCH = {"match_type": "Prefix", "match_content": "/", "method": ["GET", "POST"]}
 PORT = 8000  # what run.sh listens on when veFaaS gives no port
 COMMAND = "./run.sh"
 POLL_SECONDS = 3.0
@@ -501,12 +502,7 @@ class Deployer:
                 lambda: (
                     api.create_upstream(
                         models.CreateUpstreamRequest(
-                            gateway_id=gateway_id,
-                            name=name,
-                            source_type="VeFaas",
-                            upstream_spec=models.UpstreamSpecForCreateUpstreamInput(
-                                ve_faas=models.VeFaasForCreateUpstreamInput(function_id=function_id)
-                            ),
+                            gateway_id=gateway_id, name=name, **_upstream_fields(models, "Create", function_id)
                         )
                     ).id
                 ),
@@ -521,14 +517,7 @@ class Deployer:
         self._call(
             "update upstream",
             lambda: api.update_upstream(
-                models.UpdateUpstreamRequest(
-                    id=found.id,
-                    name=name,
-                    source_type="VeFaas",
-                    upstream_spec=models.UpstreamSpecForUpdateUpstreamInput(
-                        ve_faas=models.VeFaasForUpdateUpstreamInput(function_id=function_id)
-                    ),
-                )
+                models.UpdateUpstreamRequest(id=found.id, name=name, **_upstream_fields(models, "Update", function_id))
             ),
         )
         self._say(f"upstream {name!r}: updated ({found.id}), now to function {function_id}")
@@ -594,20 +583,13 @@ class Deployer:
             ),
             None,
         )
-        wanted = {"match_type": "Prefix", "match_content": "/", "method": ["GET", "POST"], "upstream_id": upstream_id}
+        wanted = {**ROUTE_MATCH, "upstream_id": upstream_id}
         if found is None:
             self._call(
                 "create route",
                 lambda: routes.create_route(
                     models.CreateRouteRequest(
-                        service_id=service_id,
-                        name=name,
-                        enable=True,
-                        match_rule=models.MatchRuleForCreateRouteInput(
-                            method=wanted["method"],
-                            path=models.PathForCreateRouteInput(match_type="Prefix", match_content="/"),
-                        ),
-                        upstream_list=[models.UpstreamListForCreateRouteInput(upstream_id=upstream_id, weight=100)],
+                        service_id=service_id, name=name, **_route_fields(models, "Create", upstream_id)
                     )
                 ),
             )
@@ -627,16 +609,7 @@ class Deployer:
         self._call(
             "update route",
             lambda: routes.update_route(
-                models.UpdateRouteRequest(
-                    id=found.id,
-                    name=name,
-                    enable=True,
-                    match_rule=models.MatchRuleForUpdateRouteInput(
-                        method=wanted["method"],
-                        path=models.PathForUpdateRouteInput(match_type="Prefix", match_content="/"),
-                    ),
-                    upstream_list=[models.UpstreamListForUpdateRouteInput(upstream_id=upstream_id, weight=100)],
-                )
+                models.UpdateRouteRequest(id=found.id, name=name, **_route_fields(models, "Update", upstream_id))
             ),
         )
         self._say(f"route {name!r}: updated, POST and GET / to upstream {upstream_id}")
@@ -730,14 +703,7 @@ class Deployer:
     # Plumbing -------------------------------------------------------------------------------
 
     def _pages(self, what: str, fetch: Callable[[int], Any]) -> list[Any]:
-        """Every item of a Cloud Monitor list (Data, TotalCount), page by page."""
-        items: list[Any] = []
-        for page in itertools.count(1):
-            response = self._call(what, functools.partial(fetch, page))
-            items += response.data or []
-            if not response.data or len(items) >= (response.total_count or 0):
-                break
-        return items
+        return volcengine_api.pages(lambda page: self._call(what, functools.partial(fetch, page)))
 
     def _say(self, line: str) -> None:
         print(f"- {line}", file=self.out, flush=True)
@@ -766,6 +732,25 @@ class Deployer:
             if time.monotonic() > deadline:
                 raise DeployError(f"{what} did not finish within {WAIT_SECONDS:.0f} s (last status {state!r})")
             self.sleep(POLL_SECONDS)
+
+
+def _upstream_fields(models: Any, verb: str, function_id: str) -> dict[str, Any]:
+    """An upstream to the function, as CreateUpstream and UpdateUpstream (verb) both take it."""
+    spec = getattr(models, f"UpstreamSpecFor{verb}UpstreamInput")
+    function = getattr(models, f"VeFaasFor{verb}UpstreamInput")
+    return {"source_type": "VeFaas", "upstream_spec": spec(ve_faas=function(function_id=function_id))}
+
+
+def _route_fields(models: Any, verb: str, upstream_id: str) -> dict[str, Any]:
+    """The relay's route (ROUTE_MATCH, to one upstream), as CreateRoute and UpdateRoute (verb) both take it."""
+    path = getattr(models, f"PathFor{verb}RouteInput")(
+        match_type=ROUTE_MATCH["match_type"], match_content=ROUTE_MATCH["match_content"]
+    )
+    return {
+        "enable": True,
+        "match_rule": getattr(models, f"MatchRuleFor{verb}RouteInput")(method=ROUTE_MATCH["method"], path=path),
+        "upstream_list": [getattr(models, f"UpstreamListFor{verb}RouteInput")(upstream_id=upstream_id, weight=100)],
+    }
 
 
 def _choose(rules: list[Any], wanted: tuple[str, ...], id_field: str, what: str) -> list[Any]:

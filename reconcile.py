@@ -88,7 +88,11 @@ class CloudMonitor:
     def rule_ids(self, webhook: str) -> list[str]:
         """The alarm policies that call the callback URL (webhook) of this name."""
         found: list[str] = []
-        for item in self._pages("list callback URLs", self._webhooks, webhook):
+        fetch = functools.partial(self._webhooks, webhook)
+        webhooks = volcengine_api.pages(
+            lambda page: self._call("ListWebhooks", "list callback URLs", functools.partial(fetch, page))
+        )
+        for item in webhooks:
             if item.name == webhook:
                 found += [r for r in item.rule_ids or [] if r not in found]
         return found
@@ -99,7 +103,7 @@ class CloudMonitor:
         """Every alarm of these rules that changed in [start, end], by id, as the API spells its fields.
         A window with more than one query gives (GROUP_LIMIT) is read as two halves."""
         fetch = functools.partial(self._groups, rule_ids, start, end)
-        first = self._call("list alarm history", functools.partial(fetch, 1))
+        first = self._call("ListAlertGroup", "list alarm history", functools.partial(fetch, 1))
         total = first.total_count or 0
         if total > GROUP_LIMIT and end - start >= 2 * MIN_WINDOW:
             middle = start + (end - start) / 2
@@ -111,7 +115,7 @@ class CloudMonitor:
         page = 1
         while len(groups) < min(total, GROUP_LIMIT) and time.monotonic() < stop:
             page += 1
-            batch = self._call("list alarm history", functools.partial(fetch, page)).data or []
+            batch = self._call("ListAlertGroup", "list alarm history", functools.partial(fetch, page)).data or []
             if not batch:
                 break
             groups += batch
@@ -131,23 +135,12 @@ class CloudMonitor:
         )
         return self.api.list_alert_group(request)
 
-    def _pages(self, what: str, fetch: Callable[[str, int], Any], name: str) -> list[Any]:
-        items: list[Any] = []
-        page = 1
-        while True:
-            response = self._call(what, functools.partial(fetch, name, page))
-            items += response.data or []
-            if not response.data or len(items) >= (response.total_count or 0):
-                return items
-            page += 1
-
-    def _call(self, what: str, call: Callable[[], Any]) -> Any:
+    def _call(self, action: str, what: str, call: Callable[[], Any]) -> Any:
         try:
             return call()
         except self.models.ApiException as error:
             code, denied = volcengine_api.refusal(error)
             if denied:
-                action = "ListWebhooks" if "callback" in what else "ListAlertGroup"
                 raise ReconcileError(
                     f"{what}: Cloud Monitor refused it ({code}). The key in VOLCENGINE_ACCESS_KEY needs the "
                     f"read-only action {action} (README: Reconcile -> permissions)."

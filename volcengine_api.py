@@ -7,8 +7,9 @@ The SDKs are imported inside these functions, so that the relay's callback path 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,6 +53,17 @@ def wire(model: Any) -> Any:
     from volcenginesdkcore.model import canonical_str
 
     return canonical_str(model)
+
+
+def pages(fetch: Callable[[int], Any]) -> list[Any]:
+    """Every item of a Cloud Monitor list (its Data and TotalCount), asking page 1, 2... of `fetch`."""
+    items: list[Any] = []
+    for page in itertools.count(1):
+        response = fetch(page)
+        items += response.data or []
+        if not response.data or len(items) >= (response.total_count or 0):
+            break
+    return items
 
 
 def refusal(error: Any) -> tuple[str, bool]:
