@@ -45,7 +45,6 @@ class Alert:
     integration_id: int
     severity: str  # Critical, Warning or Info: the highest of its events
     active: bool
-    start_time: datetime
     updated_at: datetime
     end_time: datetime | None
     title: str
@@ -144,7 +143,6 @@ def _alert(item: dict[str, Any]) -> Alert:
         integration_id=int(item.get("integration_id") or 0),
         severity=str(item.get("alert_severity", "")),
         active=not item.get("end_time"),
-        start_time=_time(item.get("start_time")),
         updated_at=_time(item.get("updated_at") or item.get("last_time")),
         end_time=_time(item["end_time"]) if item.get("end_time") else None,
         title=str(item.get("title", "")),

@@ -127,7 +127,10 @@ class CloudMonitor:
         hooks = self._pages(
             "ListWebhooks",
             "list callback URLs",
-            lambda page: self.api.list_webhooks(self.models.ListWebhooksRequest(page_number=page, page_size=PAGE_SIZE)),
+            lambda page: (
+                self.api.list_webhooks,
+                self.models.ListWebhooksRequest(page_number=page, page_size=PAGE_SIZE),
+            ),
         )
         hosts = {urlsplit(h.url or "").netloc for h in hooks if h.name == webhook}
         routes: dict[str, set[str]] = {}
@@ -148,7 +151,7 @@ class CloudMonitor:
         rules = self._pages(
             "ListRules",
             "list alarm policies",
-            lambda page: self.api.list_rules(self.models.ListRulesRequest(page_number=page, page_size=PAGE_SIZE)),
+            lambda page: (self.api.list_rules, self.models.ListRulesRequest(page_number=page, page_size=PAGE_SIZE)),
         )
         return {rule.id: volcengine_api.wire(rule) for rule in rules if rule.id in ids}
 
@@ -167,7 +170,7 @@ class CloudMonitor:
                 page_number=page,
                 page_size=PAGE_SIZE,
             )
-            return self._call("ListAlertGroup", "list alarm history", lambda: self.api.list_alert_group(request))
+            return self._call("ListAlertGroup", "list alarm history", self.api.list_alert_group, request)
 
         first = fetch(1)
         total = first.total_count or 0
@@ -186,16 +189,17 @@ class CloudMonitor:
             batch = list(fetch(page).data or [])
         report.unread += max(0, total - read)  # past the limit in a minimal window
 
-    def _pages(self, action: str, what: str, fetch: Callable[[int], Any]) -> list[Any]:
-        return volcengine_api.pages(lambda page: self._call(action, what, lambda: fetch(page)))
+    def _pages(self, action: str, what: str, request_of: Callable[[int], tuple[Callable[..., Any], Any]]) -> list[Any]:
+        return volcengine_api.pages(lambda page: self._call(action, what, *request_of(page)))
 
-    def _call(self, action: str, what: str, call: Callable[[], Any]) -> Any:
+    def _call(self, action: str, what: str, method: Callable[..., Any], request: Any) -> Any:
         import urllib3
 
-        if self.deadline - time.monotonic() < 1.0:
+        remaining = min(CALL_TIMEOUT_SECONDS, self.deadline - time.monotonic())
+        if remaining < 1.0:
             raise TimeoutError(f"no time left to {what}")
         try:
-            return call()
+            return method(request, _request_timeout=(min(5.0, remaining), remaining))
         except self.models.ApiException as error:
             code, denied = volcengine_api.refusal(error)
             if denied:
@@ -204,6 +208,11 @@ class CloudMonitor:
                     f"read-only action {action} (README: Reconcile -> permissions)."
                 ) from None
             raise ReconcileError(f"{what} ({action}) failed: {code}") from None
+        except (urllib3.exceptions.NewConnectionError, ConnectionError) as error:  # before: it is a timeout's kind
+            raise ReconcileError(
+                f"{what} ({action}): cannot reach Volcengine ({type(error).__name__}); check the network, "
+                "VOLCENGINE_REGION and VOLCENGINE_OPENAPI_ENDPOINT"
+            ) from None
         except (urllib3.exceptions.TimeoutError, TimeoutError):
             raise TimeoutError(f"{action} did not answer in time") from None
         except (urllib3.exceptions.HTTPError, OSError) as error:
@@ -456,9 +465,8 @@ def _run(
         raise ReconcileError(f"FLASHDUTY_API_URL must be a URL such as {DEFAULT_API_URL}")
     import volcenginesdkcloudmonitor  # deferred: the callback path never needs it
 
-    client = volcengine_api.client(access_key, secret_key, environ.get("VOLCENGINE_REGION", "cn-beijing"), endpoint)
-    client.configuration.auto_retry = False  # a call that fails is the next run's: never past the deadline
-    client.configuration.connect_timeout = client.configuration.read_timeout = CALL_TIMEOUT_SECONDS
+    region = environ.get("VOLCENGINE_REGION", "cn-beijing")
+    client = volcengine_api.client(access_key, secret_key, region, endpoint, retries=False)
     monitor = CloudMonitor(
         volcenginesdkcloudmonitor.CLOUDMONITORApi(client), volcengine_api.models(volcenginesdkcloudmonitor), deadline
     )

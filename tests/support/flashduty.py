@@ -183,6 +183,13 @@ class FlashdutyStub(LocalServer):
         with self._lock:
             return [dict(a) for a in self.alert_records if not a["end_time"]]
 
+    def age_alerts(self, seconds: int) -> None:
+        """Everything Flashduty holds happened this much longer ago (a test's way to let time pass)."""
+        with self._lock:
+            for alert in self.alert_records:
+                for name in ("start_time", "last_time", "created_at", "updated_at", "end_time"):
+                    alert[name] -= seconds if alert[name] else 0
+
     def close_by_hand(self, alert_key: str, at: float | None = None) -> None:
         """A person resolves the incident of the open alert of this key: it closes without an event."""
         with self._lock:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -457,10 +458,10 @@ class OpenAPIStub(LocalServer):
             g
             for g in self.alert_groups.values()
             if (not rules or g["RuleId"] in rules)
-            and start <= int(g["StartAt"]) <= end
+            and start <= _epoch(g["StartAt"]) <= end
             and (not states or _alert_state(g) in states)
         ]
-        found.sort(key=lambda g: (int(g["StartAt"]), g["Id"]))
+        found.sort(key=lambda g: (_epoch(g["StartAt"]), g["Id"]))
         answer = self._page(body, found[:ALERT_GROUP_LIMIT])
         # The SDK types StartAt, EndAt and Duration as strings: the stand-in gives them so.
         answer["Data"] = [{**g, **{k: str(g[k]) for k in ("StartAt", "EndAt", "Duration")}} for g in answer["Data"]]
@@ -579,6 +580,15 @@ class OpenAPIStub(LocalServer):
                     pass  # the caller stopped waiting (a hang it was meant to cut off)
 
         return Handler
+
+
+def _epoch(value: Any) -> float:
+    """A trigger time in whichever spelling a test stored it (seconds, milliseconds, RFC 3339)."""
+    try:
+        number = float(value)
+    except ValueError:
+        return datetime.fromisoformat(str(value)).timestamp()
+    return number / 1000 if number > 1e11 else number
 
 
 def _alert_state(group: dict[str, Any]) -> str:
