@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 import callback
-import deploy
+from deploy import cli, package
+from deploy.function import STORE_CREDENTIALS
 from tests.support.callbacks import ROOT
 from tests.support.openapi import ACCESS_KEY, READER_KEY, SECRET_KEY, OpenAPIStub
 from tests.support.servers import free_port, production_server
@@ -46,7 +47,7 @@ def run(openapi: OpenAPIStub, environment, monkeypatch, capsys) -> Callable[...,
         monkeypatch.setenv("VOLCENGINE_OPENAPI_ENDPOINT", openapi.origin)
         out = io.StringIO()
         try:
-            code = deploy.main(list(args), out=out)
+            code = cli.main(list(args), out=out)
         except SystemExit as exit_:
             code = int(exit_.code or 0)
         printed = capsys.readouterr()
@@ -70,13 +71,13 @@ def envs(openapi: OpenAPIStub, name: str = "volc-flashduty-relay") -> dict[str, 
 
 
 def test_package_holds_the_relay_and_nothing_else() -> None:
-    code = deploy.package()
+    code = package.zipped()
     with zipfile.ZipFile(io.BytesIO(code)) as archive:
         infos = {i.filename: i for i in archive.infolist()}
-        assert sorted(infos) == sorted(deploy.PACKAGE)
+        assert sorted(infos) == sorted(package.PACKAGE)
         assert (infos["run.sh"].external_attr >> 16) & 0o111  # executable: veFaaS runs ./run.sh
     assert not any(name.startswith(("tests/", "samples/", "bench/")) for name in infos)
-    assert deploy.package() == code  # same code, same package
+    assert package.zipped() == code  # same code, same package
 
 
 def test_the_first_deploy_creates_uploads_installs_and_releases(run, openapi) -> None:
@@ -84,10 +85,10 @@ def test_the_first_deploy_creates_uploads_installs_and_releases(run, openapi) ->
     assert code == 0, out
     assert openapi.actions() == FIRST_DEPLOY and openapi.violations == []
     function = openapi.function("relay-prod")
-    assert function.runtime == deploy.DEFAULT_RUNTIME
+    assert function.runtime == package.DEFAULT_RUNTIME
     assert (function.fields["Command"], function.fields["Port"]) == ("./run.sh", 8000)
     assert envs(openapi, "relay-prod") == {"FLASHDUTY_INTEGRATION_KEY": "fd-key", "CALLBACK_TOKEN": "tok"}
-    assert function.released == deploy.package()  # uploaded, then released
+    assert function.released == package.zipped()  # uploaded, then released
     assert "fd-key" not in out and "tok" not in out.replace("token", "")  # names, never values
     assert "has no URL yet" in out and "--gateway" in out
 
@@ -194,7 +195,7 @@ def test_the_store_is_proved_before_the_release(run, openapi, store) -> None:
 
 
 def test_a_store_without_credentials_is_refused(run, openapi, monkeypatch) -> None:
-    for name in deploy.STORE_CREDENTIALS:
+    for name in STORE_CREDENTIALS:
         monkeypatch.delenv(name, raising=False)
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key", DEADLETTER_URI="s3://bucket/relay")
     assert code == 1 and "AWS_ACCESS_KEY_ID" in out and "no credentials" in out
@@ -219,17 +220,17 @@ def test_a_runtime_older_than_the_code_is_refused(run, openapi) -> None:
 
 
 def test_every_deploy_targets_runtime_satisfies_requires_python() -> None:
-    minimum = deploy.minimum_python()
+    minimum = package.minimum_python()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert project["project"]["requires-python"] == f">={minimum[0]}.{minimum[1]}"
     serverless = serverless_yml()
-    runtimes = {"veFaaS default": deploy.DEFAULT_RUNTIME, "serverless.yml": serverless["provider"]["runtime"]}
+    runtimes = {"veFaaS default": package.DEFAULT_RUNTIME, "serverless.yml": serverless["provider"]["runtime"]}
     for workflow in (ROOT / ".github/workflows").glob("*.yml"):
         for number, version in enumerate(re.findall(r"python-version:\s*\"?([0-9.]+)", workflow.read_text())):
             runtimes[f"{workflow.name} #{number}"] = version
     assert len(runtimes) >= 3
     too_old = {
-        where: runtime for where, runtime in runtimes.items() if (deploy.runtime_python(runtime) or (0, 0)) < minimum
+        where: runtime for where, runtime in runtimes.items() if (package.runtime_python(runtime) or (0, 0)) < minimum
     }
     assert not too_old, f"older than requires-python: {too_old}"
     assert sys.version_info[:2] >= minimum  # and what runs this suite
@@ -241,7 +242,7 @@ def test_every_deploy_targets_runtime_satisfies_requires_python() -> None:
 def test_serverless_ships_the_same_modules() -> None:
     patterns = serverless_yml()["package"]["patterns"]
     assert patterns[0] == "!**"
-    assert sorted(patterns[1:]) == sorted(deploy.MODULES)
+    assert sorted(patterns[1:]) == sorted(package.MODULES)
 
 
 def test_the_modules_are_every_runtime_module() -> None:
@@ -249,7 +250,7 @@ def test_the_modules_are_every_runtime_module() -> None:
     probe = "import sys, main, index, replay, reconcile; print(' '.join(sorted(sys.modules)))"
     loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     ours = {f"{name}.py" for name in loaded.stdout.split()} & {p.name for p in ROOT.glob("*.py")}
-    assert ours == set(deploy.MODULES)
+    assert ours == set(package.MODULES)
 
 
 def test_the_deploy_tool_runs_from_its_own_requirements(tmp_path: Path) -> None:
@@ -270,7 +271,7 @@ def test_the_wiring_test_sends_exactly_a_labelled_test_event_and_its_ok(stub) ->
     env["MIN_SEVERITY"] = "Critical"  # a test pages nobody, and is not filtered either
     with production_server(env) as (url, _, _):
         out = io.StringIO()
-        assert deploy.main(["test", "--url", url, "--token", "tok-w"], out=out) == 0, out.getvalue()
+        assert cli.main(["test", "--url", url, "--token", "tok-w"], out=out) == 0, out.getvalue()
     fired, closed = [r.event for r in stub.accepted()]
     assert (fired["event_status"], closed["event_status"]) == ("Info", "Ok")
     assert fired["alert_key"] == closed["alert_key"]
@@ -281,7 +282,7 @@ def test_the_wiring_test_sends_exactly_a_labelled_test_event_and_its_ok(stub) ->
 def test_the_wiring_test_says_when_the_relay_is_a_dry_run() -> None:
     with production_server({"DRY_RUN": "true"}) as (url, _, _):
         out = io.StringIO()
-        assert deploy.main(["test", "--url", url], out=out) == 1
+        assert cli.main(["test", "--url", url], out=out) == 1
     assert "dry run: nothing reached Flashduty" in out.getvalue()
 
 
