@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
+import secrets
 import sys
+from pathlib import Path
 from typing import TextIO
 
 import requests
@@ -14,6 +17,7 @@ import config
 import deploy
 import volcengine_api
 from callback import VERSION
+from deploy import saved
 from deploy.calls import Caller, DeployError, sdk_clients
 from deploy.function import (
     COMMAND,
@@ -26,7 +30,7 @@ from deploy.function import (
     refuse_what_cannot_work,
 )
 from deploy.gateway import Gateway
-from deploy.monitor import Monitor, Wiring
+from deploy.monitor import Monitor, Wiring, ticked
 from deploy.package import DEFAULT_RUNTIME, PACKAGE, description, minimum_python, runtime_python, zipped
 from deploy.wiring_test import wiring_test
 
@@ -37,12 +41,26 @@ RECONCILE_CREDENTIALS = {
 }
 
 
-def run(clients: argparse.Namespace, target: Target, wiring: Wiring, code: bytes, out: TextIO) -> str | None:
+def run(
+    clients: argparse.Namespace, target: Target, wiring: Wiring, code: bytes, backups: Path, out: TextIO
+) -> str | None:
     """Every step, in order; the callback URL, when the function has one."""
     caller = Caller(clients.faas_models.ApiException, out)
+    monitor = Monitor(caller, clients.monitor, clients.monitor_models, clients.universal)
+    chosen = []
+    if wiring.monitor:  # every rule is checked before anything is written
+        chosen = monitor.rules(wiring)
+        webhook = monitor.find_webhook(target.name)
+        refused = monitor.refusals(chosen, webhook.id if webhook else None)
+        if refused:
+            raise DeployError(
+                "nothing was changed: ticking the relay in these rules would lose something:\n  - "
+                + "\n  - ".join(refused)
+            )
     function = Function(caller, clients.faas, clients.faas_models, clients.universal, requests.put)
     found = function.find(target)
     environment = target.wanted_environment(found.settings if found else {})
+    _secure(environment, target, wiring, out)
     settings = config.load(environment)
     refuse_what_cannot_work(settings, environment)
     wanted_description = description(code)
@@ -61,11 +79,8 @@ def run(clients: argparse.Namespace, target: Target, wiring: Wiring, code: bytes
         function.probe(settings.deadletter, environment)
     function.release(function_id)
     triggers = function.triggers(function_id)
-    token = environment.get("CALLBACK_TOKEN")
-    if settings.deadletter is not None:
-        function.timer(function_id, triggers, DRAIN_TIMER, target.request_timeout, token)
-    if environment.get("VOLCENGINE_ACCESS_KEY"):
-        function.timer(function_id, triggers, RECONCILE_TIMER, target.request_timeout, token)
+    for timer in _timers(environment):
+        function.timer(function_id, triggers, timer, target.request_timeout, environment["TIMER_TOKEN"])
     if wiring.gateway:
         gateway = Gateway(caller, clients.gateway, clients.gateway_models, clients.routes, clients.route_models)
         url = gateway.route(function_id, target.name, wiring.gateway)
@@ -77,11 +92,84 @@ def run(clients: argparse.Namespace, target: Target, wiring: Wiring, code: bytes
                 "Cloud Monitor needs the function's URL, and it has none yet: pass --gateway NAME (an API "
                 "gateway in this region) so that the deploy routes one to it."
             )
-        monitor = Monitor(caller, clients.monitor, clients.monitor_models, clients.universal)
-        token_changed = found is None or found.settings.get("CALLBACK_TOKEN") != token
-        webhook_id = monitor.webhook(target.name, url, token, token_changed)
-        monitor.tick(webhook_id, wiring)
+        webhook_id = monitor.webhook(target.name, url, environment["CALLBACK_TOKEN"])
+        interrupted = saved.unfinished(backups, target.name, target.region)
+        if interrupted is not None:
+            for kind, rule in saved.load(interrupted):
+                monitor.mend(kind, rule)
+            saved.finish(interrupted)
+        to_tick = [(kind, rule) for kind, rule in chosen if not ticked(kind, rule, webhook_id)]
+        if to_tick:
+            path = saved.save(backups, target.name, target.region, to_tick)
+            caller.say(
+                f"saved the {len(to_tick)} rules it will write, whole, to {path} (the way back: "
+                f"python -m deploy restore {path}; python -m deploy unwire takes the relay out of every rule)"
+            )
+        for kind, rule in chosen:
+            monitor.tick(kind, rule, webhook_id)
+        if to_tick:
+            saved.finish(path)
     return url
+
+
+def _timers(environment: dict[str, str]) -> list[tuple[str, str, str, str]]:
+    """The drain's timer with a store; reconcile's with its key."""
+    return [
+        timer
+        for timer, wanted in (
+            (DRAIN_TIMER, environment.get("DEADLETTER_URI")),
+            (RECONCILE_TIMER, environment.get("VOLCENGINE_ACCESS_KEY")),
+        )
+        if wanted
+    ]
+
+
+def _secure(environment: dict[str, str], target: Target, wiring: Wiring, out: TextIO) -> None:
+    """No door left open: a public route gets a callback token, and timers a secret of their own,
+    which starts only a bounded drain or reconcile (callback.Relay._timer) and never posts an alert."""
+    if (wiring.gateway or wiring.monitor) and not environment.get("CALLBACK_TOKEN"):
+        if "CALLBACK_TOKEN" in target.unset:
+            raise DeployError("--unset CALLBACK_TOKEN with a public route would let anyone post alerts: drop it")
+        environment["CALLBACK_TOKEN"] = secrets.token_urlsafe(32)
+        # Printed once, here, and never logged: the webhook gets it, `python -m deploy test` needs it.
+        print(
+            f"- CALLBACK_TOKEN: none was set, so the function gets a new one: {environment['CALLBACK_TOKEN']} "
+            "(shown only this once; Cloud Monitor's callback URL sends it)",
+            file=out,
+            flush=True,
+        )
+    if _timers(environment) and not environment.get("TIMER_TOKEN"):
+        environment["TIMER_TOKEN"] = secrets.token_urlsafe(32)  # only the function and its timers hold it
+
+
+def unwire(clients: argparse.Namespace, name: str, region: str, backups: Path, out: TextIO) -> int:
+    """The relay's callback URL taken out of every rule that calls it; each saved first."""
+    caller = Caller(clients.monitor_models.ApiException, out)
+    monitor = Monitor(caller, clients.monitor, clients.monitor_models, clients.universal)
+    webhook = monitor.find_webhook(name)
+    if webhook is None:
+        caller.say(f"no callback URL named {name!r}: no rule calls the relay")
+        return 0
+    calling = [(kind, rule) for kind, rule in monitor.all_rules() if webhook.id in (rule.get("WebhookIds") or [])]
+    if calling:
+        path = saved.save(backups, name, region, calling)
+        caller.say(f"saved the {len(calling)} rules it will write, whole, to {path}")
+    for kind, rule in calling:
+        monitor.unwire(kind, rule, webhook.id)
+    caller.say(
+        f"{len(calling)} rules no longer call callback URL {name!r} ({webhook.id}); the callback URL itself is "
+        "kept (delete it in Cloud Monitor once nothing needs it)"
+    )
+    return 0
+
+
+def restore(clients: argparse.Namespace, path: Path, out: TextIO) -> int:
+    """The rules in a saved file written back as they were."""
+    caller = Caller(clients.monitor_models.ApiException, out)
+    monitor = Monitor(caller, clients.monitor, clients.monitor_models, clients.universal)
+    for kind, rule in saved.load(path):
+        monitor.restore(kind, rule)
+    return 0
 
 
 def plan(target: Target, wiring: Wiring) -> list[str]:
@@ -116,6 +204,14 @@ def _wiring_plan(target: Target, wiring: Wiring) -> list[str]:
     return steps
 
 
+COMMANDS = """commands:
+  python -m deploy [options]                  deploy (this page's options)
+  python -m deploy test --url URL [--token T] a test event and its Ok through the deployed relay
+  python -m deploy unwire [--name N]          take the relay's callback URL out of every rule that calls it
+  python -m deploy restore FILE               write the rules saved in FILE back as they were
+each run that writes rules first saves them whole in --backup-dir (default deploy-backups/) and prints the file"""
+
+
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["test"]:
@@ -126,10 +222,11 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
         tester.add_argument("--token", default=os.environ.get("CALLBACK_TOKEN"), help="default: $CALLBACK_TOKEN")
         test_args = tester.parse_args(argv[1:])
         return wiring_test(test_args.url, test_args.token, out)
-    parser = argparse.ArgumentParser(prog="python -m deploy", description=(deploy.__doc__ or "").splitlines()[0])
+    if argv[:1] in (["unwire"], ["restore"]):
+        return _way_back(argv, out)
+    parser = _parser("python -m deploy", (deploy.__doc__ or "").splitlines()[0])
+    parser.epilog = COMMANDS
     parser.add_argument("--version", action="version", version=f"volc-flashduty-relay {VERSION}")
-    parser.add_argument("--name", default=os.environ.get("VEFAAS_FUNCTION_NAME", "volc-flashduty-relay"))
-    parser.add_argument("--region", default=os.environ.get("VOLCENGINE_REGION", "cn-beijing"))
     parser.add_argument("--runtime", default=DEFAULT_RUNTIME, help="veFaaS web-server runtime")
     parser.add_argument("--memory-mb", type=int, default=512)
     parser.add_argument(
@@ -145,23 +242,26 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
     )
     parser.add_argument(
         "--gateway",
-        default=os.environ.get("APIG_GATEWAY_NAME"),
+        default=os.environ.get("APIG_GATEWAY_NAME") or None,
         metavar="NAME",
-        help="route this API gateway (an existing one, in the region) to the function: its URL is the callback URL",
+        help="route this API gateway (an existing one, in the region) to the function: its URL is the callback "
+        "URL (default: $APIG_GATEWAY_NAME)",
     )
     parser.add_argument(
         "--event-rules",
         type=_names,
+        default=_names(os.environ["DEPLOY_EVENT_RULES"]) if os.environ.get("DEPLOY_EVENT_RULES") else None,
         metavar="ID|NAME,...|all",
-        help="tick the relay's callback URL in these Cloud Monitor event rules",
+        help="tick the relay's callback URL in these Cloud Monitor event rules (default: $DEPLOY_EVENT_RULES)",
     )
     parser.add_argument(
         "--alarm-policies",
         type=_names,
+        default=_names(os.environ["DEPLOY_ALARM_POLICIES"]) if os.environ.get("DEPLOY_ALARM_POLICIES") else None,
         metavar="ID|NAME,...|all",
-        help="tick the relay's callback URL in these Cloud Monitor alarm policies",
+        help="tick the relay's callback URL in these Cloud Monitor alarm policies (default: $DEPLOY_ALARM_POLICIES)",
     )
-    parser.add_argument("--dry-run", action="store_true", help="print the plan; call nothing")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and what would be refused; call nothing")
     args = parser.parse_args(argv)
 
     low, found = minimum_python(), runtime_python(args.runtime)
@@ -202,21 +302,15 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
         print(f"would deploy volc-flashduty-relay {VERSION} ({len(code)} bytes) to veFaaS via {endpoint}:", file=out)
         for step in plan(target, wiring):
             print(f"- {step}", file=out)
-        if not ({"FLASHDUTY_INTEGRATION_KEY", "ROUTES"} & environment.keys() or args.dry_run_function):
-            print(
-                "note: FLASHDUTY_INTEGRATION_KEY (or ROUTES) is not set in this shell: the deploy would refuse "
-                "unless the function already has it, or --dry-run-function is given.",
-                file=out,
-            )
+        refusals = _would_refuse(target)
+        for refusal in refusals:
+            print(f"would refuse: {refusal}", file=out)
+        if not refusals:
+            print("nothing here would be refused (what the function already has is read by the real deploy)", file=out)
         return 0
-
-    access_key, secret_key = os.environ.get("VOLCENGINE_ACCESS_KEY"), os.environ.get("VOLCENGINE_SECRET_KEY")
-    if not (access_key and secret_key):
-        parser.exit(
-            2, "deploy: set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY (an access key allowed to use veFaaS)\n"
-        )
+    clients = _clients(parser, args.region, endpoint)
     try:
-        url = run(sdk_clients(access_key, secret_key, args.region, endpoint), target, wiring, code, out)
+        url = run(clients, target, wiring, code, args.backup_dir, out)
     except DeployError as error:
         parser.exit(1, f"deploy: {error}\n")
     if url:
@@ -228,6 +322,77 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
             file=out,
         )
     return 0
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The options every command that calls Volcengine shares."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--name", default=os.environ.get("VEFAAS_FUNCTION_NAME") or "volc-flashduty-relay")
+    parser.add_argument("--region", default=os.environ.get("VOLCENGINE_REGION") or "cn-beijing")
+    parser.add_argument(
+        "--backup-dir",
+        type=Path,
+        default=Path(os.environ.get("DEPLOY_BACKUP_DIR") or saved.DEFAULT_DIRECTORY),
+        help="where the rules it writes are saved first (default: $DEPLOY_BACKUP_DIR, else deploy-backups)",
+    )
+    return parser
+
+
+def _way_back(argv: list[str], out: TextIO) -> int:
+    """`unwire` and `restore`: what the deploy did to Cloud Monitor's rules, undone."""
+    command = argv[0]
+    if command == "unwire":
+        parser = _parser("python -m deploy unwire", "take the relay's callback URL out of every rule that calls it")
+    else:
+        parser = _parser("python -m deploy restore", "write the rules saved in FILE back as they were")
+        parser.add_argument("file", type=Path, metavar="FILE", help="a file the deploy (or unwire) saved")
+    args = parser.parse_args(argv[1:])
+    try:
+        clients = _clients(parser, args.region, volcengine_api.endpoint(os.environ))
+        if command == "unwire":
+            return unwire(clients, args.name, args.region, args.backup_dir, out)
+        return restore(clients, args.file, out)
+    except (DeployError, ValueError) as error:
+        parser.exit(1, f"deploy {command}: {error}\n")
+
+
+def _clients(parser: argparse.ArgumentParser, region: str, endpoint: str) -> argparse.Namespace:
+    access_key, secret_key = os.environ.get("VOLCENGINE_ACCESS_KEY"), os.environ.get("VOLCENGINE_SECRET_KEY")
+    if not (access_key and secret_key):
+        parser.exit(
+            2, "deploy: set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY (an access key allowed to use veFaaS)\n"
+        )
+    try:
+        return sdk_clients(access_key, secret_key, region, endpoint)
+    except ImportError as error:
+        parser.exit(2, f"deploy: {_NO_SDK} ({error.name} is missing)\n")
+
+
+_NO_SDK = "the Volcengine SDKs are not installed: pip install -r requirements-deploy.txt"
+
+
+def _would_refuse(target: Target) -> list[str]:
+    """What the real deploy would refuse, as far as this shell tells (the function may have more)."""
+    refusals = []
+    for module in (
+        "volcenginesdkvefaas",
+        "volcenginesdkapig",
+        "volcenginesdkapig20221112",
+        "volcenginesdkcloudmonitor",
+    ):
+        if importlib.util.find_spec(module) is None:
+            refusals.append(f"{_NO_SDK} ({module} is missing)")
+            break
+    environment = target.wanted_environment({})
+    try:
+        refuse_what_cannot_work(config.load(environment), environment)
+    except DeployError as error:
+        refusals.append(f"{error} (unless the function already has what is missing)")
+    if not (os.environ.get("VOLCENGINE_ACCESS_KEY") and os.environ.get("VOLCENGINE_SECRET_KEY")):
+        refusals.append("VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY (the deploying key) are not set")
+    return refusals
 
 
 def _names(text: str) -> tuple[str, ...]:
