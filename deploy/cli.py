@@ -247,20 +247,17 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
         help="route this API gateway (an existing one, in the region) to the function: its URL is the callback "
         "URL (default: $APIG_GATEWAY_NAME)",
     )
-    parser.add_argument(
-        "--event-rules",
-        type=_names,
-        default=_names(os.environ["DEPLOY_EVENT_RULES"]) if os.environ.get("DEPLOY_EVENT_RULES") else None,
-        metavar="ID|NAME,...|all",
-        help="tick the relay's callback URL in these Cloud Monitor event rules (default: $DEPLOY_EVENT_RULES)",
-    )
-    parser.add_argument(
-        "--alarm-policies",
-        type=_names,
-        default=_names(os.environ["DEPLOY_ALARM_POLICIES"]) if os.environ.get("DEPLOY_ALARM_POLICIES") else None,
-        metavar="ID|NAME,...|all",
-        help="tick the relay's callback URL in these Cloud Monitor alarm policies (default: $DEPLOY_ALARM_POLICIES)",
-    )
+    for option, variable, what in (
+        ("--event-rules", "DEPLOY_EVENT_RULES", "event rules"),
+        ("--alarm-policies", "DEPLOY_ALARM_POLICIES", "alarm policies"),
+    ):
+        parser.add_argument(
+            option,
+            type=_names,
+            default=_names(os.environ[variable]) if os.environ.get(variable) else None,
+            metavar="ID|NAME,...|all",
+            help=f"tick the relay's callback URL in these Cloud Monitor {what} (default: ${variable})",
+        )
     parser.add_argument("--dry-run", action="store_true", help="print the plan and what would be refused; call nothing")
     args = parser.parse_args(argv)
 

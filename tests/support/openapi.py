@@ -85,6 +85,15 @@ READ_ONLY = {
 # Nested fields a rule shows but its Update does not take (volcengine-openapi.md: a policy condition's
 # EvaluationWindow and DisplayName are not in UpdateRule's condition model): an update drops them.
 NOT_UPDATED = {"UpdateRule": {"Conditions": ("EvaluationWindow", "DisplayName")}, "UpdateEventRule": {}}
+# A sample policy's condition (an int EvaluationWindow, as the SDK types it, where UpdateRule takes one).
+CPU_CONDITION = {
+    "MetricName": "CpuTotal",
+    "MetricUnit": "Percent",
+    "Statistics": "avg",
+    "ComparisonOperator": ">",
+    "Threshold": "90",
+    "Period": "1m",
+}
 # Cloud Monitor takes one old-style URL or up to this many callback URLs (webhook ids), not both.
 WEBHOOKS_MAX = 8
 
@@ -198,16 +207,7 @@ class OpenAPIStub(LocalServer):
             "EffectStartAt": "00:00",
             "EffectEndAt": "23:59",
             "ConditionOperator": "||",
-            "Conditions": [
-                {
-                    "MetricName": "CpuTotal",
-                    "MetricUnit": "Percent",
-                    "Statistics": "avg",
-                    "ComparisonOperator": ">",
-                    "Threshold": "90",
-                    "Period": "1m",
-                }
-            ],
+            "Conditions": [dict(CPU_CONDITION)],
             "MultipleConditions": False,
             "NoData": {"Enable": False, "EvaluationCount": 3},
             "RecoveryNotify": {"Enable": True},
@@ -222,17 +222,7 @@ class OpenAPIStub(LocalServer):
             "LevelConditions": [
                 {
                     "Level": "critical",
-                    "Conditions": [
-                        {
-                            "MetricName": "CpuTotal",
-                            "MetricUnit": "Percent",
-                            "Statistics": "avg",
-                            "ComparisonOperator": ">",
-                            "Threshold": "90",
-                            "Period": "1m",
-                            "EvaluationWindow": 300,
-                        }
-                    ],
+                    "Conditions": [{**CPU_CONDITION, "EvaluationWindow": 300}],
                 }
             ],
             "NotifyTemplates": [{"NotifyTemplateId": "tpl-1", "Channel": "Email"}],
