@@ -14,7 +14,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-import deploy
+from deploy import package
 from tests.support import s3
 from tests.support.callbacks import ROOT
 from tests.support.flashduty import FlashdutyStub
@@ -27,7 +27,7 @@ def test_the_vefaas_package_alone_serves_drains_and_reconciles(
     tmp_path: Path, stub: FlashdutyStub, store: dict[str, str], openapi: OpenAPIStub
 ) -> None:
     app = tmp_path / "app"
-    zipfile.ZipFile(io.BytesIO(deploy.package())).extractall(app)
+    zipfile.ZipFile(io.BytesIO(package.zipped())).extractall(app)
     (app / "run.sh").chmod(0o755)  # zipfile does not restore modes; veFaaS does
     python = fresh_venv(tmp_path / "venv", app / "requirements.txt")
     port = free_port()
@@ -67,4 +67,4 @@ def test_the_vefaas_package_alone_serves_drains_and_reconciles(
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout.splitlines()[-1])["exit_code"] == 0, ran.stdout
     assert stub.accepted()[-1].event["labels"]["resource_id"] == "i-lost"
-    assert not (set(os.listdir(app)) - set(deploy.PACKAGE) - {"__pycache__"})
+    assert not (set(os.listdir(app)) - set(package.PACKAGE) - {"__pycache__"})
