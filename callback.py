@@ -114,6 +114,7 @@ UNAUTHORIZED = "missing or wrong callback token: send it in the Token header or 
 # "Trigger event message structure"); a body this small may be one, so it is read before refusing.
 TIMER_EVENT = "faas.timer.event"
 TIMER_BODY_MAX = 4096
+TIMER_SECONDS_MAX = 900.0
 
 
 def _small(request: Request) -> bool:
@@ -248,7 +249,8 @@ class Relay:
 
     def _timer(self, event: Mapping[str, Any], authenticated: bool, record: dict[str, Any]) -> Response:
         """A veFaaS timer trigger's event: a bounded drain of the store, or a reconcile run. Its payload
-        carries the token, since a timer sends no headers of ours:
+        carries TIMER_TOKEN, since a timer sends no headers of ours; it is not the callback token, which
+        anyone who may read the function's triggers could then use to post alerts:
         {"relay": "drain" | "reconcile", "seconds": N, "token": "..."}."""
         try:
             payload = json.loads(str(event.get("data") or "{}"))
@@ -256,10 +258,13 @@ class Relay:
             payload = None
         if not isinstance(payload, dict) or payload.get("relay") not in ("drain", "reconcile"):
             raise BadRequest('a timer event for the relay carries {"relay": "drain"} or {"relay": "reconcile"}')
-        if not (authenticated or self._is_token(str(payload.get("token") or ""))):
+        timer_token = self.settings.timer_token
+        given = str(payload.get("token") or "").encode("utf-8", "surrogatepass")
+        if not (authenticated or (timer_token and hmac.compare_digest(given, timer_token.encode("utf-8")))):
             raise Unauthorized(UNAUTHORIZED)
         seconds = payload.get("seconds")
-        left = float(seconds) if isinstance(seconds, (int, float)) else None
+        # Bounded, whoever asks: no longer than veFaaS lets a request run.
+        left = min(float(seconds), TIMER_SECONDS_MAX) if isinstance(seconds, (int, float)) else None
         record["kind"] = f"timer {payload['relay']}"
         if payload["relay"] == "reconcile":
             import reconcile  # deferred: the callback path never needs it

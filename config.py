@@ -30,6 +30,7 @@ VARIABLES = (
     "FLASHDUTY_PUSH_URL",
     "DRY_RUN",
     "CALLBACK_TOKEN",
+    "TIMER_TOKEN",
     "DELIVERY_DEADLINE_SECONDS",
     "DELIVERY_CONCURRENCY",
     "FLASHDUTY_MAX_RPS",
@@ -77,6 +78,7 @@ class Settings:
     push_url: str = DEFAULT_PUSH_URL
     dry_run: bool = True
     callback_token: str | None = None
+    timer_token: str | None = None  # what a timer's payload carries: it starts a drain or reconcile, nothing else
     deadline_seconds: float = 6.0
     concurrency: int = 8
     limits: RateLimits = field(default_factory=RateLimits)
@@ -114,6 +116,7 @@ def load(environ: Mapping[str, str]) -> Settings:
         push_url=_push_url(environ),
         dry_run=_flag(environ, "DRY_RUN") or not (integration_key or routes),
         callback_token=_text(environ, "CALLBACK_TOKEN"),
+        timer_token=_text(environ, "TIMER_TOKEN"),
         deadline_seconds=_number(environ, "DELIVERY_DEADLINE_SECONDS", 6.0, 0.5, VOLCENGINE_TIMEOUT_SECONDS - 0.5),
         concurrency=int(_number(environ, "DELIVERY_CONCURRENCY", 8, 1, MAX_CONCURRENCY, whole=True)),
         limits=RateLimits(

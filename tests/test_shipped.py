@@ -14,10 +14,10 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-import deploy
+from deploy import package
 from tests.support import s3
 from tests.support.callbacks import ROOT
-from tests.support.flashduty import FlashdutyStub
+from tests.support.flashduty import APP_KEY, FlashdutyStub
 from tests.support.openapi import ACCESS_KEY, SECRET_KEY, OpenAPIStub
 from tests.support.servers import free_port, wait_until_up
 from tests.support.venvs import fresh_venv
@@ -27,7 +27,7 @@ def test_the_vefaas_package_alone_serves_drains_and_reconciles(
     tmp_path: Path, stub: FlashdutyStub, store: dict[str, str], openapi: OpenAPIStub
 ) -> None:
     app = tmp_path / "app"
-    zipfile.ZipFile(io.BytesIO(deploy.package())).extractall(app)
+    zipfile.ZipFile(io.BytesIO(package.zipped())).extractall(app)
     (app / "run.sh").chmod(0o755)  # zipfile does not restore modes; veFaaS does
     python = fresh_venv(tmp_path / "venv", app / "requirements.txt")
     port = free_port()
@@ -61,10 +61,11 @@ def test_the_vefaas_package_alone_serves_drains_and_reconciles(
     openapi.webhooks["1"] = {"Id": "1", "Name": "volc-flashduty-relay", "Url": url, "RuleIds": [rule["Id"]]}
     openapi.add_alert_group(rule, "i-lost", int(time.time()) - 600)
     env.update(VOLCENGINE_ACCESS_KEY=ACCESS_KEY, VOLCENGINE_SECRET_KEY=SECRET_KEY)
+    env.update(FLASHDUTY_APP_KEY=APP_KEY, FLASHDUTY_API_URL=stub.origin)
     env.update(VOLCENGINE_OPENAPI_ENDPOINT=openapi.origin)
     reconciling = "import index, json; print(json.dumps(index.reconcile({}, None)))"
     ran = subprocess.run([str(python), "-c", reconciling], cwd=app, env=env, capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout.splitlines()[-1])["exit_code"] == 0, ran.stdout
     assert stub.accepted()[-1].event["labels"]["resource_id"] == "i-lost"
-    assert not (set(os.listdir(app)) - set(deploy.PACKAGE) - {"__pycache__"})
+    assert not (set(os.listdir(app)) - set(package.PACKAGE) - {"__pycache__"})

@@ -52,3 +52,21 @@ def test_a_tag_deploys_only_the_version_the_code_says() -> None:
     for tag, passes in ((f"v{version}", True), ("v0.0.1-not-this", False)):
         result = subprocess.run(["bash", "-c", script], cwd=ROOT, env={**os.environ, "GITHUB_REF_NAME": tag})
         assert (result.returncode == 0) is passes, tag
+
+
+def test_the_pipeline_runs_the_same_deploy_with_the_wiring_and_reconcile() -> None:
+    """deploy.yml gives `python -m deploy` the gateway, the rules and reconcile's key, and keeps the saved rules."""
+    deploy = yaml.safe_load((ROOT / ".github/workflows/deploy.yml").read_text())
+    steps = deploy["jobs"]["vefaas"]["steps"]
+    (step,) = [s for s in steps if s.get("run") == "python -m deploy"]
+    for name in ("APIG_GATEWAY_NAME", "DEPLOY_EVENT_RULES", "DEPLOY_ALARM_POLICIES", "RECONCILE_ACCESS_KEY"):
+        assert name in step["env"], name
+    help_text = subprocess.run(
+        [sys.executable, "-m", "deploy", "--help"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    for name in ("$APIG_GATEWAY_NAME", "$DEPLOY_EVENT_RULES", "$DEPLOY_ALARM_POLICIES", "$DEPLOY_BACKUP_DIR"):
+        assert name in help_text.replace("\n", " ").replace("  ", " "), name  # the deploy reads what CI gives
+    for command in ("python -m deploy test", "python -m deploy unwire", "python -m deploy restore"):
+        assert command in help_text
+    (keep,) = [s for s in steps if "upload-artifact" in s.get("uses", "")]
+    assert keep["with"]["path"] == step["env"]["DEPLOY_BACKUP_DIR"] + "/" and keep["if"] == "always()"

@@ -60,6 +60,8 @@ REQUIRED = {
     "ListEventRules": (),
     "UpdateEventRule": ("EventBusName", "EventSource", "Level", "RuleId", "RuleName"),
     "ListRules": (),
+    "ListRulesByIds": ("Ids",),
+    "TagResources": ("ResourceIds", "ResourceType", "Tags"),
     "ListAlertGroup": (),
     "UpdateRule": (
         "EffectEndAt",
@@ -82,6 +84,20 @@ READ_ONLY = {
     "UpdateRule": ("AlertState", "CreatedAt", "ProjectName", "ResourceType", "UpdatedAt"),
     "UpdateEventRule": ("AccountId", "CreatedAt", "Region", "UpdatedAt"),
 }
+# Nested fields a rule shows but its Update does not take (volcengine-openapi.md: a policy condition's
+# EvaluationWindow and DisplayName are not in UpdateRule's condition model): an update drops them.
+NOT_UPDATED = {"UpdateRule": {"Conditions": ("EvaluationWindow", "DisplayName")}, "UpdateEventRule": {}}
+# A sample policy's condition (an int EvaluationWindow, as the SDK types it, where UpdateRule takes one).
+CPU_CONDITION = {
+    "MetricName": "CpuTotal",
+    "MetricUnit": "Percent",
+    "Statistics": "avg",
+    "ComparisonOperator": ">",
+    "Threshold": "90",
+    "Period": "1m",
+}
+# Cloud Monitor takes one old-style URL or up to this many callback URLs (webhook ids), not both.
+WEBHOOKS_MAX = 8
 
 
 @dataclass
@@ -116,6 +132,9 @@ class OpenAPIStub(LocalServer):
         self.event_rules: dict[str, dict[str, Any]] = {}  # RuleId: the rule as ListEventRules gives it
         self.alarm_policies: dict[str, dict[str, Any]] = {}  # Id: the rule as ListRules gives it
         self.alert_groups: dict[str, dict[str, Any]] = {}  # Id: as ListAlertGroup gives it
+        self.lost: list[str] = []  # what an Update took from a rule: "<rule id>: <field path>"
+        # Run once, just after the named action has answered: a person changing things meanwhile.
+        self.after: dict[str, Callable[[], None]] = {}
         self.upload_base = ""  # where presigned upload addresses point; this server when empty
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -152,6 +171,21 @@ class OpenAPIStub(LocalServer):
             "ContactGroupIds": ["cg-oncall"],
             "FilterPattern": {"Source": "ecs", "Type": ["ecs:Disk:DiskError.Redeploy.Executing"]},
             "WebhookIds": [],
+            "NotificationId": "ntf-ops",
+            # The SDK's list model shows 5 of these; the answer has all of them, credentials too.
+            "MessageQueue": [
+                {
+                    "Type": "kafka",
+                    "Region": "cn-beijing",
+                    "InstanceId": "kafka-1",
+                    "VpcId": "vpc-1",
+                    "Topic": "alerts",
+                    "Endpoints": "10.0.0.7:9092",
+                    "Username": "relay",
+                    "Password": "kafka-secret",
+                    "AuthEncrypt": "SCRAM-SHA-256",
+                }
+            ],
             "CreatedAt": 1732406400,
             "UpdatedAt": 1732406400,
             **fields,
@@ -176,16 +210,7 @@ class OpenAPIStub(LocalServer):
             "EffectStartAt": "00:00",
             "EffectEndAt": "23:59",
             "ConditionOperator": "||",
-            "Conditions": [
-                {
-                    "MetricName": "CpuTotal",
-                    "MetricUnit": "Percent",
-                    "Statistics": "avg",
-                    "ComparisonOperator": ">",
-                    "Threshold": "90",
-                    "Period": "1m",
-                }
-            ],
+            "Conditions": [dict(CPU_CONDITION)],
             "MultipleConditions": False,
             "NoData": {"Enable": False, "EvaluationCount": 3},
             "RecoveryNotify": {"Enable": True},
@@ -195,6 +220,15 @@ class OpenAPIStub(LocalServer):
             "ContactGroupIds": ["cg-oncall"],
             "WebHook": "",
             "WebhookIds": [],
+            "Tags": [{"Key": "team", "Value": "sre"}],
+            "NotificationId": "ntf-ops",
+            "LevelConditions": [
+                {
+                    "Level": "critical",
+                    "Conditions": [{**CPU_CONDITION, "EvaluationWindow": 300}],
+                }
+            ],
+            "NotifyTemplates": [{"NotifyTemplateId": "tpl-1", "Channel": "Email"}],
             "ProjectName": "default",
             "ResourceType": "ECS",
             "CreatedAt": "2024-11-24T00:00:00Z",
@@ -412,6 +446,7 @@ class OpenAPIStub(LocalServer):
         rule = self.event_rules.get(body["RuleId"])
         if rule is None:
             raise _Refusal(404, "NotFound.EventRule", f"event rule {body['RuleId']} not found")
+        _refuse_webhooks(body, "UpdateEventRule")
         effective = body.get("EffectiveTime") or {}
         listed = {**{k: v for k, v in body.items() if k not in ("EventSource", "Status", "EffectiveTime")}}
         listed.update(Source=body["EventSource"], EnableState=body.get("Status"))
@@ -422,28 +457,55 @@ class OpenAPIStub(LocalServer):
     def _list_rules(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._page(body, list(self.alarm_policies.values()))
 
+    def _list_rules_by_ids(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"Data": [rule for rule_id, rule in self.alarm_policies.items() if rule_id in body["Ids"]]}
+
     def _update_rule(self, body: dict[str, Any]) -> dict[str, Any]:
         rule = self.alarm_policies.get(body["Id"])
         if rule is None:
             raise _Refusal(404, "NotFound.Rule", f"alarm policy {body['Id']} not found")
+        if "Tags" in body:  # the Terraform provider's finding: UpdateRule fails when Tags is sent
+            raise _Refusal(400, "InvalidParameter.Tags", "Tags cannot be updated by UpdateRule: use TagResources")
+        _refuse_webhooks(body, "UpdateRule")
         listed = {k: v for k, v in body.items() if k != "Webhook"}
-        listed["WebHook"] = body.get("Webhook")
-        self._replace(rule, listed, "UpdateRule")
+        listed["WebHook"] = body.get("Webhook") or ""
+        self._replace(rule, listed, "UpdateRule")  # and, as the provider found, without its tags
         return {"Data": [rule["Id"]]}
 
+    def _tag_resources(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body["ResourceType"] != "rule":
+            raise _Refusal(400, "InvalidParameter.ResourceType", f"no resource type {body['ResourceType']!r}")
+        for rule_id in body["ResourceIds"]:
+            if rule_id not in self.alarm_policies:
+                raise _Refusal(404, "NotFound.Rule", f"alarm policy {rule_id} not found")
+        for rule_id in body["ResourceIds"]:
+            tags = {t["Key"]: t["Value"] for t in self.alarm_policies[rule_id].get("Tags") or []}
+            tags.update({t["Key"]: t["Value"] for t in body["Tags"]})
+            self.alarm_policies[rule_id]["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
+        return {"Data": {"ResourceIds": body["ResourceIds"]}}
+
     def _replace(self, rule: dict[str, Any], listed: dict[str, Any], action: str) -> None:
-        """An Update replaces the whole rule, as Volcengine's does: a field left out is lost (recorded)."""
-        lost = sorted(k for k in rule if k not in READ_ONLY[action] and k not in listed)
-        if lost:
-            self.violations.append(f"{action} left out {lost}: the rule would lose them")
+        """An Update replaces the whole rule, as Volcengine's does: a field left out is lost, nested
+        ones too, and so are the nested fields it does not take (NOT_UPDATED); `lost` says which."""
+        for field_name, dropped in NOT_UPDATED[action].items():
+            if isinstance(listed.get(field_name), list):
+                listed[field_name] = [
+                    {k: v for k, v in item.items() if k not in dropped} if isinstance(item, dict) else item
+                    for item in listed[field_name]
+                ]
+        rule_id = rule.get("RuleId") or rule.get("Id")
         kept = {k: rule[k] for k in READ_ONLY[action] if k in rule}
+        self.lost += [
+            f"{rule_id}: {path}" for path in _missing({k: v for k, v in rule.items() if k not in kept}, listed)
+        ]
         rule.clear()
         rule.update({**listed, **kept})
         for webhook in self.webhooks.values():
             ids = webhook["EventRuleIds" if action == "UpdateEventRule" else "RuleIds"]
-            rule_id = rule.get("RuleId") or rule.get("Id")
             if webhook["Id"] in (rule.get("WebhookIds") or []) and rule_id not in ids:
                 ids.append(rule_id)
+            elif webhook["Id"] not in (rule.get("WebhookIds") or []) and rule_id in ids:
+                ids.remove(rule_id)
 
     def _list_alert_group(self, body: dict[str, Any]) -> dict[str, Any]:
         start, end = int(body.get("StartAt") or 0), int(body.get("EndAt") or 0)
@@ -511,6 +573,8 @@ class OpenAPIStub(LocalServer):
             "UpdateEventRule": self._update_event_rule,
             "ListRules": self._list_rules,
             "UpdateRule": self._update_rule,
+            "ListRulesByIds": self._list_rules_by_ids,
+            "TagResources": self._tag_resources,
             "ListAlertGroup": self._list_alert_group,
         }
 
@@ -528,7 +592,10 @@ class OpenAPIStub(LocalServer):
             raise _Refusal(400, "MissingParameter", f"{action} needs {missing}")
         if action in self.deny:
             raise _Refusal(403, "AccessDenied", f"User is not authorized to perform: {action}")
-        return 200, handler(body)
+        result = handler(body)
+        if action in self.after:
+            self.after.pop(action)()
+        return 200, result
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         stub = self
@@ -594,6 +661,38 @@ def _epoch(value: Any) -> float:
 def _alert_state(group: dict[str, Any]) -> str:
     """The documented AlertStates value a stored alarm answers to (its AlertState spelling is the test's)."""
     return "alerting" if str(group["AlertState"]).lower() in ("alerting", "alarm", "firing") else "normal"
+
+
+def _refuse_webhooks(body: dict[str, Any], action: str) -> None:
+    """One old-style URL or up to WEBHOOKS_MAX callback URLs: the console's rule, and Terraform's one-of."""
+    ids = body.get("WebhookIds") or []
+    if len(ids) > WEBHOOKS_MAX:
+        raise _Refusal(400, "InvalidParameter.WebhookIds", f"{action}: at most {WEBHOOKS_MAX} webhook ids")
+    if ids and body.get("Webhook"):
+        raise _Refusal(400, "InvalidParameter.Webhook", f"{action}: a webhook URL or webhook ids, not both")
+
+
+def _missing(old: Any, new: Any, path: str = "") -> list[str]:
+    """The field paths `old` has (with a value) and `new` lacks, through nested objects and lists (a
+    changed value is a change, not a loss)."""
+    if isinstance(old, dict):
+        if not isinstance(new, dict):
+            return [path]
+        lost = []
+        for key, value in old.items():
+            here = f"{path}.{key}" if path else key
+            if value not in (None, "", [], {}):
+                lost += _missing(value, new[key], here) if key in new else [here]
+        return lost
+    if isinstance(old, list):
+        if not isinstance(new, list):
+            return [path]
+        if len(old) == len(new):
+            return [
+                lost for i, (a, b) in enumerate(zip(old, new, strict=True)) for lost in _missing(a, b, f"{path}[{i}]")
+            ]
+        return [f"{path}[{i}]" for i, item in enumerate(old) if item not in new]
+    return []
 
 
 class _Refusal(Exception):

@@ -1,0 +1,401 @@
+"""The command line (`python -m deploy`, `python -m deploy test`), and the order of the deploy's steps."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import re
+import secrets
+import sys
+from pathlib import Path
+from typing import TextIO
+
+import requests
+
+import config
+import deploy
+import volcengine_api
+from callback import VERSION
+from deploy import saved
+from deploy.calls import Caller, DeployError, sdk_clients
+from deploy.function import (
+    COMMAND,
+    DRAIN_TIMER,
+    PORT,
+    RECONCILE_TIMER,
+    STORE_CREDENTIALS,
+    Function,
+    Target,
+    refuse_what_cannot_work,
+)
+from deploy.gateway import Gateway
+from deploy.monitor import Monitor, Wiring, ticked
+from deploy.package import DEFAULT_RUNTIME, PACKAGE, description, minimum_python, runtime_python, zipped
+from deploy.wiring_test import wiring_test
+
+# The function's reconcile key: a read-only Cloud Monitor key given apart from the deploying one.
+RECONCILE_SETTINGS = ("FLASHDUTY_APP_KEY", "FLASHDUTY_API_URL")  # reconcile's Flashduty side (the key a secret)
+RECONCILE_CREDENTIALS = {
+    "RECONCILE_ACCESS_KEY": "VOLCENGINE_ACCESS_KEY",
+    "RECONCILE_SECRET_KEY": "VOLCENGINE_SECRET_KEY",
+}
+
+
+def run(
+    clients: argparse.Namespace, target: Target, wiring: Wiring, code: bytes, backups: Path, out: TextIO
+) -> str | None:
+    """Every step, in order; the callback URL, when the function has one."""
+    caller = Caller(clients.faas_models.ApiException, out)
+    monitor = Monitor(caller, clients.monitor, clients.monitor_models, clients.universal)
+    chosen = []
+    if wiring.monitor:  # every rule is checked before anything is written
+        chosen = monitor.rules(wiring)
+        webhook = monitor.find_webhook(target.name)
+        refused = monitor.refusals(chosen, webhook.id if webhook else None)
+        if refused:
+            raise DeployError(
+                "nothing was changed: ticking the relay in these rules would lose something:\n  - "
+                + "\n  - ".join(refused)
+            )
+    function = Function(caller, clients.faas, clients.faas_models, clients.universal, requests.put)
+    found = function.find(target)
+    environment = target.wanted_environment(found.settings if found else {})
+    _secure(environment, target, wiring, out)
+    settings = config.load(environment)
+    refuse_what_cannot_work(settings, environment)
+    wanted_description = description(code)
+    if found is None:
+        function_id = function.create(target, environment, wanted_description)
+        code_changed = True
+    else:
+        function_id = found.id
+        function.update(found, target, environment, wanted_description)
+        code_changed = found.description != wanted_description
+    if code_changed:
+        function.upload(function_id, code)
+    else:
+        function.unchanged_code(code)
+    if settings.deadletter is not None:
+        function.probe(settings.deadletter, environment)
+    function.release(function_id)
+    triggers = function.triggers(function_id)
+    for timer in _timers(environment):
+        function.timer(function_id, triggers, timer, target.request_timeout, environment["TIMER_TOKEN"])
+    if wiring.gateway:
+        gateway = Gateway(caller, clients.gateway, clients.gateway_models, clients.routes, clients.route_models)
+        url = gateway.route(function_id, target.name, wiring.gateway)
+    else:
+        url = next((u for t in triggers for u in re.findall(r"https?://[^\s\"'\\]+", t.detailed_config or "")), None)
+    if wiring.monitor:
+        if url is None:
+            raise DeployError(
+                "Cloud Monitor needs the function's URL, and it has none yet: pass --gateway NAME (an API "
+                "gateway in this region) so that the deploy routes one to it."
+            )
+        webhook_id = monitor.webhook(target.name, url, environment["CALLBACK_TOKEN"])
+        interrupted = saved.unfinished(backups, target.name, target.region)
+        if interrupted is not None:
+            for kind, rule in saved.load(interrupted):
+                monitor.mend(kind, rule)
+            saved.finish(interrupted)
+        to_tick = [(kind, rule) for kind, rule in chosen if not ticked(kind, rule, webhook_id)]
+        if to_tick:
+            path = saved.save(backups, target.name, target.region, to_tick)
+            caller.say(
+                f"saved the {len(to_tick)} rules it will write, whole, to {path} (the way back: "
+                f"python -m deploy restore {path}; python -m deploy unwire takes the relay out of every rule)"
+            )
+        for kind, rule in chosen:
+            monitor.tick(kind, rule, webhook_id)
+        if to_tick:
+            saved.finish(path)
+    return url
+
+
+def _timers(environment: dict[str, str]) -> list[tuple[str, str, str, str]]:
+    """The drain's timer with a store; reconcile's with its key."""
+    return [
+        timer
+        for timer, wanted in (
+            (DRAIN_TIMER, environment.get("DEADLETTER_URI")),
+            (RECONCILE_TIMER, environment.get("VOLCENGINE_ACCESS_KEY")),
+        )
+        if wanted
+    ]
+
+
+def _secure(environment: dict[str, str], target: Target, wiring: Wiring, out: TextIO) -> None:
+    """No door left open: a public route gets a callback token, and timers a secret of their own,
+    which starts only a bounded drain or reconcile (callback.Relay._timer) and never posts an alert."""
+    if (wiring.gateway or wiring.monitor) and not environment.get("CALLBACK_TOKEN"):
+        if "CALLBACK_TOKEN" in target.unset:
+            raise DeployError("--unset CALLBACK_TOKEN with a public route would let anyone post alerts: drop it")
+        environment["CALLBACK_TOKEN"] = secrets.token_urlsafe(32)
+        # Printed once, here, and never logged: the webhook gets it, `python -m deploy test` needs it.
+        print(
+            f"- CALLBACK_TOKEN: none was set, so the function gets a new one: {environment['CALLBACK_TOKEN']} "
+            "(shown only this once; Cloud Monitor's callback URL sends it)",
+            file=out,
+            flush=True,
+        )
+    if _timers(environment) and not environment.get("TIMER_TOKEN"):
+        environment["TIMER_TOKEN"] = secrets.token_urlsafe(32)  # only the function and its timers hold it
+
+
+def unwire(clients: argparse.Namespace, name: str, region: str, backups: Path, out: TextIO) -> int:
+    """The relay's callback URL taken out of every rule that calls it; each saved first."""
+    caller = Caller(clients.monitor_models.ApiException, out)
+    monitor = Monitor(caller, clients.monitor, clients.monitor_models, clients.universal)
+    webhook = monitor.find_webhook(name)
+    if webhook is None:
+        caller.say(f"no callback URL named {name!r}: no rule calls the relay")
+        return 0
+    calling = [(kind, rule) for kind, rule in monitor.all_rules() if webhook.id in (rule.get("WebhookIds") or [])]
+    if calling:
+        path = saved.save(backups, name, region, calling)
+        caller.say(f"saved the {len(calling)} rules it will write, whole, to {path}")
+    for kind, rule in calling:
+        monitor.unwire(kind, rule, webhook.id)
+    caller.say(
+        f"{len(calling)} rules no longer call callback URL {name!r} ({webhook.id}); the callback URL itself is "
+        "kept (delete it in Cloud Monitor once nothing needs it)"
+    )
+    return 0
+
+
+def restore(clients: argparse.Namespace, path: Path, out: TextIO) -> int:
+    """The rules in a saved file written back as they were."""
+    caller = Caller(clients.monitor_models.ApiException, out)
+    monitor = Monitor(caller, clients.monitor, clients.monitor_models, clients.universal)
+    for kind, rule in saved.load(path):
+        monitor.restore(kind, rule)
+    return 0
+
+
+def plan(target: Target, wiring: Wiring) -> list[str]:
+    shell = sorted(target.environment)
+    return [
+        f"find function {target.name!r} in {target.region}, and read the settings it has",
+        f"create it, or update what differs: runtime {target.runtime}, command {COMMAND}, port {PORT}, "
+        f"{target.memory_mb} MB, timeout {target.request_timeout} s; environment: its own settings, then "
+        f"{shell or 'none'} from this shell" + (f", less {sorted(target.unset)}" if target.unset else ""),
+        f"when the code changed: upload the package ({', '.join(PACKAGE)}), install requirements.txt",
+        "with DEADLETTER_URI: write and delete a probe object in the store, with the function's credentials",
+        "release and wait for it; with DEADLETTER_URI, a timer that drains the store every minute; with "
+        "RECONCILE_ACCESS_KEY, a timer that reconciles with Cloud Monitor every 5 minutes",
+        *_wiring_plan(target, wiring),
+    ]
+
+
+def _wiring_plan(target: Target, wiring: Wiring) -> list[str]:
+    steps = [
+        f"on API gateway {wiring.gateway!r}: a VeFaas upstream, a service and a route (POST and GET /) "
+        f"named {target.name!r} to the function; print its callback URL"
+        if wiring.gateway
+        else "print the callback URL of its API gateway trigger (--gateway NAME makes the route)"
+    ]
+    if wiring.monitor:
+        steps.append(
+            f"in Cloud Monitor: a Generic Webhook callback URL {target.name!r} to it, with CALLBACK_TOKEN as its token"
+        )
+    for what, chosen in (("event rules", wiring.event_rules), ("alarm policies", wiring.alarm_policies)):
+        if chosen is not None:
+            steps.append(f"tick it in the {what} {', '.join(chosen)}, keeping everything else they have")
+    return steps
+
+
+COMMANDS = """commands:
+  python -m deploy [options]                  deploy (this page's options)
+  python -m deploy test --url URL [--token T] a test event and its Ok through the deployed relay
+  python -m deploy unwire [--name N]          take the relay's callback URL out of every rule that calls it
+  python -m deploy restore FILE               write the rules saved in FILE back as they were
+each run that writes rules first saves them whole in --backup-dir (default deploy-backups/) and prints the file"""
+
+
+def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["test"]:
+        tester = argparse.ArgumentParser(
+            prog="python -m deploy test", description="send a test event and its Ok through the deployed relay"
+        )
+        tester.add_argument("--url", required=True, help="the callback URL (what Cloud Monitor posts to)")
+        tester.add_argument("--token", default=os.environ.get("CALLBACK_TOKEN"), help="default: $CALLBACK_TOKEN")
+        test_args = tester.parse_args(argv[1:])
+        return wiring_test(test_args.url, test_args.token, out)
+    if argv[:1] in (["unwire"], ["restore"]):
+        return _way_back(argv, out)
+    parser = _parser("python -m deploy", (deploy.__doc__ or "").splitlines()[0])
+    parser.epilog = COMMANDS
+    parser.add_argument("--version", action="version", version=f"volc-flashduty-relay {VERSION}")
+    parser.add_argument("--runtime", default=DEFAULT_RUNTIME, help="veFaaS web-server runtime")
+    parser.add_argument("--memory-mb", type=int, default=512)
+    parser.add_argument(
+        "--timeout", type=int, default=30, help="request timeout, seconds (above the delivery deadline)"
+    )
+    parser.add_argument(
+        "--unset", action="append", default=[], metavar="NAME", help="remove this setting from the function"
+    )
+    parser.add_argument(
+        "--dry-run-function",
+        action="store_true",
+        help="deploy a function that translates and delivers nothing (DRY_RUN=true), even without a key",
+    )
+    parser.add_argument(
+        "--gateway",
+        default=os.environ.get("APIG_GATEWAY_NAME") or None,
+        metavar="NAME",
+        help="route this API gateway (an existing one, in the region) to the function: its URL is the callback "
+        "URL (default: $APIG_GATEWAY_NAME)",
+    )
+    for option, variable, what in (
+        ("--event-rules", "DEPLOY_EVENT_RULES", "event rules"),
+        ("--alarm-policies", "DEPLOY_ALARM_POLICIES", "alarm policies"),
+    ):
+        parser.add_argument(
+            option,
+            type=_names,
+            default=_names(os.environ[variable]) if os.environ.get(variable) else None,
+            metavar="ID|NAME,...|all",
+            help=f"tick the relay's callback URL in these Cloud Monitor {what} (default: ${variable})",
+        )
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and what would be refused; call nothing")
+    args = parser.parse_args(argv)
+
+    low, found = minimum_python(), runtime_python(args.runtime)
+    if found is None or found < low:
+        parser.exit(2, f"deploy: runtime {args.runtime} runs Python older than the {low[0]}.{low[1]} the code needs\n")
+    names = (*config.VARIABLES, *STORE_CREDENTIALS)
+    environment = {name: os.environ[name] for name in names if os.environ.get(name)}
+    # Reconcile's key reaches the function only as given for it: never this shell's deploying key.
+    reconcile_key = {to: os.environ[given] for given, to in RECONCILE_CREDENTIALS.items() if os.environ.get(given)}
+    if reconcile_key:
+        if len(reconcile_key) < 2:
+            parser.exit(2, "deploy: set both RECONCILE_ACCESS_KEY and RECONCILE_SECRET_KEY (a read-only key)\n")
+        if reconcile_key["VOLCENGINE_ACCESS_KEY"] == os.environ.get("VOLCENGINE_ACCESS_KEY"):
+            parser.exit(
+                2,
+                "deploy: RECONCILE_ACCESS_KEY is the deploying key: give reconcile a key of its own, "
+                "allowed only Cloud Monitor's ListWebhooks, ListRules and ListAlertGroup\n",
+            )
+        environment.update(reconcile_key, VOLCENGINE_REGION=args.region, RECONCILE_WEBHOOK=args.name)
+        environment.update({name: os.environ[name] for name in RECONCILE_SETTINGS if os.environ.get(name)})
+    try:
+        config.load(environment)  # a setting the function would refuse at start is refused here
+        endpoint = volcengine_api.endpoint(os.environ)
+    except (config.ConfigError, ValueError) as error:
+        parser.exit(2, f"deploy: {error}\n")
+    target = Target(
+        args.name,
+        args.region,
+        args.runtime,
+        args.memory_mb,
+        args.timeout,
+        environment,
+        frozenset(args.unset),
+        args.dry_run_function,
+    )
+    wiring = Wiring(args.gateway, args.event_rules, args.alarm_policies)
+    code = zipped()
+    if args.dry_run:
+        print(f"would deploy volc-flashduty-relay {VERSION} ({len(code)} bytes) to veFaaS via {endpoint}:", file=out)
+        for step in plan(target, wiring):
+            print(f"- {step}", file=out)
+        refusals = _would_refuse(target)
+        for refusal in refusals:
+            print(f"would refuse: {refusal}", file=out)
+        if not refusals:
+            print("nothing here would be refused (what the function already has is read by the real deploy)", file=out)
+        return 0
+    clients = _clients(parser, args.region, endpoint)
+    try:
+        url = run(clients, target, wiring, code, args.backup_dir, out)
+    except DeployError as error:
+        parser.exit(1, f"deploy: {error}\n")
+    if url:
+        print(f"\ndeployed. Callback URL for Cloud Monitor: {url}", file=out)
+    else:
+        print(
+            "\ndeployed. The function has no URL yet: run this again with --gateway NAME (an API gateway in this "
+            "region) to route one to it.",
+            file=out,
+        )
+    return 0
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The options every command that calls Volcengine shares."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--name", default=os.environ.get("VEFAAS_FUNCTION_NAME") or "volc-flashduty-relay")
+    parser.add_argument("--region", default=os.environ.get("VOLCENGINE_REGION") or "cn-beijing")
+    parser.add_argument(
+        "--backup-dir",
+        type=Path,
+        default=Path(os.environ.get("DEPLOY_BACKUP_DIR") or saved.DEFAULT_DIRECTORY),
+        help="where the rules it writes are saved first (default: $DEPLOY_BACKUP_DIR, else deploy-backups)",
+    )
+    return parser
+
+
+def _way_back(argv: list[str], out: TextIO) -> int:
+    """`unwire` and `restore`: what the deploy did to Cloud Monitor's rules, undone."""
+    command = argv[0]
+    if command == "unwire":
+        parser = _parser("python -m deploy unwire", "take the relay's callback URL out of every rule that calls it")
+    else:
+        parser = _parser("python -m deploy restore", "write the rules saved in FILE back as they were")
+        parser.add_argument("file", type=Path, metavar="FILE", help="a file the deploy (or unwire) saved")
+    args = parser.parse_args(argv[1:])
+    try:
+        clients = _clients(parser, args.region, volcengine_api.endpoint(os.environ))
+        if command == "unwire":
+            return unwire(clients, args.name, args.region, args.backup_dir, out)
+        return restore(clients, args.file, out)
+    except (DeployError, ValueError) as error:
+        parser.exit(1, f"deploy {command}: {error}\n")
+
+
+def _clients(parser: argparse.ArgumentParser, region: str, endpoint: str) -> argparse.Namespace:
+    access_key, secret_key = os.environ.get("VOLCENGINE_ACCESS_KEY"), os.environ.get("VOLCENGINE_SECRET_KEY")
+    if not (access_key and secret_key):
+        parser.exit(
+            2, "deploy: set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY (an access key allowed to use veFaaS)\n"
+        )
+    try:
+        return sdk_clients(access_key, secret_key, region, endpoint)
+    except ImportError as error:
+        parser.exit(2, f"deploy: {_NO_SDK} ({error.name} is missing)\n")
+
+
+_NO_SDK = "the Volcengine SDKs are not installed: pip install -r requirements-deploy.txt"
+
+
+def _would_refuse(target: Target) -> list[str]:
+    """What the real deploy would refuse, as far as this shell tells (the function may have more)."""
+    refusals = []
+    for module in (
+        "volcenginesdkvefaas",
+        "volcenginesdkapig",
+        "volcenginesdkapig20221112",
+        "volcenginesdkcloudmonitor",
+    ):
+        if importlib.util.find_spec(module) is None:
+            refusals.append(f"{_NO_SDK} ({module} is missing)")
+            break
+    environment = target.wanted_environment({})
+    try:
+        refuse_what_cannot_work(config.load(environment), environment)
+    except DeployError as error:
+        refusals.append(f"{error} (unless the function already has what is missing)")
+    if not (os.environ.get("VOLCENGINE_ACCESS_KEY") and os.environ.get("VOLCENGINE_SECRET_KEY")):
+        refusals.append("VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY (the deploying key) are not set")
+    return refusals
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names or ("all" in names and len(names) > 1):
+        raise argparse.ArgumentTypeError("give ids or names, comma-separated, or all")
+    return names

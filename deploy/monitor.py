@@ -1,0 +1,369 @@
+"""Cloud Monitor: the relay's callback URL (a Generic Webhook), ticked in the event rules and alarm
+policies named."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from deploy.calls import Caller, DeployError
+
+# Cloud Monitor's "Generic Webhook" type. The OpenAPI reference gives no value set for Type; BytePlus's
+# Terraform provider documents custom (generic), wecom, lark, dingtalk. A found webhook of another
+# type that is not a chat bot is taken as generic too.
+WEBHOOK_TYPE = "custom"
+CHAT_BOT_TYPES = frozenset({"wecom", "lark", "dingtalk", "slack"})
+MONITOR_VERSION = "2018-01-01"
+# Cloud Monitor takes one old-style webhook URL or up to this many callback URLs in a rule, not both
+# (BytePlus's console; Volcengine's Terraform provider treats them as one-of).
+WEBHOOKS_MAX = 8
+# TagResources' resource type for an alarm policy: not documented; what the provider's service sends.
+TAG_RESOURCE_TYPE = "rule"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Event rules or alarm policies: how they are listed, read again, written, and what the tick is."""
+
+    what: str
+    option: str
+    list_action: str
+    update_action: str
+    id_field: str
+    methods: str  # where "Webhook" is ticked
+    read_model: str  # the SDK's models, for which fields a rule shows but its Update does not take
+    update_model: str
+    renamed: dict[str, str]  # listed name: updated name
+    changing: tuple[str, ...]  # what changes by itself (an alarm's state, the update time)
+
+    def rule_id(self, rule: dict[str, Any]) -> str:
+        return str(rule[self.id_field])
+
+    def name(self, rule: dict[str, Any]) -> str:
+        return f"{self.what} {rule.get('RuleName')!r} ({self.rule_id(rule)})"
+
+
+EVENT_RULES = Kind(
+    "event rule",
+    "--event-rules",
+    "ListEventRules",
+    "UpdateEventRule",
+    "RuleId",
+    "ContactMethods",
+    "DataForListEventRulesOutput",
+    "UpdateEventRuleRequest",
+    {"Source": "EventSource", "EnableState": "Status"},  # and EffectStartAt/EndAt: EffectiveTime
+    ("UpdatedAt",),
+)
+ALARM_POLICIES = Kind(
+    "alarm policy",
+    "--alarm-policies",
+    "ListRules",
+    "UpdateRule",
+    "Id",
+    "AlertMethods",
+    "DataForListRulesOutput",
+    "UpdateRuleRequest",
+    {"WebHook": "Webhook"},
+    ("UpdatedAt", "AlertState"),
+)
+
+
+KINDS = {kind.what: kind for kind in (EVENT_RULES, ALARM_POLICIES)}
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """How Cloud Monitor reaches the function: a route on a named API gateway, and the callback URL
+    (webhook) ticked in the event rules and alarm policies named (None: leave them; ("all",): every one)."""
+
+    gateway: str | None = None
+    event_rules: tuple[str, ...] | None = None
+    alarm_policies: tuple[str, ...] | None = None
+
+    @property
+    def monitor(self) -> bool:
+        return self.event_rules is not None or self.alarm_policies is not None
+
+
+@dataclass
+class Monitor:
+    """The wiring's steps, against Cloud Monitor's SDK client (api, models) and the universal API."""
+
+    caller: Caller
+    api: Any
+    models: Any
+    universal: Any
+
+    def find_webhook(self, name: str, url: str | None = None) -> Any:
+        """The relay's callback URL (by its name; of several, the one to `url`), or None."""
+        webhooks = self.caller.pages(
+            "list callback URLs",
+            lambda page: self.api.list_webhooks(
+                self.models.ListWebhooksRequest(name=name, page_number=page, page_size=100)
+            ),
+        )
+        return next(iter(sorted((w for w in webhooks if w.name == name), key=lambda w: w.url != url)), None)
+
+    def webhook(self, name: str, url: str, token: str) -> str:
+        """Cloud Monitor's callback URL to the relay, with the function's token. A token cannot be read
+        back, so every run sets it: an interrupted rotation cannot leave the two apart."""
+        api, models = self.api, self.models
+        found = self.find_webhook(name, url)
+        if found is None:
+            created = self.caller.call(
+                "create callback URL",
+                lambda: (
+                    api.create_webhook(
+                        models.CreateWebhookRequest(name=name, type=WEBHOOK_TYPE, url=url, token=token)
+                    ).data
+                ),
+            )
+            self.caller.say(f"callback URL {name!r}: created ({created[0]}) to {url}, with the token")
+            return str(created[0])
+        differs = [
+            what
+            for what, differ in (("url", found.url != url), ("type", str(found.type).lower() in CHAT_BOT_TYPES))
+            if differ
+        ]
+        self.caller.call(
+            "update callback URL",
+            lambda: api.update_webhook(
+                models.UpdateWebhookRequest(
+                    id=found.id, name=name, type=WEBHOOK_TYPE, url=url, with_token=True, token=token
+                )
+            ),
+        )
+        self.caller.say(
+            f"callback URL {name!r} ({found.id}): "
+            + (f"updated its {', '.join(differs)}; " if differs else "")
+            + "token set (it cannot be read back, so every run sets it)"
+        )
+        return str(found.id)
+
+    def unwire(self, kind: Kind, listed: dict[str, Any], webhook_id: str) -> bool:
+        """The webhook taken out of one rule (read again before, compared after); False if it had none."""
+        rule = self.read(kind, listed)
+        if webhook_id not in (rule.get("WebhookIds") or []):
+            return False
+        others = [i for i in rule["WebhookIds"] if i != webhook_id]
+        methods = rule.get(kind.methods) or []
+        wanted = {**rule, "WebhookIds": others}
+        if not others and not rule.get("WebHook"):
+            wanted[kind.methods] = [m for m in methods if m != "Webhook"]
+        self.write(kind, wanted, f"untick {kind.name(rule)}")
+        changed = differences(kind, wanted, self.read(kind, rule))
+        if changed:
+            raise DeployError(
+                f"{kind.name(rule)}: taking the relay out changed {', '.join(changed)} as well: restore it from "
+                "the saved copy (python -m deploy restore FILE)"
+            )
+        self.caller.say(f"{kind.name(rule)}: no longer calls the relay")
+        return True
+
+    def restore(self, kind: Kind, saved: dict[str, Any]) -> None:
+        """A rule written back as saved, and compared after."""
+        now = self.read(kind, saved)
+        if not differences(kind, saved, now):
+            self.caller.say(f"{kind.name(saved)}: as saved, unchanged")
+            return
+        self.write(kind, saved, f"restore {kind.name(saved)}")
+        still = differences(kind, saved, self.read(kind, saved))
+        if still:
+            raise DeployError(f"{kind.name(saved)}: restored, but {', '.join(still)} still differ from the saved copy")
+        self.caller.say(f"{kind.name(saved)}: restored as saved")
+
+    def mend(self, kind: Kind, saved: dict[str, Any]) -> None:
+        """What an interrupted run took from a rule (a field it had then and lacks now, its tags above
+        all: UpdateRule drops them until TagResources puts them back), put back; its other fields, as
+        others may have changed them since, are left as they are now."""
+        now = self.read(kind, saved)
+        missing = {
+            k: v
+            for k, v in saved.items()
+            if _canonical(v) != "null" and _canonical(now.get(k)) == "null" and k not in kind.changing
+        }
+        missing.pop("WebhookIds", None)
+        missing.pop(kind.methods, None)
+        if missing:
+            self.write(kind, {**now, **missing}, f"put back in {kind.name(saved)}")
+            self.caller.say(f"{kind.name(saved)}: an earlier run stopped part-way; put back its {', '.join(missing)}")
+
+    def all_rules(self) -> list[tuple[Kind, dict[str, Any]]]:
+        return [(kind, rule) for kind in (EVENT_RULES, ALARM_POLICIES) for rule in self._list(kind)]
+
+    def rules(self, wiring: Wiring) -> list[tuple[Kind, dict[str, Any]]]:
+        """The rules named, as Cloud Monitor's JSON has them (the SDK's list models drop fields)."""
+        chosen = []
+        for kind, wanted in ((EVENT_RULES, wiring.event_rules), (ALARM_POLICIES, wiring.alarm_policies)):
+            if wanted is not None:
+                chosen += [(kind, rule) for rule in _choose(self._list(kind), wanted, kind)]
+        return chosen
+
+    def refusals(self, chosen: list[tuple[Kind, dict[str, Any]]], webhook_id: str | None) -> list[str]:
+        """Why ticking the relay in each rule would lose something: every rule, before any is written."""
+        refused = []
+        for kind, rule in chosen:
+            if ticked(kind, rule, webhook_id):
+                continue
+            reasons = []
+            if rule.get("WebHook"):
+                reasons.append(
+                    "it sends to an old-style webhook URL, and Cloud Monitor takes that URL or callback URLs, not "
+                    "both: ticking the relay would drop it. Make that URL a callback URL (Cloud Monitor -> "
+                    "callback URLs), tick it in the rule instead of the URL, and deploy again; or leave this rule out"
+                )
+            if len(rule.get("WebhookIds") or []) >= WEBHOOKS_MAX:
+                reasons.append(f"it already calls {WEBHOOKS_MAX} callback URLs, the most a rule may have")
+            unwritable = sorted(set(self._unwritable(rule, kind.read_model, kind.update_model)))
+            if unwritable:
+                reasons.append(
+                    f"{kind.update_action} cannot write back {', '.join(unwritable)} (Cloud Monitor's update "
+                    "takes no such field): writing the rule would lose it"
+                )
+            refused += [f"{kind.name(rule)}: {reason}" for reason in reasons]
+        return refused
+
+    def tick(self, kind: Kind, listed: dict[str, Any], webhook_id: str) -> None:
+        """The webhook ticked in one rule, read again just before and read back after: only the tick
+        may differ. Anything else that differs is put back, and the deploy stops saying what."""
+        rule = self.read(kind, listed)
+        name = kind.name(rule)
+        if ticked(kind, rule, webhook_id):
+            self.caller.say(f"{name}: already calls the relay")
+            return
+        wanted = {
+            **rule,
+            "WebhookIds": [*(rule.get("WebhookIds") or []), webhook_id],
+            kind.methods: sorted({*(rule.get(kind.methods) or []), "Webhook"}),
+        }
+        self.write(kind, wanted, f"update {name}")
+        after = self.read(kind, rule)
+        changed = differences(kind, wanted, after)
+        if not changed:
+            self.caller.say(f"{name}: now calls the relay, nothing else changed")
+            return
+        self.write(kind, rule, f"put back {name}")
+        still = differences(kind, rule, self.read(kind, rule))
+        raise DeployError(
+            f"{name}: writing the tick changed {', '.join(changed)} as well; "
+            + (
+                f"putting it back did not restore {', '.join(still)}: restore it from the saved copy"
+                if still
+                else "it is put back as it was, without the relay"
+            )
+            + ". Tick the relay in it by hand, or leave it out."
+        )
+
+    def write(self, kind: Kind, rule: dict[str, Any], what: str) -> None:
+        """A rule written whole (Update replaces it), with its tags as TagResources keeps them."""
+        self._call(what, kind.update_action, self._update_body(kind, rule))
+        if kind is ALARM_POLICIES and rule.get("Tags"):
+            # UpdateRule refuses Tags and drops them (Volcengine's Terraform provider): put them back.
+            body = {"ResourceType": TAG_RESOURCE_TYPE, "ResourceIds": [kind.rule_id(rule)], "Tags": rule["Tags"]}
+            self._call(f"{what}: its tags", "TagResources", body)
+
+    def read(self, kind: Kind, rule: dict[str, Any]) -> dict[str, Any]:
+        """One rule as Cloud Monitor has it now."""
+        rule_id = kind.rule_id(rule)
+        if kind is ALARM_POLICIES:
+            found = self._call(f"read {kind.name(rule)}", "ListRulesByIds", {"Ids": [rule_id]}).get("Data") or []
+        else:
+            found = self._list(kind, {"RuleName": rule.get("RuleName")})
+        now = next((r for r in found if kind.rule_id(r) == rule_id), None)
+        if now is None:
+            raise DeployError(f"{kind.name(rule)} is gone (deleted meanwhile?): nothing was written to it")
+        return dict(now)
+
+    def _list(self, kind: Kind, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        rules: list[dict[str, Any]] = []
+        for page in range(1, 10_000):
+            body = {**(filters or {}), "PageNumber": page, "PageSize": 100}
+            answer = self._call(f"list {kind.what}s", kind.list_action, body)
+            rules += answer.get("Data") or []
+            if not answer.get("Data") or len(rules) >= int(answer.get("TotalCount") or 0):
+                break
+        return rules
+
+    def _call(self, what: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        """An action called by name with a JSON body, its Result as JSON: nothing passes through a model."""
+        info = self.models.UniversalInfo(
+            method="POST",
+            service="cloudmonitor",
+            version=MONITOR_VERSION,
+            action=action,
+            content_type="application/json",
+        )
+        return self.caller.call(what, functools.partial(self.universal.do_call, info, body)) or {}
+
+    def _update_body(self, kind: Kind, rule: dict[str, Any]) -> dict[str, Any]:
+        """A rule as its Update takes it: everything it has, less what only a read shows (by the SDK's
+        models), renamed where the two spell a field differently. A field the SDK does not know is sent."""
+        read_only = _fields(self.models, kind.read_model) - _fields(self.models, kind.update_model)
+        body = {k: v for k, v in rule.items() if k not in read_only and k != "Tags"}
+        for listed, updated in kind.renamed.items():
+            if rule.get(listed):
+                body[updated] = rule[listed]
+        if kind is EVENT_RULES and (rule.get("EffectStartAt") or rule.get("EffectEndAt")):
+            body["EffectiveTime"] = {"StartTime": rule.get("EffectStartAt"), "EndTime": rule.get("EffectEndAt")}
+        return body
+
+    def _unwritable(self, value: Any, read_model: str, update_model: str, path: str = "") -> Iterator[str]:
+        """Nested fields (with a value) that the read model has and the update model lacks."""
+        read, update = getattr(self.models, read_model), getattr(self.models, update_model)
+        read_types = {read.attribute_map[k]: t for k, t in read.swagger_types.items()}
+        update_types = {update.attribute_map[k]: t for k, t in update.swagger_types.items()}
+        for key, item in value.items():
+            if item in (None, "", [], {}) or key not in read_types or key not in update_types:
+                continue  # top-level renames and read-only fields are _update_body's; unknown ones are sent
+            inner_read, inner_update = _model(read_types[key]), _model(update_types[key])
+            if inner_read is None or inner_update is None:
+                continue
+            read_fields = _fields(self.models, inner_read)
+            update_fields = _fields(self.models, inner_update)
+            here = f"{path}{key}[]" if isinstance(item, list) else f"{path}{key}"
+            for element in item if isinstance(item, list) else [item]:
+                for field_name, field_value in element.items():
+                    if field_value not in (None, "") and field_name in read_fields - update_fields:
+                        yield f"{here}.{field_name}"
+                yield from self._unwritable(element, inner_read, inner_update, f"{here}.")
+
+
+def differences(kind: Kind, wanted: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The fields that differ between two readings of a rule, less what changes by itself."""
+    keys = (wanted.keys() | now.keys()) - set(kind.changing)
+    return sorted(k for k in keys if _canonical(wanted.get(k)) != _canonical(now.get(k)))
+
+
+def _canonical(value: Any) -> str:
+    return "null" if value in (None, "", [], {}) else json.dumps(value, sort_keys=True)
+
+
+def ticked(kind: Kind, rule: dict[str, Any], webhook_id: str | None) -> bool:
+    return webhook_id in (rule.get("WebhookIds") or []) and "Webhook" in (rule.get(kind.methods) or [])
+
+
+def _fields(models: Any, model: str) -> set[str]:
+    return set(getattr(models, model).attribute_map.values())
+
+
+def _model(swagger_type: str) -> str | None:
+    """The model class a field holds (list[X] or X), or None for plain values."""
+    name = swagger_type[5:-1] if swagger_type.startswith("list[") else swagger_type
+    return name if name[:1].isupper() else None
+
+
+def _choose(rules: list[dict[str, Any]], wanted: tuple[str, ...], kind: Kind) -> list[dict[str, Any]]:
+    """The rules named by id or name, or all of them; a name that matches nothing stops the deploy."""
+    if wanted == ("all",):
+        return rules
+    chosen = [r for r in rules if kind.rule_id(r) in wanted or r.get("RuleName") in wanted]
+    unknown = sorted(set(wanted) - {kind.rule_id(r) for r in chosen} - {r.get("RuleName") for r in chosen})
+    if unknown:
+        raise DeployError(
+            f"no {kind.what} has the id or name {', '.join(unknown)} in this region ({kind.option}); nothing was ticked"
+        )
+    return chosen
