@@ -47,6 +47,28 @@ def pre_request(worker, req):
         sock.settimeout(BODY_STALL_SECONDS)
 
 
+def post_worker_init(worker):
+    """An answer that says `Connection: close` closes the connection, its unread body unread.
+
+    WSGI servers drop hop-by-hop headers an application sets, and gunicorn then keeps the connection
+    alive by reading what is left of the body first: a refused stranger's trickled body would hold
+    a thread. The relay marks its refusals so (main.relay); gunicorn's response closes on them.
+    """
+    app = worker.wsgi
+
+    def closing_refusals(environ, start_response):
+        def start(status, headers, exc_info=None):
+            if any(name.lower() == "connection" and value.lower() == "close" for name, value in headers):
+                response = getattr(start_response, "__self__", None)  # gunicorn's http.wsgi.Response
+                if response is not None:
+                    response.force_close()
+            return start_response(status, headers, exc_info)
+
+        return app(environ, start)
+
+    worker.wsgi = closing_refusals
+
+
 def when_ready(server):
     import config  # the relay's settings, as the worker will read them
 
