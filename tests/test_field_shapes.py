@@ -387,7 +387,10 @@ def test_per_node_alarms_lead_with_each_nodes_flagged_metric(post, stub) -> None
     assert len(stub.alerts()) == 2
     assert "节点=redis-cnlfnode-0-1 节点内存使用率 = 95.6% (threshold 90%)" in titles[0]
     assert "节点=redis-cnlfnode-1-1 节点CPU使用率 = 88% (threshold 80%)" in titles[1]
-    assert {e["labels"]["alert_group_id"] for e in sent(stub)} == {"6649a1c0e4b0c1d2e3f40201", "6649a1c0e4b0c1d2e3f40202"}
+    assert {e["labels"]["alert_group_id"] for e in sent(stub)} == {
+        "6649a1c0e4b0c1d2e3f40201",
+        "6649a1c0e4b0c1d2e3f40202",
+    }
 
 
 def test_a_metric_callback_without_type_is_read_by_its_lists(post, stub) -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -147,3 +148,54 @@ def wait_for(condition, timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def answer_and_close(sock: socket.socket, wait: float) -> tuple[bytes, bool]:
+    """What the server answers on this socket, and whether it closed it within `wait` seconds."""
+    sock.settimeout(wait)
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except TimeoutError:
+        return received, False
+    return received, True
+
+
+def test_a_refusal_before_the_body_frees_its_thread_at_once() -> None:
+    with production_server({"DRY_RUN": "true", "CALLBACK_TOKEN": "tok-door", "THREADS": "16"}) as (url, _, _):
+        host, port = url.split("//")[1].strip("/").split(":")
+        strangers = []
+        try:
+            for _ in range(16):  # as many as the server has threads, each holding back most of its body
+                sock = socket.create_connection((host, int(port)), timeout=10)
+                sock.sendall(b'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n{"Type": "Metric"')
+                strangers.append(sock)
+            for sock in strangers:
+                answer, closed = answer_and_close(sock, wait=2)
+                assert answer.startswith(b"HTTP/1.1 401") and b"connection: close" in answer.lower(), answer[:200]
+                assert closed, "the server kept the connection to read a refused body"
+            started = time.monotonic()
+            request = urllib.request.Request(
+                url, data=(ROOT / "samples/event.json").read_bytes(), headers={"Token": "tok-door"}
+            )
+            assert urllib.request.urlopen(request, timeout=20).status == 200
+            assert time.monotonic() - started < 2
+        finally:
+            for sock in strangers:
+                sock.close()
+
+
+def test_a_non_ascii_token_is_the_same_bytes_in_the_header_and_the_query() -> None:
+    token = "密钥-tök"
+    with production_server({"DRY_RUN": "true", "CALLBACK_TOKEN": token}) as (url, _, _):
+        body = (ROOT / "samples/event.json").read_bytes()
+
+        def post(target: bytes, header: bytes = b"") -> bytes:
+            head = b"POST " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + header
+            return raw_exchange(url, head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+        assert post(b"/", b"Token: " + token.encode() + b"\r\n").startswith(b"HTTP/1.1 200")
+        assert post(b"/?token=" + urllib.parse.quote(token).encode()).startswith(b"HTTP/1.1 200")
+        assert post(b"/", b"Token: " + token.encode("latin-1", "replace") + b"\r\n").startswith(b"HTTP/1.1 401")
+        assert post(b"/", b"Token: " + "密钥-tok".encode() + b"\r\n").startswith(b"HTTP/1.1 401")
