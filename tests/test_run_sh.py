@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -103,13 +104,16 @@ def test_make_run_serves_a_dry_run_on_loopback_and_says_so() -> None:
             f"PORT={port}",
             "VENV=" + str(Path(sys.executable).parents[1]),
         ]
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log, text=True)
+        # Its own process group: make does not pass a SIGTERM on to the server it started.
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=log, text=True, start_new_session=True
+        )
         try:
             health = json.loads(wait_until_up(f"http://127.0.0.1:{port}/", process))
             request = urllib.request.Request(f"http://127.0.0.1:{port}/?token=tok-make-run", data=b"{}")
             urllib.request.urlopen(request, timeout=10).read()
         finally:
-            process.terminate()
+            os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=30)
         log.seek(0)
         output = log.read()
