@@ -162,16 +162,23 @@ class Relay:
         if request.method != "POST":
             raise MethodNotAllowed(request.method)
         authenticated = self._token_given(request)
-        if not authenticated and not _small(request):
+        small = _small(request)
+        if not authenticated and not small:
             raise Unauthorized(UNAUTHORIZED)  # before the body is read: a stranger's body costs nothing
-        route, integration_key = self._route(request.path)
-        record["route"] = route
+        found = self._route(request.path)
+        if found is None and not small:
+            raise self._no_route(request.path)  # not a timer event: no need to read the body
         body = _decoded(request, time.monotonic() + BODY_READ_SECONDS)
         callback = _parse(body)
+        # A timer event names no route: veFaaS posts it to `/`, where ROUTES alone has no integration.
         if callback.get("type") == TIMER_EVENT:
             return self._timer(callback, authenticated, record)
         if not authenticated:
-            raise Unauthorized(UNAUTHORIZED)
+            raise Unauthorized(UNAUTHORIZED)  # only a caller with the token learns which routes exist
+        if found is None:
+            raise self._no_route(request.path)
+        route, integration_key = found
+        record["route"] = route
 
         translation = mapping.translate(callback, self.settings.mapping)
         events = translation.events
@@ -242,10 +249,12 @@ class Relay:
         return self._is_token(given)
 
     def _is_token(self, given: str) -> bool:
+        """Whether `given` is the token, byte for byte as it was sent (see _token_bytes)."""
         expected = self.settings.callback_token
         if expected is None:
             return True
-        return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8"))
+        given_bytes = _token_bytes(given)
+        return given_bytes is not None and hmac.compare_digest(given_bytes, _token_bytes(expected) or b"")
 
     def _timer(self, event: Mapping[str, Any], authenticated: bool, record: dict[str, Any]) -> Response:
         """A veFaaS timer trigger's event: a bounded drain of the store, or a reconcile run. Its payload
@@ -275,17 +284,36 @@ class Relay:
         result = replay.drain(self.settings, left)
         return Response(200, {k: v for k, v in result.items() if k != "message"})
 
-    def _route(self, path: str) -> tuple[str, str | None]:
-        """The integration for a callback URL path: its last segment names a route in ROUTES."""
+    def _route(self, path: str) -> tuple[str, str | None] | None:
+        """The route and integration for a callback URL path (its last segment names a route in
+        ROUTES; none names the default), or None when there is none."""
         routes = self.settings.routes
-        name = path.rstrip("/").rsplit("/", 1)[-1]
+        name = _last_segment(path)
         if name in routes:
             return name, self.settings.integration_key_for(name)
-        if routes and name:
-            raise NotFound(f"no route named {name!r}: use one of the paths /{', /'.join(sorted(routes))} or /")
-        if self.settings.integration_key is None and not self.settings.dry_run:
-            raise NotFound(f"no integration for path '/': use one of the paths /{', /'.join(sorted(routes))}")
+        if (routes and name) or (self.settings.integration_key is None and not self.settings.dry_run):
+            return None
         return DEFAULT_ROUTE, self.settings.integration_key_for(DEFAULT_ROUTE)
+
+    def _no_route(self, path: str) -> NotFound:
+        paths = "/" + ", /".join(sorted(self.settings.routes))
+        if name := _last_segment(path):
+            return NotFound(f"no route named {name!r}: use one of the paths {paths} or /")
+        return NotFound(f"no integration for path '/': use one of the paths {paths}")
+
+
+def _token_bytes(text: str) -> bytes | None:
+    """A token as the bytes it came as: the environment and the adapters (main.py) give bytes that are
+    not UTF-8 as surrogate escapes. None for a lone surrogate of another kind (from a JSON payload),
+    which no bytes spell, so it matches no token."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return None
+
+
+def _last_segment(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _trace_id(header: str) -> str:

@@ -40,6 +40,7 @@ VARIABLES = (
     "MIN_SEVERITY",
     "DISPLAY_TIMEZONE",
     "EVENT_CLOSING_STATES",
+    "EVENT_LIFECYCLE_TYPES",
     "DEADLETTER_URI",
     "DEADLETTER_ENDPOINT_URL",
     "DEADLETTER_ADDRESSING_STYLE",
@@ -133,6 +134,7 @@ def load(environ: Mapping[str, str]) -> Settings:
             min_severity=_min_severity(environ),
             display_zone=_display_zone(environ),
             closing_states=_closing_states(environ),
+            lifecycle_types=_lifecycle_types(environ),
         ),
         deadletter=_deadletter(environ),
     )
@@ -308,3 +310,20 @@ def _closing_states(environ: Mapping[str, str]) -> frozenset[str]:
             f"or none, got {value!r}"
         )
     return states
+
+
+EVENT_TYPE = re.compile(r"^[a-z0-9_.-]+(?::[a-z0-9_.-]+)*$")
+
+
+def _lifecycle_types(environ: Mapping[str, str]) -> frozenset[str]:
+    """EVENT_LIFECYCLE_TYPES: the user's own event types whose ending states close what earlier ones opened."""
+    value = _text(environ, "EVENT_LIFECYCLE_TYPES")
+    if value is None:
+        return frozenset()
+    types = frozenset(part.strip().lower() for part in value.split(",") if part.strip())
+    if not types or not all(EVENT_TYPE.match(event_type) for event_type in types):
+        raise ConfigError(
+            "EVENT_LIFECYCLE_TYPES must be event types without their state, separated by commas "
+            f"(such as ecs:Instance:MyOperation.Restart), got {value!r}"
+        )
+    return types

@@ -7,6 +7,7 @@ gunicorn itself; the application is still functions-framework's, from create_app
 
 import logging
 import os
+import socket
 import sys
 
 from logs import JsonFormatter
@@ -45,6 +46,56 @@ def pre_request(worker, req):
     sock = getattr(req.unreader, "sock", None)
     if sock is not None:
         sock.settimeout(BODY_STALL_SECONDS)
+
+
+def post_worker_init(worker):
+    """An answer that says `Connection: close` (the relay's refusals, main.relay) ends the connection
+    at once, its unread body unread.
+
+    WSGI servers drop hop-by-hop headers an application sets, and gunicorn then keeps the connection
+    alive by reading what is left of the body first, holding a thread while a refused stranger
+    trickles it. Closing, gunicorn lingers on the main thread for up to 2 s per connection to read
+    what the client still sends, which a stranger that keeps sending turns into a stall of every
+    connection. So the refusal's own thread ends the connection once the answer is written: it
+    stops sending (the client reads the whole answer, then the end), and stops reading.
+    """
+    app = worker.wsgi
+
+    def closing_refusals(environ, start_response):
+        closing = False
+
+        def start(status, headers, exc_info=None):
+            nonlocal closing
+            closing = any(name.lower() == "connection" and value.lower() == "close" for name, value in headers)
+            if closing and hasattr(getattr(start_response, "__self__", None), "force_close"):
+                start_response.__self__.force_close()  # gunicorn's response: no keep-alive, no drain
+            return start_response(status, headers, exc_info)
+
+        answer = app(environ, start)
+        sock = environ.get("gunicorn.socket")
+        return _EndAfter(answer, sock) if closing and sock is not None else answer
+
+    worker.wsgi = closing_refusals
+
+
+class _EndAfter:
+    """The answer's body; once the server has written all of it (and calls close), the connection ends."""
+
+    def __init__(self, answer, sock):
+        self._answer, self._sock = answer, sock
+
+    def __iter__(self):
+        return iter(self._answer)
+
+    def close(self):
+        try:
+            if hasattr(self._answer, "close"):
+                self._answer.close()
+        finally:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # the client is gone already
 
 
 def when_ready(server):

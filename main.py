@@ -23,7 +23,7 @@ def relay(request: Any) -> Any:
         Request(
             method=request.method,
             path=request.path,
-            headers={name.lower(): value for name, value in request.headers.items()},
+            headers={name.lower(): _header_text(value) for name, value in request.headers.items()},
             query=request.args.to_dict(),
             body=b"",
             stream=request.stream,
@@ -32,10 +32,12 @@ def relay(request: Any) -> Any:
     headers = {**answer.headers, "Content-Type": "application/json"}
     if 400 <= answer.status < 500:
         # Refused, perhaps before the body was read (a wrong token, a stalled client): answer now.
-        # functions-framework reads the whole request before any answer that is not streamed.
+        # functions-framework reads the whole request before any answer that is not streamed. The
+        # connection closes too, or the server would read the unread body to keep it alive, holding
+        # a thread for as long as the client trickles it (gunicorn.conf.py honours this header).
         from flask import Response  # already loaded: functions-framework runs this target
 
-        return Response(iter([answer.json()]), answer.status, headers)
+        return Response(iter([answer.json()]), answer.status, {**headers, "Connection": "close"})
     return answer.json(), answer.status, headers
 
 
@@ -77,6 +79,16 @@ def _event_request(event: Any) -> Request:
         body=body.encode("utf-8", "surrogatepass") if isinstance(body, str) else b"",
         base64=bool(event.get("isBase64Encoded")),
     )
+
+
+def _header_text(value: str) -> str:
+    """A header as the text its bytes spell: WSGI hands each byte over as one Latin-1 character, so a
+    UTF-8 token in the Token header would not equal the same token in the query (bytes that are not
+    UTF-8 become surrogate escapes, which callback.Relay compares as the bytes they were)."""
+    try:
+        return value.encode("latin-1").decode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # not from a WSGI server: already text
+        return value
 
 
 def _mapping(value: Any) -> dict[str, Any]:

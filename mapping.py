@@ -51,6 +51,47 @@ EVENT_STATES = frozenset(
 # Failed ends the lifecycle too, but the operation did not happen and the problem it was for is
 # still there: it stays open for a person unless EVENT_CLOSING_STATES says otherwise.
 DEFAULT_CLOSING_STATES = frozenset({"succeeded", "completed", "rejected", "canceled"})
+
+
+@dataclass(frozen=True)
+class EventLifecycle:
+    """What the catalog knows of one event type: the states it passes through, and those it ends in."""
+
+    intermediate: frozenset[str]
+    endings: frozenset[str]
+
+    @property
+    def ending_is_the_incident(self) -> bool:
+        # Published only once it happened: nothing earlier opened an alert for an ending to close.
+        return not self.intermediate
+
+
+def _lifecycle_of(intermediate: str, endings: str) -> EventLifecycle:
+    return EventLifecycle(frozenset(intermediate.lower().split()), frozenset(endings.lower().split()))
+
+
+# The event catalog: ECS event names (`<cause>.<impact>`, the part after `ecs:<ResourceType>:`) and
+# their states, from BytePlus ECS "Event type overview" (docs.byteplus.com/en/docs/ecs/Event-type-overview)
+# and "Event monitoring overview", the valid values of BytePlus ECS CreateSubscription /
+# ModifySubscriptionEventTypes, and Volcengine ECS DescribeEventTypes (volcengine.com docs 6396/196424).
+# An ending state closes an alert only for a type with earlier states that open one; a type published
+# only in an ending state (InstanceFailure:Succeeded: the instance failed) is the incident itself.
+EVENT_CATALOG: dict[str, EventLifecycle] = {
+    "diskerror.redeploy": _lifecycle_of(
+        "Inquiring Scheduled Executing", "Succeeded Completed Canceled Rejected Failed"
+    ),
+    "systemmaintenance.redeploy": _lifecycle_of("Inquiring Executing", "Succeeded Failed"),
+    "infrastructureupgrade.redeploy": _lifecycle_of("Inquiring Executing", "Succeeded Failed Canceled"),
+    "systemfailure.redeploy": _lifecycle_of("Inquiring Inquring Executing", "Succeeded Failed Canceled"),
+    "spotinstanceinterruption.delete": _lifecycle_of("Scheduled", "Succeeded"),
+    "instancefailure": _lifecycle_of("", "Succeeded"),
+    "systemfailure.stop": _lifecycle_of("", "Succeeded"),
+    "accountunbalanced.stop": _lifecycle_of("", "Succeeded"),
+    "accountunbalanced.delete": _lifecycle_of("", "Succeeded"),
+}
+# A type the user names in EVENT_LIFECYCLE_TYPES: earlier states open its alert, any state may end it.
+MARKED_LIFECYCLE = EventLifecycle(frozenset({"earlier"}), EVENT_STATES)
+CATALOG_SOURCES = frozenset({"", "ecs"})  # the catalog's names are ECS's; a bare name is taken as one
 # `python -m deploy test` marks its callbacks with this field (no Volcengine callback has it): their
 # events say TEST, carry `test=true` and are never filtered, so the wiring test pages nobody.
 WIRING_TEST = "RelayWiringTest"
@@ -95,6 +136,8 @@ class Options:
     min_severity: Severity = INFO
     display_zone: tzinfo = CHINA_STANDARD_TIME  # every time in titles and descriptions
     closing_states: frozenset[str] = DEFAULT_CLOSING_STATES  # lower-case event states that close the alert
+    # Lower-case event types (without state) the user marks as lifecycles, beside EVENT_CATALOG's.
+    lifecycle_types: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -184,14 +227,19 @@ def _event_center(callback: Mapping[str, Any], options: Options) -> _Candidate:
     event_type = _text(callback.get("EventType")) or _text(details.get("type"))
     check, state = _lifecycle(event_type, options)
     subject = _text(details.get("subject"))
-    resource = _text(details.get("volcresourcename")) or subject or _service_resource(details, check)
+    fields = _service_fields(details)
+    resource = _text(details.get("volcresourcename")) or subject or _service_resource(fields, check)
     event_id = _text(callback.get("Id")) or _text(details.get("id"))
     account = _text(callback.get("AccountId")) or _text(details.get("volcaccountid"))
     region = _text(callback.get("Region")) or _text(details.get("volcregion"))
     source = _text(callback.get("Source")) or _text(details.get("source"))
     summary = _event_summary(callback)
-    closes = state.lower() in options.closing_states
+    lifecycle = _known_lifecycle(check, options)
+    ending = state.lower() in options.closing_states
+    # An ending closes only what earlier states opened: where none did, or none is known to, it pages.
+    closes = ending and lifecycle is not None and not lifecycle.ending_is_the_incident
     status: EventStatus = OK if closes else level_status
+    change = "" if state else _state_change(fields)
 
     labels = {
         "source": "volcengine",
@@ -215,23 +263,17 @@ def _event_center(callback: Mapping[str, Any], options: Options) -> _Candidate:
     if unknown_levels and not closes:
         labels["unknown_level"] = ",".join(dict.fromkeys(unknown_levels))
 
-    title = " ".join(part for part in (check or "Volcengine event", resource and f"on {resource}") if part)
+    title = " ".join(part for part in (check or "Volcengine event", resource and f"on {resource}", change) if part)
     if state:
         title = f"{state}: {title}"
     if summary:
         title = f"{title}: {summary}"
-    if closes:
-        ending = f"The event reached {state}, which ends its lifecycle: this closes the alert."
-    elif state:
-        endings = ", ".join(s.capitalize() for s in sorted(options.closing_states)) or "(none set)"
-        ending = f"The alert closes when the event reaches one of: {endings}."
-    else:
-        ending = "Volcengine sends no recovery for events: resolve this alert in Flashduty."
     lines = [
         summary,
         "",
         _field("Event type", event_type),
         _field("State", state),
+        _field("State change", change),
         _field("Resource", resource),
         _field("Happened at", _time_text(callback.get("HappenedAt"), options.display_zone)),
         _field("Account / region", " / ".join(filter(None, (account, region)))),
@@ -239,13 +281,44 @@ def _event_center(callback: Mapping[str, Any], options: Options) -> _Candidate:
         _field("Event id", event_id),
         _field("Details", details_text or _details_extras(details)),
         "",
-        ending,
+        _ending_text(check, state, lifecycle, closes, options),
     ]
     # One alert per lifecycle of one event type on one resource, whatever its state; an event that
     # names no resource is an alert of its own, never merged with others of its type.
     identity = resource or "event " + (event_id or details_text or _json(details))
     event = _event(title=title, status=status, key_parts=(EVENT, check, identity), lines=lines, labels=labels)
     return _Candidate(event, filterable=not closes and not unknown_levels)
+
+
+def _known_lifecycle(check: str, options: Options) -> EventLifecycle | None:
+    """What the catalog (or the user, in EVENT_LIFECYCLE_TYPES) says of an event type; None if nothing."""
+    if check.lower() in options.lifecycle_types:
+        return MARKED_LIFECYCLE
+    source, _, name = check.rpartition(":")
+    if source.split(":")[0].lower() not in CATALOG_SOURCES:
+        return None
+    return EVENT_CATALOG.get(name.lower())
+
+
+def _ending_text(check: str, state: str, lifecycle: EventLifecycle | None, closes: bool, options: Options) -> str:
+    """The description's last paragraph: whether and when this alert closes."""
+    if closes:
+        return f"The event reached {state}, which ends its lifecycle: this closes the alert."
+    if not state:
+        return "Volcengine sends no recovery for events: resolve this alert in Flashduty."
+    if lifecycle is not None and lifecycle.ending_is_the_incident:
+        return (
+            f"Volcengine publishes {check} only once it happened: {state} is the incident itself, not the end of "
+            "an earlier alert. Resolve this alert in Flashduty."
+        )
+    if lifecycle is None:
+        return (
+            f"The relay's event catalog does not know {check}, so an ending state may be the incident itself: "
+            f"it pages at its rule's level instead of closing the alert. If earlier states of {check} open an "
+            "alert that its ending should close, add it to EVENT_LIFECYCLE_TYPES."
+        )
+    endings = sorted(s.capitalize() for s in lifecycle.endings & options.closing_states)
+    return f"The alert closes when the event reaches one of: {', '.join(endings) or '(none set)'}."
 
 
 def _lifecycle(event_type: str, options: Options) -> tuple[str, str]:
@@ -304,24 +377,64 @@ _RESOURCE_FIELDS = (
 )
 
 
-def _service_resource(details: Mapping[str, Any], check: str) -> str:
-    """The resource a service names in its own Details fields (at the top or in one nested object).
-
-    The event type's resource type goes first: a `clb:Listener:...` event is about its listener,
-    even when the load balancer is named too.
-    """
-    parts = check.split(":")
-    resource_type = _snake(parts[1]) if len(parts) > 2 else ""
+def _service_fields(details: Mapping[str, Any]) -> dict[str, str]:
+    """A service's own Details fields (at the top or in one nested object), by snake_case name."""
     extras = {k: v for k, v in details.items() if k not in _DETAILS_ENVELOPE}
     fields: dict[str, str] = {}
     for value in [extras, *(v for v in extras.values() if isinstance(v, dict))]:
         for key, item in value.items():
             text = _text(item) if isinstance(item, (str, int)) and not isinstance(item, bool) else ""
             fields.setdefault(_snake(_text(key)), text)
+    return fields
+
+
+def _service_resource(fields: Mapping[str, str], check: str) -> str:
+    """The resource a service names in its own Details fields.
+
+    The event type's resource type goes first: a `clb:Listener:...` event is about its listener,
+    even when the load balancer is named too.
+    """
+    parts = check.split(":")
+    resource_type = _snake(parts[1]) if len(parts) > 2 else ""
     for name in (f"{resource_type}_id", *_RESOURCE_FIELDS):
         if fields.get(name):
             return fields[name]
     return ""
+
+
+# How a state-change event (ecs:Instance:StateChange, which has no state suffix) may name the states
+# it went from and to: Volcengine documents no field names, so these are the usual spellings.
+_NEW_STATE_FIELDS = (
+    "current_state",
+    "new_state",
+    "to_state",
+    "after_state",
+    "current_status",
+    "new_status",
+    "state",
+    "status",
+)
+_OLD_STATE_FIELDS = (
+    "previous_state",
+    "old_state",
+    "from_state",
+    "before_state",
+    "pre_state",
+    "last_state",
+    "previous_status",
+    "old_status",
+    "pre_status",
+    "last_status",
+)
+
+
+def _state_change(fields: Mapping[str, str]) -> str:
+    """`Running → Stopped` (or `→ Stopped` without the old state) when Details names the new state."""
+    new = next((fields[name] for name in _NEW_STATE_FIELDS if fields.get(name)), "")
+    old = next((fields[name] for name in _OLD_STATE_FIELDS if fields.get(name)), "")
+    if not new:
+        return ""
+    return f"{old} → {new}" if old and old != new else f"→ {new}"
 
 
 def _details_extras(details: Mapping[str, Any]) -> str:
@@ -665,7 +778,7 @@ def _past_threshold(metric: Mapping[str, Any], rule_condition: str) -> bool:
     value, threshold = _number(metric.get("CurrentValue")), _number(metric.get("Threshold"))
     if value is None or threshold is None:
         return False
-    names = [n for n in (_text(metric.get("Name")), _text(metric.get("Description"))) if n]
+    names = [n for n in (_text(metric.get("Name")), *_meanings(metric)) if n]
     clauses = [c for c in re.split(r"[,;，；|]|\b(?:or|and)\b|或|且|&&", rule_condition) if c.strip()]
     mentioning = [c for c in clauses if any(n in c for n in names)]
     condition = _text(metric.get("TriggerCondition")) or next(iter(mentioning), clauses[0] if len(clauses) == 1 else "")
@@ -687,17 +800,29 @@ def _number(value: Any) -> float | None:
 
 def _metric_text(metric: Mapping[str, Any], detailed: bool = False) -> str:
     name = _text(metric.get("Name"))
-    meaning = (
-        _text(metric.get("Description")) or _text(metric.get("DescriptionCn")) or _text(metric.get("DescriptionEn"))
-    )
+    meanings = [m for m in _meanings(metric) if m != name]
     unit = _unit(metric.get("Unit"))
     value = _text(metric.get("CurrentValue"))
     threshold = _text(metric.get("Threshold"))
-    label = f"{name} ({meaning})" if detailed and meaning and meaning != name else (meaning or name)
+    if detailed:
+        label = f"{name} ({' / '.join(meanings)})" if name and meanings else name or " / ".join(meanings)
+    else:
+        label = next(iter(meanings), name)
     text = f"{label} = {_with_unit(value, unit)}" if value else f"{label}: no data"
     if threshold:
         text += f" (threshold {_with_unit(threshold, unit)})"
     return text
+
+
+# Every spelling a metric's description comes in (docs, HertzBeat, VeAIOps, live bodies in upper
+# case), in the order the title prefers: Description (what the console shows), then Chinese, then
+# English, as the title's dimension names are Chinese when Volcengine sent them.
+_DESCRIPTIONS = ("Description", "DescriptionCN", "DescriptionCn", "DescriptionEN", "DescriptionEn")
+
+
+def _meanings(metric: Mapping[str, Any]) -> list[str]:
+    """A metric's descriptions, each once, in _DESCRIPTIONS' order."""
+    return list(dict.fromkeys(text for text in (_text(metric.get(key)) for key in _DESCRIPTIONS) if text))
 
 
 def _dropped(value: Any) -> list[str]:

@@ -15,7 +15,23 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-SAMPLES = sorted(Path(__file__).parent.glob("*.json"))
+# Event states that end an event's alert, as the relay's defaults have them (EVENT_CLOSING_STATES).
+ENDING_STATES = ("succeeded", "completed", "rejected", "canceled")
+
+
+def closes(path: Path) -> bool:
+    """Whether a sample may close an alert another opens: a metric recovery, or an event in an ending state."""
+    callback = json.loads(path.read_text(encoding="utf-8"))
+    event_type = str(callback.get("EventType") or "").lower()
+    return str(callback.get("Type") or "").endswith("Recovered") or event_type.endswith(ENDING_STATES)
+
+
+# Firings first: a recovery posted before its firing would leave the alert open in Flashduty.
+def order(path: Path) -> tuple[bool, str]:
+    return closes(path), path.name
+
+
+SAMPLES = sorted(Path(__file__).parent.glob("*.json"), key=order)
 
 
 def post(url: str, path: Path, token: str | None) -> int:
@@ -43,7 +59,7 @@ def main() -> int:
     parser.add_argument("--token", help="the relay's CALLBACK_TOKEN, sent in the Token header")
     args = parser.parse_args()
     try:
-        statuses = [post(args.url, path, args.token) for path in args.samples]
+        statuses = [post(args.url, path, args.token) for path in sorted(args.samples, key=order)]
     except urllib.error.URLError as error:
         sys.exit(f"cannot reach {args.url}: {error.reason} (is the relay running? `make run`)")
     return 0 if all(200 <= s < 300 for s in statuses) else 1

@@ -295,3 +295,107 @@ def test_the_default_zone_works_without_a_time_zone_database(no_zone_database, e
     )
     with pytest.raises(config.ConfigError, match="DISPLAY_TIMEZONE.*Europe/Berlin.*offset"):
         config.load({"DISPLAY_TIMEZONE": "Europe/Berlin"})
+
+
+INCIDENTS = ["InstanceFailure", "SystemFailure.Stop", "AccountUnbalanced.Stop", "AccountUnbalanced.Delete"]
+
+
+@pytest.mark.parametrize("separator", [".", ":"])
+@pytest.mark.parametrize("name", INCIDENTS)
+def test_an_event_published_only_in_its_ending_state_pages(post, stub, name: str, separator: str) -> None:
+    callback = load_json("tests/events/event-instance-failure.json")
+    callback["EventType"] = f"ecs:Instance:{name}{separator}Succeeded"
+    post()(callback)
+    (event,) = sent(stub)
+    assert event["event_status"] == "Critical" and len(stub.open_alerts()) == 1
+    assert event["title_rule"].startswith(f"Succeeded: ecs:Instance:{name} on i-3tlf2xkx8w0hcexample")
+    assert "is the incident itself" in event["description"]
+
+
+@pytest.mark.parametrize(
+    ("opening", "ending"),
+    [
+        ("event-lifecycle-executing", "event-lifecycle-succeeded"),  # `.Executing`, then `:Succeeded`
+        ("event-spot-delete-scheduled", "event-spot-delete-succeeded"),
+    ],
+)
+def test_a_catalogued_lifecycle_still_closes_in_its_ending_state(post, stub, opening: str, ending: str) -> None:
+    send = post()
+    send(load_json(f"tests/events/{opening}.json"))
+    assert len(stub.open_alerts()) == 1
+    send(load_json(f"tests/events/{ending}.json"))
+    assert stub.open_alerts() == [] and len(stub.alerts()) == 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "closes"),
+    [
+        ({}, False),  # the catalog does not know it: its Succeeded may be the incident, so it pages
+        ({"EVENT_LIFECYCLE_TYPES": "ecs:Instance:HostMigration.Restart"}, True),
+        ({"EVENT_LIFECYCLE_TYPES": "ECS:Instance:hostmigration.restart, ecs:Instance:Other.Op"}, True),
+    ],
+)
+def test_an_unknown_event_types_ending_pages_unless_marked_a_lifecycle(post, stub, setting, closes: bool) -> None:
+    ending = load_json("tests/events/event-unknown-type-succeeded.json")
+    opening = {**copy.deepcopy(ending), "EventType": "ecs:Instance:HostMigration.Restart:Executing"}
+    send = post(**setting)
+    send(opening, ending)
+    assert len(stub.alerts()) == 1
+    assert (stub.open_alerts() == []) is closes
+    assert sent(stub)[-1]["event_status"] == ("Ok" if closes else "Warning")
+
+
+@pytest.mark.parametrize("value", ["ecs:Instance:Bad Type", ",", "ecs:Instance:Op/1"])
+def test_a_malformed_lifecycle_setting_stops_the_start(client, value: str) -> None:
+    with pytest.raises(config.ConfigError, match="EVENT_LIFECYCLE_TYPES"):
+        client(EVENT_LIFECYCLE_TYPES=value)
+
+
+def test_a_state_change_says_the_new_state(post, stub) -> None:
+    post()(load_json("tests/events/event-state-change.json"))
+    (event,) = sent(stub)
+    assert "ecs:Instance:StateChange on i-3tlf2xkx8w0hcstate1 Running → Stopped" in event["title_rule"]
+    callback = load_json("tests/events/event-state-change.json")
+    callback["Details"]["data"] = {"InstanceId": "i-3tlf2xkx8w0hcstate1", "Status": "Running"}
+    post()(callback)
+    assert sent(stub)[-1]["title_rule"].endswith("i-3tlf2xkx8w0hcstate1 → Running: 实例状态变化")
+
+
+@pytest.mark.parametrize("spelling", ["CN", "Cn"])
+def test_a_metrics_description_in_any_spelling_names_it_in_the_title(post, stub, spelling: str) -> None:
+    callback = load_json("tests/events/metric-tos-descriptions-upper.json")
+    metric = callback["Resources"][0]["Metrics"][0]
+    metric[f"Description{spelling}"] = metric.pop("DescriptionCN")
+    post()(callback)
+    (event,) = sent(stub)
+    # Chinese before English in the title, as the dimension names; both in the description.
+    assert "media-assets 4xx状态码QPS = 73.5 Count/s (threshold 50 Count/s)" in event["title_rule"]
+    assert "4xxQPS (4xx状态码QPS / 4xx status code QPS)" in event["description"]
+
+
+def test_an_english_only_description_is_used_when_no_other_is_sent(post, stub) -> None:
+    callback = load_json("tests/events/metric-tos-descriptions-upper.json")
+    del callback["Resources"][0]["Metrics"][0]["DescriptionCN"]
+    post()(callback)
+    (event,) = sent(stub)
+    assert "media-assets 4xx status code QPS = 73.5" in event["title_rule"]
+
+
+def test_per_node_alarms_lead_with_each_nodes_flagged_metric(post, stub) -> None:
+    post()(load_json("tests/events/metric-redis-per-node.json"))  # `Warning` true on one metric, absent on the other
+    titles = sorted(e["title_rule"] for e in sent(stub))
+    assert len(stub.alerts()) == 2
+    assert "节点=redis-cnlfnode-0-1 节点内存使用率 = 95.6% (threshold 90%)" in titles[0]
+    assert "节点=redis-cnlfnode-1-1 节点CPU使用率 = 88% (threshold 80%)" in titles[1]
+    assert {e["labels"]["alert_group_id"] for e in sent(stub)} == {
+        "6649a1c0e4b0c1d2e3f40201",
+        "6649a1c0e4b0c1d2e3f40202",
+    }
+
+
+def test_a_metric_callback_without_type_is_read_by_its_lists(post, stub) -> None:
+    callback = load_json("tests/events/metric-mongodb-no-type.json")
+    assert "Type" not in callback
+    post()(callback)
+    (event,) = sent(stub)
+    assert event["labels"]["kind"] == "metric" and "主从延迟 = 27 s (threshold 10 s)" in event["title_rule"]

@@ -242,3 +242,28 @@ def test_variables_lists_exactly_what_the_settings_read() -> None:
     read: set[str] = set()
     config.load(Recording())
     assert read == set(config.VARIABLES)
+
+
+def test_a_timer_event_is_recognised_before_the_route_check(client) -> None:
+    # ROUTES alone, no default key: veFaaS's timer still posts to `/`, and the drain must run.
+    app = client(ROUTES='{"team-a": "key-a"}', CALLBACK_TOKEN="tok-timer-routes")
+    timer = {"type": "faas.timer.event", "specversion": "1.0", "id": "1", "source": "/faas/event/timer/t-1"}
+    timer["data"] = json.dumps({"relay": "drain", "seconds": 5, "token": "tok-timer-routes"})
+    answer = app.post("/", data=json.dumps(timer))
+    assert answer.status_code == 200, answer.get_json()
+    assert "DEADLETTER_URI is not set" in answer.get_json()["output"][0]  # the drain ran (and had no store)
+    timer["data"] = json.dumps({"relay": "drain", "token": "wrong"})
+    assert app.post("/", data=json.dumps(timer)).status_code == 401
+
+
+@pytest.mark.parametrize("size", ["small", "large"])  # a small body is read (it may be a timer event); a large one not
+def test_a_caller_without_the_token_learns_nothing_about_routes(client, size: str) -> None:
+    app = client(ROUTES='{"team-a": "key-a", "team-b": "key-b"}', CALLBACK_TOKEN="tok-routes", DRY_RUN="true")
+    data = SAMPLE if size == "small" else SAMPLE + b" " * 8192
+    for path in ("/team-c", "/"):
+        refused = app.post(path, data=data)
+        assert refused.status_code == 401 and "team-" not in refused.get_data(as_text=True)
+        assert refused.headers["Connection"] == "close"
+    listed = app.post("/team-c", data=data, headers={"Token": "tok-routes"})
+    assert listed.status_code == 404 and "/team-a, /team-b" in listed.get_json()["error"]
+    assert app.post("/team-a", data=data, headers={"Token": "tok-routes"}).status_code == 200
