@@ -89,7 +89,7 @@ class Settings:
     def route_of(self, path: str) -> str | None:
         """The route a callback URL path names: its last segment when ROUTES has it; DEFAULT_ROUTE for
         '/' (for any path when there are no ROUTES); None for a name ROUTES lacks."""
-        name = path.rstrip("/").rsplit("/", 1)[-1]
+        name = last_segment(path)
         if name in self.routes:
             return name
         return None if self.routes and name else DEFAULT_ROUTE
@@ -105,6 +105,11 @@ class Settings:
             f"deadline_seconds={self.deadline_seconds}, concurrency={self.concurrency}, "
             f"limits={self.limits}, mapping={self.mapping}, deadletter={self.deadletter})"
         )
+
+
+def last_segment(path: str) -> str:
+    """What names a route in a callback URL path: its last segment."""
+    return path.rstrip("/").rsplit("/", 1)[-1]
 
 
 def load(environ: Mapping[str, str]) -> Settings:
