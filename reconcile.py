@@ -246,6 +246,11 @@ def decide(alarm: Alarm, alerts: Sequence[Alert], read_at: datetime) -> tuple[st
     return MISSED, [alarm.firing, alarm.recovery]
 
 
+def _until() -> datetime:
+    """The end of a Flashduty read: now, by Flashduty's clock too."""
+    return datetime.now(UTC) + CLOCK_SKEW
+
+
 def _rank(severity: str) -> int:
     return next((rank for name, rank in mapping.SEVERITY_RANK.items() if name == severity), -1)
 
@@ -311,7 +316,7 @@ class Run:
         if not alarms:
             return
         since = min(a.started for a in alarms) - CLOCK_SKEW
-        alerts = [*known, *self.reader.alerts_of(sorted({a.key for a in alarms}), since, self.now)]
+        alerts = [*known, *self.reader.alerts_of(sorted({a.key for a in alarms}), since, _until())]
         routes_of_key: dict[str, set[str]] = {}
         for alarm in alarms:
             routes_of_key.setdefault(alarm.key, set()).add(alarm.route)
@@ -332,17 +337,26 @@ class Run:
         self.send(due)
 
     def close_stale(self, open_alerts: list[Alert], read_at: datetime) -> None:
-        """Each open alert of the relay's that Cloud Monitor has on nowhere: its Ok."""
-        due: dict[str, list[mapping.Event]] = {}
+        """Each open alert of the relay's that Cloud Monitor has on nowhere: its Ok, once Flashduty,
+        asked again just before, says nothing changed it since Cloud Monitor was read."""
+        stale = []
         for alert in open_alerts:
             route = self.route_of(alert)
-            if route is None or (route, alert.alert_key) in self.on_keys | self.handled:
-                continue
-            if alert.updated_at >= read_at - CLOCK_SKEW:
+            if route is not None and (route, alert.alert_key) not in self.on_keys | self.handled:
+                stale.append((route, alert))
+        if not stale:
+            return
+        since = min(alert.updated_at for _, alert in stale) - CLOCK_SKEW
+        asked = self.reader.alerts_of(sorted({alert.alert_key for _, alert in stale}), since, _until())
+        touched = {a.alert_key for a in asked if a.updated_at >= read_at - CLOCK_SKEW}
+        still_open = {a.alert_id for a in asked if a.active}
+        due: dict[str, list[mapping.Event]] = {}
+        for route, alert in stale:
+            if alert.alert_key in touched:
                 self.report.found[CHANGED] += 1
-                continue
-            self.report.stale_closed += 1
-            due.setdefault(route, []).append(mapping.closing(alert.alert_key, alert.title, alert.labels))
+            elif alert.alert_id in still_open:
+                self.report.stale_closed += 1
+                due.setdefault(route, []).append(mapping.closing(alert.alert_key, alert.title, alert.labels))
         self.send(due)
 
     def send(self, due: dict[str, list[mapping.Event]]) -> None:

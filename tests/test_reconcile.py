@@ -152,6 +152,19 @@ def test_a_long_alarm_whose_recovery_was_lost_outside_the_window_is_closed(run, 
     assert run()[0] == 0 and len(stub.accepted()) == 2
 
 
+def test_an_alarm_that_fires_again_while_reconcile_runs_keeps_its_alert_open(run, openapi, policy, stub, relay) -> None:
+    """Flashduty is asked again just before an Ok: the relay's new firing, after Cloud Monitor was read, wins."""
+    group = openapi.add_alert_group(policy, "i-again", epoch(60 * 48))
+    relay(callback_of(group))
+    group.update(AlertState="Recovered", EndAt=epoch(60))  # its recovery was lost
+    stub.age_alerts(AGO)
+    # It fires again just after Cloud Monitor said what is on, and the relay delivers that firing.
+    openapi.after["ListAlertGroup"] = lambda: relay(callback_of(group))
+    code, out = run()
+    assert code == 0 and "1 changed while reading" in out, out
+    assert open_resources(stub) == ["i-again"] and statuses(stub)[-1] == ("Critical", "i-again")
+
+
 def test_an_alert_a_person_closed_is_left_alone_and_said_so(run, openapi, policy, stub, relay) -> None:
     group = openapi.add_alert_group(policy, "i-muted", epoch(30))
     relay(callback_of(group))
