@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 import flashduty
 import logs
 import mapping
-from config import DEFAULT_ROUTE, Settings
+from config import Settings, last_segment
 from deadletter import Store, StoreError, safe_name
 
 VERSION = "0.3.0"  # 0.3: reconcile, and the deploy wires gateway and Cloud Monitor; keys as 0.2 (README: upgrading)
@@ -287,17 +287,15 @@ class Relay:
     def _route(self, path: str) -> tuple[str, str | None] | None:
         """The route and integration for a callback URL path (its last segment names a route in
         ROUTES; none names the default), or None when there is none."""
-        routes = self.settings.routes
-        name = _last_segment(path)
-        if name in routes:
-            return name, self.settings.integration_key_for(name)
-        if (routes and name) or (self.settings.integration_key is None and not self.settings.dry_run):
+        route = self.settings.route_of(path)
+        key = None if route is None else self.settings.integration_key_for(route)
+        if route is None or (key is None and not self.settings.dry_run):
             return None
-        return DEFAULT_ROUTE, self.settings.integration_key_for(DEFAULT_ROUTE)
+        return route, key
 
     def _no_route(self, path: str) -> NotFound:
         paths = "/" + ", /".join(sorted(self.settings.routes))
-        if name := _last_segment(path):
+        if name := last_segment(path):
             return NotFound(f"no route named {name!r}: use one of the paths {paths} or /")
         return NotFound(f"no integration for path '/': use one of the paths {paths}")
 
@@ -310,10 +308,6 @@ def _token_bytes(text: str) -> bytes | None:
         return text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
         return None
-
-
-def _last_segment(path: str) -> str:
-    return path.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _trace_id(header: str) -> str:

@@ -86,6 +86,14 @@ class Settings:
     mapping: mapping.Options = field(default_factory=mapping.Options)
     deadletter: DeadLetter | None = None
 
+    def route_of(self, path: str) -> str | None:
+        """The route a callback URL path names: its last segment when ROUTES has it; DEFAULT_ROUTE for
+        '/' (for any path when there are no ROUTES); None for a name ROUTES lacks."""
+        name = last_segment(path)
+        if name in self.routes:
+            return name
+        return None if self.routes and name else DEFAULT_ROUTE
+
     def integration_key_for(self, route: str) -> str | None:
         """The integration key a route (a ROUTES name, or DEFAULT_ROUTE) delivers to."""
         return self.integration_key if route == DEFAULT_ROUTE else self.routes.get(route)
@@ -97,6 +105,11 @@ class Settings:
             f"deadline_seconds={self.deadline_seconds}, concurrency={self.concurrency}, "
             f"limits={self.limits}, mapping={self.mapping}, deadletter={self.deadletter})"
         )
+
+
+def last_segment(path: str) -> str:
+    """What names a route in a callback URL path: its last segment."""
+    return path.rstrip("/").rsplit("/", 1)[-1]
 
 
 def load(environ: Mapping[str, str]) -> Settings:

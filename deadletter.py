@@ -175,12 +175,6 @@ class Store:
         document = {"version": FORMAT_VERSION, "sent_at": now.isoformat(), "keys": keys}
         self._put(f"{self.location.prefix}{SENT}{_stamp(now)}Z_{safe_name(trace_id)}.json", document)
 
-    def record_changes(self, changed: Mapping[str, datetime], now: datetime) -> None:
-        """Note that these alerts were given the state they had at these times (reconcile): dated by
-        the change, not by now, so that a newer event the relay stored still counts as newer."""
-        latest = {key: at.isoformat() for key, at in sorted(changed.items())}
-        self._put(self._index_name(now), {"version": FORMAT_VERSION, "latest": latest})
-
     # Read and settled by replay --------------------------------------------------------------
 
     def entries(self) -> list[Entry]:

@@ -24,7 +24,7 @@ from typing import Any
 # The callback being handled, on its thread and on the delivery threads that work for it.
 TRACE_ID: contextvars.ContextVar[str] = contextvars.ContextVar("trace_id", default="")
 
-_SECRET = re.compile(r"((?:integration_key|token)=)[^&\s'\"\\]+", re.IGNORECASE)
+_SECRET = re.compile(r"((?:integration_key|app_key|token)=)[^&\s'\"\\]+", re.IGNORECASE)
 
 
 def redact(text: str) -> str:

@@ -37,6 +37,7 @@ RESOURCE_LISTS = (
     ("NoDataResources", "MetricsNoData", NO_DATA, False),
     ("NoDataRecoveredResources", "NoDataRecovered", NO_DATA, True),
 )
+RECOVERY_TYPES = {kind: callback_type for _, callback_type, kind, recovers in RESOURCE_LISTS if recovers}
 # Dimensions that name the resource itself when a thin callback leaves out its Id.
 RESOURCE_DIMENSIONS = frozenset({"resourceid", "resource_id", "instanceid", "instance_id"})
 
@@ -638,14 +639,20 @@ class AlertGroup:
 
     firing: dict[str, Any]  # the callback of its start
     recovery: dict[str, Any] | None  # the callback of its end, once it ended
-    started_at: datetime | None
+    started_at: datetime
     ended_at: datetime | None
 
 
-def alert_group(group: Mapping[str, Any]) -> AlertGroup:
-    """The metric callbacks Volcengine would have sent for an alert group: its start, and its end."""
+def alert_group(group: Mapping[str, Any], policy: Mapping[str, Any] | None = None) -> AlertGroup:
+    """The metric callbacks Volcengine would have sent for an alert group: its start, and its end.
+
+    `policy` is its alarm policy as ListRules gives it: the project and tags a callback carries.
+    Raises ValueError when StartAt (or a given EndAt) is not a time: an alarm is never placed "now".
+    """
     state = _text(group.get("AlertState")).lower()
-    started, ended = _epoch(group.get("StartAt")), _epoch(group.get("EndAt"))
+    started, ended = moment(group.get("StartAt")), moment(group.get("EndAt"))
+    if started is None:
+        raise ValueError(f"alarm {_text(group.get('Id'))!r} has no StartAt")
     recovered = state in RECOVERED_STATES or (state not in ALERTING_STATES and ended is not None)
     no_data = re.sub(r"[^a-z]", "", _text(group.get("AlertType")).lower()).startswith("nodata")
     resource = {
@@ -655,19 +662,22 @@ def alert_group(group: Mapping[str, Any]) -> AlertGroup:
         "AlertGroupId": _text(group.get("Id")),
         "Dimensions": [{"Name": name, "Value": value} for name, value in _dimension_pairs(group.get("Dimension"))],
     }
-    policy = {
+    policy = policy or {}
+    rule = {
         "RuleId": _text(group.get("RuleId")),
         "RuleName": _text(group.get("RuleName")),
         "Level": _text(group.get("Level")),
         "Namespace": _text(group.get("Namespace")),
         "SubNamespace": _text(group.get("SubNamespace")),
         "RuleCondition": _text(group.get("RuleTriggerCondition")),
+        "Project": _text(policy.get("ProjectName")),
+        "Tags": policy.get("Tags") or [],
     }
 
     def callback(recovers: bool, at: datetime | None) -> dict[str, Any]:
         list_name, callback_type, *_ = RESOURCE_LISTS[2 * no_data + recovers]
         happened = int(at.timestamp()) if at else None
-        return {"Type": callback_type, **policy, "HappenedAt": happened, list_name: [resource]}
+        return {"Type": callback_type, **rule, "HappenedAt": happened, list_name: [resource]}
 
     return AlertGroup(callback(False, started), callback(True, ended) if recovered else None, started, ended)
 
@@ -681,6 +691,31 @@ def reconciled(callback: Mapping[str, Any], options: Options = Options()) -> Eve
     event = events[0]
     description = _truncate(f"{RECONCILED_NOTE}\n{event.get('description', '')}", DESCRIPTION_MAX)
     return {**event, "description": description, "labels": {**event.get("labels", {}), "reconciled": "true"}}
+
+
+CLOSING_NOTE = (
+    "Sent by reconcile: Cloud Monitor has no alarm of this alert on, and its recovery did not reach Flashduty."
+)
+
+
+def closing(alert_key: str, title: str, labels: Mapping[str, str]) -> Event:
+    """The Ok that closes an alert Flashduty holds open for a metric alarm Cloud Monitor no longer has
+    on, when the alarm itself is not in the history read: made of what the alert carries."""
+    callback_type = RECOVERY_TYPES.get(labels.get("kind", METRIC), RECOVERY_TYPES[METRIC])
+    headline = title.removeprefix("Recovered: ")
+    return {
+        "title_rule": _truncate(f"Recovered: {headline}", TITLE_MAX),
+        "event_status": OK,
+        "alert_key": alert_key,
+        "description": CLOSING_NOTE,
+        "labels": {**labels, "callback_type": callback_type, "reconciled": "true"},
+    }
+
+
+def recovered_by_event(labels: Mapping[str, str]) -> bool:
+    """Whether an alert's labels are those of a recovery event: Flashduty gives an alert the labels of
+    its last event, so an alert a person closed keeps its firing's."""
+    return labels.get("callback_type") in RECOVERY_TYPES.values()
 
 
 def _dimension_pairs(value: Any) -> list[tuple[str, str]]:
@@ -699,12 +734,24 @@ def _dimension_pairs(value: Any) -> list[tuple[str, str]]:
     return [(pair[0].strip(), pair[1].strip()) for pair in pairs if len(pair) == 2 and pair[0].strip()]
 
 
-def _epoch(value: Any) -> datetime | None:
-    """Epoch seconds (or milliseconds) as a time; None for 0, empty or not a number."""
-    number = _number(value)
-    if not number or number <= 0:
+def moment(value: Any) -> datetime | None:
+    """A time as ListAlertGroup may give it: epoch seconds or milliseconds, as a number or a numeric
+    string, or RFC 3339; None for 0 or empty (not yet). Anything else raises ValueError."""
+    text = "" if value is None else str(value).strip()
+    if text in ("", "0", "0.0"):
         return None
-    return datetime.fromtimestamp(number / 1000 if number > 1e11 else number, UTC)
+    number = None if isinstance(value, bool) else _number(text)
+    try:
+        if number is not None:
+            if number <= 0:
+                raise ValueError
+            return datetime.fromtimestamp(number / 1000 if number > 1e11 else number, UTC)
+        parsed = datetime.fromisoformat(text)
+    except (ValueError, OverflowError, OSError):
+        raise ValueError(f"not a time: {text[:40]!r}") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"a time without its zone: {text[:40]!r}")
+    return parsed.astimezone(UTC)
 
 
 def _breaching_first(metrics: list[dict[str, Any]], rule_condition: str) -> list[dict[str, Any]]:

@@ -1,50 +1,73 @@
-"""Reconcile Flashduty with Cloud Monitor's alarm history: `python -m reconcile`.
+"""Reconcile Flashduty with Cloud Monitor, reading both: `python -m reconcile`.
 
-Callbacks are edge-triggered and Volcengine retries one only 3 times, so a relay that was out of
-reach loses every firing and recovery of that time. Cloud Monitor keeps the state: ListAlertGroup
-lists each alarm (alert group) per resource, with its rule, level, state, start and end. For the
-alarm policies that call this relay's callback URL (RECONCILE_WEBHOOK, the deploy names it as the
-function), each alarm that changed in the window becomes the event the relay would have sent for
-its current state (mapping.alert_group: the same alert key, so that the two meet on one alert),
-and is sent unless the relay already had an event of that alert since the change: the dead-letter
-store's sent/ records (what the relay and the drain sent) say that, so reconcile needs the store,
-and records what it sends there too. Running it twice, or beside a healthy relay, sends nothing.
+Callbacks are edge-triggered and Volcengine retries one only 3 times, so a relay out of reach loses
+firings and recoveries. Reconcile asks both services what they hold and sends what makes Flashduty
+match Cloud Monitor:
 
-Read-only credentials: VOLCENGINE_ACCESS_KEY / VOLCENGINE_SECRET_KEY / VOLCENGINE_REGION (Cloud
-Monitor's ListWebhooks and ListAlertGroup). VOLCENGINE_OPENAPI_ENDPOINT as for the deploy.
+1. Cloud Monitor: the relay's callback URLs (ListWebhooks: the one named RECONCILE_WEBHOOK and those
+   on the same host) name the alarm policies and, by their path, the route (ROUTES) each feeds.
+   ListRules gives the policies' project and tags; ListAlertGroup the alarms that are on now
+   (AlertStates alerting, however long ago they started) and those triggered within --since.
+2. Flashduty (its Open API, FLASHDUTY_APP_KEY): the relay's open alerts of those policies, and the
+   alerts of every alarm's key (the relay's alert key, so the two meet). Each route's integration is
+   learned from where those alerts are.
+3. Per alarm (`decide`): on in Cloud Monitor and not open in Flashduty, the firing (unless a person
+   closed that alert after the alarm started: never fight a person); on at a higher level than the
+   open alert, the firing at its level; ended and still open, the Ok; triggered and ended with
+   nothing of it in Flashduty, the firing then the Ok. Then each alert Flashduty holds open that
+   Cloud Monitor no longer has on gets its Ok. An alert that changed while reconcile was reading is
+   left to the next run, so that a run never undoes what the relay just delivered.
+
+Each page of alarms is decided and sent before the next is read; a bounded run stops in time and
+the next run carries on. Read-only keys: VOLCENGINE_ACCESS_KEY / VOLCENGINE_SECRET_KEY (ListWebhooks,
+ListRules, ListAlertGroup) and FLASHDUTY_APP_KEY (Channels Read).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import io
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 import config
 import flashduty
 import logs
 import mapping
 import volcengine_api
-from deadletter import Store, StoreError
+from flashduty_alerts import DEFAULT_API_URL, Alert, AlertReader, ReadError
 from replay import duration, positive_seconds
 
 DEFAULT_WEBHOOK = "volc-flashduty-relay"
 DEFAULT_SINCE = timedelta(minutes=30)
+# How far back an alarm that is still on is looked for: ListAlertGroup documents no widest window.
+HISTORY = timedelta(days=365)
 PAGE_SIZE = 100
 GROUP_LIMIT = 5000  # ListAlertGroup gives at most this many entries for one query: a wider window is split
 MIN_WINDOW = timedelta(minutes=2)  # a window under one minute would mean "the last 7 days" to the API
 TIMER_SECONDS = 240.0  # a timer every 5 minutes: a run ends well before the next
-SETTLE_RESERVE_SECONDS = 5.0  # of a bounded run, kept for writing the record of what was sent
+CALL_TIMEOUT_SECONDS = 20.0  # one OpenAPI call; never past the run's deadline
+# Volcengine's clock and Flashduty's: what Flashduty did this long before an alarm started counts as after.
+CLOCK_SKEW = timedelta(seconds=60)
 logger = logging.getLogger("relay.reconcile")
+
+# What a decision found; the report counts each.
+MATCHING = "matching"  # Flashduty already has it
+LOST_FIRING = "lost_firing"
+ESCALATED = "escalated"  # on at a higher level than Flashduty's open alert
+LOST_RECOVERY = "lost_recovery"
+MISSED = "missed"  # fired and ended with nothing of it in Flashduty: the firing, then the Ok
+BY_HAND = "closed_by_hand"  # a person closed it after the alarm started: left alone
+CHANGED = "changed_while_reading"  # left to the next run
+ACTIONS = (MATCHING, LOST_FIRING, ESCALATED, LOST_RECOVERY, MISSED, BY_HAND, CHANGED)
 
 
 class ReconcileError(Exception):
@@ -53,91 +76,130 @@ class ReconcileError(Exception):
 
 @dataclass
 class Report:
-    found: int = 0  # alarms in the window, the latest per alert
-    sent: int = 0
-    already: int = 0  # the relay had an event of the alert since the change
-    filtered: int = 0  # below MIN_SEVERITY, as the relay would have dropped them
-    left: int = 0  # not sent in this run: failed, or no time left
-    unread: int = 0  # alarms the run had no time (or no query) to read: the next run reads them
-    oldest_gap: datetime | None = None  # the oldest change this run gave Flashduty
+    on: int = 0  # alarms on in Cloud Monitor
+    ended: int = 0  # alarms triggered and ended within --since, not on now
+    open_in_flashduty: int = 0  # the relay's open alerts of the reconciled policies
+    found: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ACTIONS, 0))
+    stale_closed: int = 0  # open in Flashduty, on nowhere in Cloud Monitor: its Ok sent
+    sent: int = 0  # events Flashduty accepted
+    left: int = 0  # alerts whose events were not all delivered: the next run's
+    unread: int = 0  # alarms or alerts not read in this run: the next run's
     errors: list[str] = field(default_factory=list)
 
-    def line(self, now: datetime) -> dict[str, Any]:
-        gap = self.oldest_gap
+    def line(self) -> dict[str, Any]:
         return {
             "message": "reconcile",
-            "found": self.found,
+            "on_in_cloud_monitor": self.on,
+            "ended_in_window": self.ended,
+            "open_in_flashduty": self.open_in_flashduty,
+            **self.found,
+            "stale_closed": self.stale_closed,
             "sent": self.sent,
-            "already_delivered": self.already,
-            "filtered": self.filtered,
             "left": self.left,
             "unread": self.unread,
-            "oldest_gap_closed": gap.isoformat() if gap else None,
-            "oldest_gap_minutes": round((now - gap).total_seconds() / 60, 1) if gap else None,
             **({"errors": self.errors} if self.errors else {}),
         }
 
 
+@dataclass(frozen=True)
+class Alarm:
+    """A Cloud Monitor alarm as the relay would have sent it to one route."""
+
+    route: str
+    key: str
+    started: datetime
+    ended: datetime | None  # None while it is on
+    firing: mapping.Event
+    recovery: mapping.Event | None
+
+
 @dataclass
 class CloudMonitor:
-    """Cloud Monitor's read-only actions, through the official SDK."""
+    """Cloud Monitor's read-only actions, through the official SDK, within the run's deadline."""
 
     api: Any
     models: Any
+    deadline: float
 
-    def rule_ids(self, webhook: str) -> list[str]:
-        """The alarm policies that call the callback URL (webhook) of this name."""
-        found: list[str] = []
-        fetch = functools.partial(self._webhooks, webhook)
-        webhooks = volcengine_api.pages(
-            lambda page: self._call("ListWebhooks", "list callback URLs", functools.partial(fetch, page))
+    def wiring(self, webhook: str, settings: config.Settings, report: Report) -> dict[str, set[str]]:
+        """Each alarm policy that calls the relay, and the routes it feeds: from the callback URL named
+        `webhook` and every callback URL on its host (other routes' paths)."""
+        hooks = self._pages(
+            "ListWebhooks",
+            "list callback URLs",
+            lambda page: (
+                self.api.list_webhooks,
+                self.models.ListWebhooksRequest(page_number=page, page_size=PAGE_SIZE),
+            ),
         )
-        for item in webhooks:
-            if item.name == webhook:
-                found += [r for r in item.rule_ids or [] if r not in found]
-        return found
+        hosts = {urlsplit(h.url or "").netloc for h in hooks if h.name == webhook}
+        routes: dict[str, set[str]] = {}
+        for hook in hooks:
+            url = urlsplit(hook.url or "")  # never printed: its query may hold the callback token
+            if url.netloc not in hosts or not hook.rule_ids:
+                continue
+            route = settings.route_of(url.path)
+            if route is None:
+                report.errors.append(f"callback URL {hook.name!r} names a route ROUTES does not have: not reconciled")
+                continue
+            for rule_id in hook.rule_ids:
+                routes.setdefault(rule_id, set()).add(route)
+        return routes
 
-    def alert_groups(
-        self, rule_ids: list[str], start: datetime, end: datetime, stop: float, report: Report
-    ) -> dict[str, dict[str, Any]]:
-        """Every alarm of these rules that changed in [start, end], by id, as the API spells its fields.
-        A window with more than one query gives (GROUP_LIMIT) is read as two halves."""
-        fetch = functools.partial(self._groups, rule_ids, start, end)
-        first = self._call("ListAlertGroup", "list alarm history", functools.partial(fetch, 1))
+    def policies(self, ids: set[str]) -> dict[str, dict[str, Any]]:
+        """These alarm policies as ListRules gives them (their project and tags)."""
+        rules = self._pages(
+            "ListRules",
+            "list alarm policies",
+            lambda page: (self.api.list_rules, self.models.ListRulesRequest(page_number=page, page_size=PAGE_SIZE)),
+        )
+        return {rule.id: volcengine_api.wire(rule) for rule in rules if rule.id in ids}
+
+    def groups(
+        self, rule_ids: list[str], start: datetime, end: datetime, states: list[str], report: Report
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The alarms of these policies triggered in [start, end], a page at a time, as the API spells
+        them. A window with more than one query gives (GROUP_LIMIT) is read as two halves."""
+
+        def fetch(page: int) -> Any:
+            request = self.models.ListAlertGroupRequest(
+                rule_ids=rule_ids,
+                start_at=int(start.timestamp()),
+                end_at=int(end.timestamp()),
+                alert_states=states or None,
+                page_number=page,
+                page_size=PAGE_SIZE,
+            )
+            return self._call("ListAlertGroup", "list alarm history", self.api.list_alert_group, request)
+
+        first = fetch(1)
         total = first.total_count or 0
         if total > GROUP_LIMIT and end - start >= 2 * MIN_WINDOW:
             middle = start + (end - start) / 2
-            return {
-                **self.alert_groups(rule_ids, start, middle, stop, report),
-                **self.alert_groups(rule_ids, middle, end, stop, report),
-            }
-        groups = list(first.data or [])
-        page = 1
-        while len(groups) < min(total, GROUP_LIMIT) and time.monotonic() < stop:
-            page += 1
-            batch = self._call("ListAlertGroup", "list alarm history", functools.partial(fetch, page)).data or []
-            if not batch:
+            yield from self.groups(rule_ids, start, middle, states, report)
+            yield from self.groups(rule_ids, middle, end, states, report)
+            return
+        read, page, batch = 0, 1, list(first.data or [])
+        while batch:
+            read += len(batch)
+            yield [volcengine_api.wire(g) for g in batch]
+            if read >= min(total, GROUP_LIMIT):
                 break
-            groups += batch
-        report.unread += max(0, total - len(groups))  # past the limit in a minimal window, or out of time
-        return {g.id: volcengine_api.wire(g) for g in groups}
+            page += 1
+            batch = list(fetch(page).data or [])
+        report.unread += max(0, total - read)  # past the limit in a minimal window
 
-    def _webhooks(self, name: str, page: int) -> Any:
-        return self.api.list_webhooks(self.models.ListWebhooksRequest(name=name, page_number=page, page_size=PAGE_SIZE))
+    def _pages(self, action: str, what: str, request_of: Callable[[int], tuple[Callable[..., Any], Any]]) -> list[Any]:
+        return volcengine_api.pages(lambda page: self._call(action, what, *request_of(page)))
 
-    def _groups(self, rule_ids: list[str], start: datetime, end: datetime, page: int) -> Any:
-        request = self.models.ListAlertGroupRequest(
-            rule_ids=rule_ids,
-            start_at=int(start.timestamp()),
-            end_at=int(end.timestamp()),
-            page_number=page,
-            page_size=PAGE_SIZE,
-        )
-        return self.api.list_alert_group(request)
+    def _call(self, action: str, what: str, method: Callable[..., Any], request: Any) -> Any:
+        import urllib3
 
-    def _call(self, action: str, what: str, call: Callable[[], Any]) -> Any:
+        remaining = min(CALL_TIMEOUT_SECONDS, self.deadline - time.monotonic())
+        if remaining < 1.0:
+            raise TimeoutError(f"no time left to {what}")
         try:
-            return call()
+            return method(request, _request_timeout=(min(5.0, remaining), remaining))
         except self.models.ApiException as error:
             code, denied = volcengine_api.refusal(error)
             if denied:
@@ -145,144 +207,303 @@ class CloudMonitor:
                     f"{what}: Cloud Monitor refused it ({code}). The key in VOLCENGINE_ACCESS_KEY needs the "
                     f"read-only action {action} (README: Reconcile -> permissions)."
                 ) from None
-            raise ReconcileError(f"{what} failed: {code}") from None
-        except OSError as error:
+            raise ReconcileError(f"{what} ({action}) failed: {code}") from None
+        except (urllib3.exceptions.NewConnectionError, ConnectionError) as error:  # before: it is a timeout's kind
             raise ReconcileError(
-                f"{what}: cannot reach Volcengine ({type(error).__name__}); check the network, "
+                f"{what} ({action}): cannot reach Volcengine ({type(error).__name__}); check the network, "
+                "VOLCENGINE_REGION and VOLCENGINE_OPENAPI_ENDPOINT"
+            ) from None
+        except (urllib3.exceptions.TimeoutError, TimeoutError):
+            raise TimeoutError(f"{action} did not answer in time") from None
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise ReconcileError(
+                f"{what} ({action}): cannot reach Volcengine ({type(error).__name__}); check the network, "
                 "VOLCENGINE_REGION and VOLCENGINE_OPENAPI_ENDPOINT"
             ) from None
 
 
+def decide(alarm: Alarm, alerts: Sequence[Alert], read_at: datetime) -> tuple[str, list[mapping.Event]]:
+    """What to send for an alarm, given Flashduty's alerts of its key in its route's integration and
+    when Cloud Monitor was read."""
+    if any(a.updated_at >= read_at - CLOCK_SKEW for a in alerts):
+        return CHANGED, []  # the relay delivered something since: the next run judges
+    open_ = [a for a in alerts if a.active]
+    since = alarm.started - CLOCK_SKEW
+    if alarm.ended is None:
+        if open_:
+            if _rank(alarm.firing["event_status"]) > max(_rank(a.severity) for a in open_):
+                return ESCALATED, [alarm.firing]
+            return MATCHING, []
+        latest = max(alerts, key=lambda a: a.updated_at, default=None)
+        if latest and latest.end_time and latest.end_time >= since and not mapping.recovered_by_event(latest.labels):
+            return BY_HAND, []
+        return LOST_FIRING, [alarm.firing]
+    assert alarm.recovery is not None  # an ended alarm has its recovery
+    if open_:
+        return LOST_RECOVERY, [alarm.recovery]
+    if any(a.updated_at >= since for a in alerts):
+        return MATCHING, []
+    return MISSED, [alarm.firing, alarm.recovery]
+
+
+def _until() -> datetime:
+    """The end of a Flashduty read: now, by Flashduty's clock too."""
+    return datetime.now(UTC) + CLOCK_SKEW
+
+
+def _rank(severity: str) -> int:
+    return next((rank for name, rank in mapping.SEVERITY_RANK.items() if name == severity), -1)
+
+
+@dataclass
+class Run:
+    """One reconcile run's state: what it read of both sides and what it sent."""
+
+    monitor: CloudMonitor
+    reader: AlertReader
+    settings: config.Settings
+    routes: dict[str, set[str]]  # alarm policy id: the routes it feeds
+    policies: dict[str, dict[str, Any]]
+    now: datetime
+    dry_run: bool
+    out: TextIO
+    report: Report = field(default_factory=Report)
+    integrations: dict[str, tuple[datetime, int]] = field(default_factory=dict)  # route: (seen, integration id)
+    on_keys: set[tuple[str, str]] = field(default_factory=set)  # (route, key) of every alarm on now
+    handled: set[tuple[str, str]] = field(default_factory=set)
+
+    def ours(self, alert: Alert) -> bool:
+        """A metric alert the relay made for a reconciled policy."""
+        labels = alert.labels
+        return (
+            labels.get("source") == "volcengine"
+            and labels.get("kind") in mapping.RECOVERY_TYPES
+            and labels.get("rule_id") in self.routes
+        )
+
+    def learn(self, route: str, alert: Alert) -> None:
+        """An alert of this route's: its integration is the route's (the latest seen wins, as after a
+        route was moved to another integration)."""
+        seen = self.integrations.get(route)
+        if seen is None or seen[0] < alert.updated_at:
+            self.integrations[route] = (alert.updated_at, alert.integration_id)
+
+    def route_of(self, alert: Alert) -> str | None:
+        return next((r for r, (_, i) in self.integrations.items() if i == alert.integration_id), None)
+
+    def alarms(self, page: list[dict[str, Any]]) -> list[Alarm]:
+        """A page of ListAlertGroup as alarms per route, the latest per (route, key)."""
+        latest: dict[tuple[str, str], Alarm] = {}
+        for raw in page:
+            try:
+                group = mapping.alert_group(raw, self.policies.get(str(raw.get("RuleId"))))
+            except ValueError as error:
+                self.report.errors.append(f"alarm {str(raw.get('Id'))[:40]!r} left out: {error}")
+                continue
+            firing = mapping.reconciled(group.firing, self.settings.mapping)
+            if firing is None:
+                continue  # below MIN_SEVERITY: the relay drops it too
+            recovery = mapping.reconciled(group.recovery, self.settings.mapping) if group.recovery else None
+            for route in sorted(self.routes.get(str(raw.get("RuleId")), ())):
+                alarm = Alarm(route, firing["alert_key"], group.started_at, group.ended_at, firing, recovery)
+                known = latest.get((route, alarm.key))
+                if known is None or known.started <= alarm.started:
+                    latest[(route, alarm.key)] = alarm
+        return list(latest.values())
+
+    def settle(self, alarms: list[Alarm], read_at: datetime, known: Sequence[Alert] = ()) -> None:
+        """Decide each alarm against what Flashduty holds of its key now, and send what is due."""
+        if not alarms:
+            return
+        since = min(a.started for a in alarms) - CLOCK_SKEW
+        alerts = [*known, *self.reader.alerts_of(sorted({a.key for a in alarms}), since, _until())]
+        routes_of_key: dict[str, set[str]] = {}
+        for alarm in alarms:
+            routes_of_key.setdefault(alarm.key, set()).add(alarm.route)
+        for alert in alerts:
+            if len(routes_of_key.get(alert.alert_key, ())) == 1:
+                self.learn(next(iter(routes_of_key[alert.alert_key])), alert)
+        by_key: dict[str, dict[str, Alert]] = {}
+        for alert in alerts:  # the freshest record of each alert
+            by_key.setdefault(alert.alert_key, {})[alert.alert_id] = alert
+        due: dict[str, list[mapping.Event]] = {}
+        for alarm in alarms:
+            integration = self.integrations.get(alarm.route, (None, None))[1]
+            theirs = [a for a in by_key.get(alarm.key, {}).values() if integration in (None, a.integration_id)]
+            action, events = decide(alarm, theirs, read_at)
+            self.report.found[action] += 1
+            self.handled.add((alarm.route, alarm.key))
+            due.setdefault(alarm.route, []).extend(events)
+        self.send(due)
+
+    def close_stale(self, open_alerts: list[Alert], read_at: datetime) -> None:
+        """Each open alert of the relay's that Cloud Monitor has on nowhere: its Ok, once Flashduty,
+        asked again just before, says nothing changed it since Cloud Monitor was read."""
+        stale = []
+        for alert in open_alerts:
+            route = self.route_of(alert)
+            if route is not None and (route, alert.alert_key) not in self.on_keys | self.handled:
+                stale.append((route, alert))
+        if not stale:
+            return
+        since = min(alert.updated_at for _, alert in stale) - CLOCK_SKEW
+        asked = self.reader.alerts_of(sorted({alert.alert_key for _, alert in stale}), since, _until())
+        touched = {a.alert_key for a in asked if a.updated_at >= read_at - CLOCK_SKEW}
+        still_open = {a.alert_id for a in asked if a.active}
+        due: dict[str, list[mapping.Event]] = {}
+        for route, alert in stale:
+            if alert.alert_key in touched:
+                self.report.found[CHANGED] += 1
+            elif alert.alert_id in still_open:
+                self.report.stale_closed += 1
+                due.setdefault(route, []).append(mapping.closing(alert.alert_key, alert.title, alert.labels))
+        self.send(due)
+
+    def send(self, due: dict[str, list[mapping.Event]]) -> None:
+        for route, events in due.items():
+            if not events:
+                continue
+            if self.dry_run:
+                for event in events:
+                    print(f"  would send {event['event_status']} {event['title_rule']} (route {route})", file=self.out)
+                self.report.left += len({e["alert_key"] for e in events})
+                continue
+            integration_key = self.settings.integration_key_for(route)
+            if integration_key is None:
+                self.report.errors.append(f"route {route!r} has no integration key: set it (ROUTES)")
+                self.report.left += len({e["alert_key"] for e in events})
+                continue
+            outcomes = flashduty.deliver(
+                events,
+                push_url=self.settings.push_url,
+                integration_key=integration_key,
+                deadline=self.reader.deadline,
+                concurrency=self.settings.concurrency,
+                limits=self.settings.limits,
+            )
+            failed = {o.alert_key for o in outcomes if not o.delivered}
+            self.report.sent += sum(o.delivered for o in outcomes)
+            self.report.left += len(failed)
+            self.report.errors += sorted({o.cause for o in outcomes if not o.delivered} - set(self.report.errors))
+
+
 def reconcile(
     monitor: CloudMonitor,
-    store: Store,
+    reader: AlertReader,
     settings: config.Settings,
     *,
     webhook: str,
     since: timedelta,
-    max_seconds: float,
     dry_run: bool,
     now: datetime,
     out: TextIO,
 ) -> Report:
-    """One run: what changed in the last `since`, sent unless the relay already had it."""
-    stop = time.monotonic() + max_seconds - min(SETTLE_RESERVE_SECONDS, max_seconds / 4)
-    integration_key = settings.integration_key_for(config.DEFAULT_ROUTE)
-    if integration_key is None and not dry_run:
-        raise ReconcileError("FLASHDUTY_INTEGRATION_KEY is not set: reconcile sends to the default integration")
-    rule_ids = monitor.rule_ids(webhook)
-    if not rule_ids:
+    """One run: read both sides, and send what makes Flashduty match Cloud Monitor."""
+    report = Report()
+    routes = monitor.wiring(webhook, settings, report)
+    if not routes:
         raise ReconcileError(
             f"no alarm policy calls the callback URL {webhook!r} (RECONCILE_WEBHOOK): nothing to reconcile. "
             "Run the deploy with --alarm-policies, or set RECONCILE_WEBHOOK to your callback URL's name."
         )
-    report = Report()
-    groups = list(monitor.alert_groups(rule_ids, now - since, now, stop, report).values())
-    latest: dict[str, mapping.AlertGroup] = {}  # per alert: its latest alarm, the state it has now
-    for raw in groups:
-        group = mapping.alert_group(raw)
-        key = mapping.translate(group.firing).events[0].get("alert_key", "")
-        if key not in latest or (latest[key].started_at or now) <= (group.started_at or now):
-            latest[key] = group
-    report.found = len(latest)
-    sent = store.sent()
-    due: dict[str, tuple[datetime, list[mapping.Event]]] = {}  # per alert: when it last changed, what to send
-    for key, group in latest.items():
-        had = sent.latest.get(key)  # the relay's last event of the alert (sent, or stored for the drain)
-        started = group.started_at or now
-        changed = started if group.recovery is None else group.ended_at or now
-        firing = mapping.reconciled(group.firing, settings.mapping)
-        recovery = mapping.reconciled(group.recovery, settings.mapping) if group.recovery is not None else None
-        chain = [e for e in (firing if had is None or had < started else None, recovery) if e is not None]
-        if had is not None and had >= changed:
-            report.already += 1
-        elif not chain:
-            report.filtered += 1
-        else:
-            due[key] = (changed, chain)
-    print(
-        f"{len(groups)} alarms of {len(rule_ids)} alarm policies in the last {since}: {report.found} alerts, "
-        f"{report.already} already with the relay, {len(due)} to send",
-        file=out,
-    )
-    if dry_run:
-        for changed, events in due.values():
-            for event in events:
-                print(f"  would send {event['event_status']} {event['title_rule']} (changed {changed})", file=out)
-        report.left = len(due)
-        return report
-    if due and integration_key is not None:
-        chains = sorted(due.items(), key=lambda item: item[1][0])  # the oldest gap first
-        events = [event for _, (_, chain) in chains for event in chain]
-        outcomes = flashduty.deliver(
-            events,
-            push_url=settings.push_url,
-            integration_key=integration_key,
-            deadline=stop,
-            concurrency=settings.concurrency,
-            limits=settings.limits,
-        )
-        failed = {o.alert_key for o in outcomes if not o.delivered}
-        delivered = {key: changed for key, (changed, _) in due.items() if key not in failed}
-        report.errors = sorted({o.cause for o in outcomes if not o.delivered})
-        if delivered:
-            store.record_changes(delivered, now)
-            report.oldest_gap = min(delivered.values())
-        report.sent = sum(o.delivered for o in outcomes)
-        report.left = len(due) - len(delivered)
-    if report.unread:
-        print(f"  {report.unread} alarms not read in this run (time, or more than one query gives)", file=out)
-    print(f"done: {report.sent} events sent, {report.left} alerts left for the next run", file=out)
+    run = Run(monitor, reader, settings, routes, monitor.policies(set(routes)), now, dry_run, out, report)
+    rule_ids = sorted(routes)
+    try:
+        open_alerts = [a for a in reader.open_alerts(now - HISTORY, now) if run.ours(a)]
+        report.open_in_flashduty = len(open_alerts)
+        for alert in open_alerts:  # where a policy feeds one route, its alerts say that route's integration
+            if len(routes[alert.labels["rule_id"]]) == 1:
+                run.learn(next(iter(routes[alert.labels["rule_id"]])), alert)
+        on_read_at = datetime.now(UTC)
+        for page in monitor.groups(rule_ids, now - HISTORY, now, ["alerting"], report):
+            alarms = [a for a in run.alarms(page) if a.ended is None]
+            report.on += len(alarms)
+            run.on_keys |= {(a.route, a.key) for a in alarms}
+            run.settle(alarms, datetime.now(UTC), [a for a in open_alerts if a.alert_key in {x.key for x in alarms}])
+        if report.unread:
+            return report  # what is on is not all known: no Ok may be sent on its absence
+        for page in monitor.groups(rule_ids, now - since, now, [], report):
+            alarms = [a for a in run.alarms(page) if a.ended and (a.route, a.key) not in run.on_keys]
+            report.ended += len(alarms)
+            run.settle(alarms, datetime.now(UTC))
+        run.close_stale(open_alerts, on_read_at)
+    except TimeoutError as error:
+        report.unread += 1
+        report.errors.append(f"stopped: {error}")
     return report
 
 
 def run(environ: Mapping[str, str], *, since: timedelta, max_seconds: float, dry_run: bool, out: TextIO) -> int:
-    """0 when everything found was sent or already with the relay, 1 when some is left, 2 when it cannot run."""
+    """0 when Flashduty matches Cloud Monitor, 1 when something is left for the next run, 2 when it
+    cannot run. Either way, one JSON summary line in the log."""
     now = datetime.now(UTC)
+    deadline = time.monotonic() + max_seconds
+    report = Report()
     try:
-        settings = config.load(environ)
-        endpoint = volcengine_api.endpoint(environ)
-    except (config.ConfigError, ValueError) as error:
-        print(f"reconcile: {error}", file=out)
+        report = _run(environ, since=since, deadline=deadline, dry_run=dry_run, now=now, out=out)
+    except (ReconcileError, ReadError, config.ConfigError, ValueError) as failure:
+        print(f"reconcile: {failure}", file=out)
+        logger.error(json.dumps({**report.line(), "exit_code": 2, "error": str(failure)}, ensure_ascii=False))
         return 2
+    code = 1 if report.left or report.unread or report.errors else 0
+    for error in report.errors:
+        print(f"  {error}", file=out)
+    found = report.found
+    print(
+        f"done: {report.sent} events sent ({found[LOST_FIRING]} lost firings, {found[ESCALATED]} escalations, "
+        f"{found[LOST_RECOVERY] + report.stale_closed} recoveries, {found[MISSED]} missed alarms); "
+        f"{found[MATCHING]} already matching, {found[BY_HAND]} closed by hand and left alone, "
+        f"{found[CHANGED]} changed while reading, {report.left} left for the next run",
+        file=out,
+    )
+    logger.info(json.dumps({**report.line(), "exit_code": code}, ensure_ascii=False))
+    return code
+
+
+def _run(
+    environ: Mapping[str, str], *, since: timedelta, deadline: float, dry_run: bool, now: datetime, out: TextIO
+) -> Report:
+    settings = config.load(environ)
+    endpoint = volcengine_api.endpoint(environ)
     access_key, secret_key = environ.get("VOLCENGINE_ACCESS_KEY"), environ.get("VOLCENGINE_SECRET_KEY")
     if not (access_key and secret_key):
-        print(
-            "reconcile: set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY (a read-only Cloud Monitor key)", file=out
+        raise ReconcileError("set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY (a read-only Cloud Monitor key)")
+    app_key = environ.get("FLASHDUTY_APP_KEY", "").strip()
+    if not app_key:
+        raise ReconcileError(
+            "set FLASHDUTY_APP_KEY: an APP key of your Flashduty account whose role has Channels Read "
+            "(reconcile reads the alerts Flashduty holds)"
         )
-        return 2
-    if settings.deadletter is None:
-        print(
-            "reconcile: DEADLETTER_URI is not set: the store's records of what the relay sent are how "
-            "reconcile knows what Flashduty already has",
-            file=out,
-        )
-        return 2
+    api_url = environ.get("FLASHDUTY_API_URL", "").strip() or DEFAULT_API_URL
+    if urlsplit(api_url).scheme not in ("http", "https") or not urlsplit(api_url).netloc:
+        raise ReconcileError(f"FLASHDUTY_API_URL must be a URL such as {DEFAULT_API_URL}")
     import volcenginesdkcloudmonitor  # deferred: the callback path never needs it
 
-    client = volcengine_api.client(access_key, secret_key, environ.get("VOLCENGINE_REGION", "cn-beijing"), endpoint)
+    region = environ.get("VOLCENGINE_REGION", "cn-beijing")
+    client = volcengine_api.client(access_key, secret_key, region, endpoint, retries=False)
     monitor = CloudMonitor(
-        volcenginesdkcloudmonitor.CLOUDMONITORApi(client), volcengine_api.models(volcenginesdkcloudmonitor)
+        volcenginesdkcloudmonitor.CLOUDMONITORApi(client), volcengine_api.models(volcenginesdkcloudmonitor), deadline
     )
+    webhook = environ.get("RECONCILE_WEBHOOK", "").strip() or DEFAULT_WEBHOOK
     try:
         report = reconcile(
             monitor,
-            Store(settings.deadletter),
+            AlertReader(api_url, app_key, deadline),
             settings,
-            webhook=environ.get("RECONCILE_WEBHOOK", "").strip() or DEFAULT_WEBHOOK,
+            webhook=webhook,
             since=since,
-            max_seconds=max_seconds,
             dry_run=dry_run,
             now=now,
             out=out,
         )
-    except (ReconcileError, StoreError) as error:
-        print(f"reconcile: {error}", file=out)
-        logger.error(json.dumps({"message": "reconcile", "exit_code": 2, "error": str(error)}))
-        return 2
-    code = 1 if report.left or report.unread else 0
-    logger.info(json.dumps({**report.line(now), "exit_code": code}, ensure_ascii=False))
-    return code
+    except TimeoutError as error:
+        raise ReconcileError(f"{error}: the run's time ran out before Cloud Monitor's wiring was read") from None
+    print(
+        f"Cloud Monitor: {report.on} alarms on, {report.ended} triggered and ended in the last {since}; "
+        f"Flashduty: {report.open_in_flashduty} of their alerts open",
+        file=out,
+    )
+    return report
 
 
 def timer(environ: Mapping[str, str], seconds_left: float | None = None) -> dict[str, Any]:
@@ -295,11 +516,13 @@ def timer(environ: Mapping[str, str], seconds_left: float | None = None) -> dict
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reconcile", description=__doc__.splitlines()[0])
-    parser.add_argument("--since", type=duration, default=DEFAULT_SINCE, help="the window: 30m (default), 2h, 1d")
+    parser.add_argument(
+        "--since", type=duration, default=DEFAULT_SINCE, help="alarms that fired and ended: 30m (default), 2h, 1d"
+    )
     parser.add_argument(
         "--max-seconds", type=positive_seconds, default=TIMER_SECONDS, help="stop within this many seconds"
     )
-    parser.add_argument("--dry-run", action="store_true", help="show what would be sent; send and record nothing")
+    parser.add_argument("--dry-run", action="store_true", help="read both sides and show what would be sent")
     args = parser.parse_args(argv)
     logs.configure()  # the run's summary is also one JSON line on stderr
     return run(os.environ, since=args.since, max_seconds=args.max_seconds, dry_run=args.dry_run, out=out or sys.stdout)

@@ -27,11 +27,13 @@ def endpoint(environ: Mapping[str, str]) -> str:
     return value
 
 
-def client(access_key: str, secret_key: str, region: str, url: str) -> Any:
-    """A signed ApiClient for every SDK (they share volcenginesdkcore)."""
+def client(access_key: str, secret_key: str, region: str, url: str, *, retries: bool = True) -> Any:
+    """A signed ApiClient for every SDK (they share volcenginesdkcore). Without `retries`, a failed
+    call is not tried again by the SDK (a bounded run leaves it to the next)."""
     import volcenginesdkcore
 
     configuration = volcenginesdkcore.Configuration()
+    configuration.auto_retry = retries
     _give_logging_back(configuration)
     configuration.ak, configuration.sk, configuration.region = access_key, secret_key, region
     parts = urlsplit(url)

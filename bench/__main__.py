@@ -11,7 +11,7 @@ import argparse
 import os
 import platform
 
-from bench import cold_start, fan_out, hostile, load, storm, throughput, translation
+from bench import cold_start, fan_out, hostile, load, reconcile, storm, throughput, translation
 
 
 def main() -> None:
@@ -30,6 +30,7 @@ def main() -> None:
         storm.run()
         throughput.run()
         load.run()
+        reconcile.run()
 
 
 main()

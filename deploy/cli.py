@@ -35,6 +35,7 @@ from deploy.package import DEFAULT_RUNTIME, PACKAGE, description, minimum_python
 from deploy.wiring_test import wiring_test
 
 # The function's reconcile key: a read-only Cloud Monitor key given apart from the deploying one.
+RECONCILE_SETTINGS = ("FLASHDUTY_APP_KEY", "FLASHDUTY_API_URL")  # reconcile's Flashduty side (the key a secret)
 RECONCILE_CREDENTIALS = {
     "RECONCILE_ACCESS_KEY": "VOLCENGINE_ACCESS_KEY",
     "RECONCILE_SECRET_KEY": "VOLCENGINE_SECRET_KEY",
@@ -275,9 +276,10 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
             parser.exit(
                 2,
                 "deploy: RECONCILE_ACCESS_KEY is the deploying key: give reconcile a key of its own, "
-                "allowed only Cloud Monitor's ListWebhooks and ListAlertGroup\n",
+                "allowed only Cloud Monitor's ListWebhooks, ListRules and ListAlertGroup\n",
             )
         environment.update(reconcile_key, VOLCENGINE_REGION=args.region, RECONCILE_WEBHOOK=args.name)
+        environment.update({name: os.environ[name] for name in RECONCILE_SETTINGS if os.environ.get(name)})
     try:
         config.load(environment)  # a setting the function would refuse at start is refused here
         endpoint = volcengine_api.endpoint(os.environ)

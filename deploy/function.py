@@ -270,10 +270,10 @@ def refuse_what_cannot_work(settings: config.Settings, environment: Mapping[str,
             "FLASHDUTY_INTEGRATION_KEY (or ROUTES) is set neither in this shell nor on the function: it would "
             "answer every callback and deliver nothing. Set it, or pass --dry-run-function to deploy a dry run."
         )
-    if environment.get("VOLCENGINE_ACCESS_KEY") and settings.deadletter is None:
+    if environment.get("VOLCENGINE_ACCESS_KEY") and not environment.get("FLASHDUTY_APP_KEY"):
         raise DeployError(
-            "RECONCILE_ACCESS_KEY is set, but DEADLETTER_URI is not: reconcile reads the store's records of "
-            "what the relay sent, so that it sends nothing twice. Set DEADLETTER_URI, or --unset "
+            "RECONCILE_ACCESS_KEY is set, but FLASHDUTY_APP_KEY is not: reconcile reads the alerts Flashduty "
+            "holds, with an APP key whose role has Channels Read. Set FLASHDUTY_APP_KEY, or --unset "
             "VOLCENGINE_ACCESS_KEY --unset VOLCENGINE_SECRET_KEY to turn reconcile off."
         )
     if settings.deadletter is not None and not (

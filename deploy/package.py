@@ -24,6 +24,7 @@ MODULES = (
     "deadletter.py",
     "replay.py",
     "reconcile.py",
+    "flashduty_alerts.py",
     "volcengine_api.py",
 )
 # ...and what a veFaaS web-server function needs beside them: its start command and what it installs.

@@ -28,7 +28,7 @@ def no_secret_in_any_log(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """Every test: no captured log line (urllib3's too, tracebacks included) holds a key or a token."""
     caplog.set_level(logging.DEBUG, logger="urllib3")
     yield
-    unredacted = re.compile(r"(?:integration_key|token)=(?!<redacted>)[^&\s'\"]+", re.IGNORECASE)
+    unredacted = re.compile(r"(?:integration_key|app_key|token)=(?!<redacted>)[^&\s'\"]+", re.IGNORECASE)
     leaked = [line for line in caplog.text.splitlines() if unredacted.search(line)]
     assert not leaked, f"a secret reached the log: {leaked[:3]}"
 

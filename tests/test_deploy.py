@@ -20,6 +20,7 @@ import callback
 from deploy import cli, package
 from deploy.function import STORE_CREDENTIALS
 from tests.support.callbacks import ROOT
+from tests.support.flashduty import APP_KEY
 from tests.support.openapi import ACCESS_KEY, NOT_UPDATED, READER_KEY, SECRET_KEY, OpenAPIStub
 from tests.support.servers import free_port, production_server
 from tests.support.venvs import fresh_venv
@@ -452,7 +453,7 @@ def test_dry_run_prints_the_wiring_and_calls_nothing(run, wired) -> None:
     assert "tick it in the event rules all" in out and "alarm policies cpu-high, ar9" in out
 
 
-def test_reconcile_gets_its_own_key_and_a_timer_every_5_minutes(run, openapi, store, client, monkeypatch) -> None:
+def test_reconcile_gets_its_own_key_and_a_timer_every_5_minutes(run, openapi, stub, client) -> None:
     rule = openapi.add_alarm_policy("cpu-high")
     openapi.webhooks["1"] = {
         "Id": "1",
@@ -460,14 +461,21 @@ def test_reconcile_gets_its_own_key_and_a_timer_every_5_minutes(run, openapi, st
         "Url": "https://relay/",
         "RuleIds": [rule["Id"]],
     }
-    reconcile_key = {"RECONCILE_ACCESS_KEY": READER_KEY, "RECONCILE_SECRET_KEY": SECRET_KEY}
-    code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key", CALLBACK_TOKEN="tok-r", **store, **reconcile_key)
+    reconcile_key = {
+        "RECONCILE_ACCESS_KEY": READER_KEY,
+        "RECONCILE_SECRET_KEY": SECRET_KEY,
+        "FLASHDUTY_APP_KEY": APP_KEY,
+    }
+    code, out = run(
+        FLASHDUTY_INTEGRATION_KEY="fd-key", CALLBACK_TOKEN="tok-r", FLASHDUTY_API_URL=stub.origin, **reconcile_key
+    )
     assert code == 0, out
     function_env = envs(openapi)
     assert function_env["VOLCENGINE_ACCESS_KEY"] == READER_KEY and ACCESS_KEY not in function_env.values()
+    assert function_env["FLASHDUTY_APP_KEY"] == APP_KEY and APP_KEY not in out
     assert function_env["RECONCILE_WEBHOOK"] == "volc-flashduty-relay"
     timers = {t["Name"]: t for t in openapi.function("volc-flashduty-relay").triggers}
-    assert timers["relay-reconcile"]["Crontab"] == "*/5 * * * *" and "relay-drain" in timers
+    assert timers["relay-reconcile"]["Crontab"] == "*/5 * * * *" and "relay-drain" not in timers  # no store
     assert SECRET_KEY not in out
 
     # What the timer posts runs reconcile in the relay (here against the stand-ins).
@@ -475,15 +483,13 @@ def test_reconcile_gets_its_own_key_and_a_timer_every_5_minutes(run, openapi, st
     event = {"id": "2", "source": f"/faas/event/timer/{timer['Id']}", "specversion": "1.0"}
     event.update(type="faas.timer.event", datacontenttype="application/octet-stream", data=timer["Payload"])
     app = client(
-        FLASHDUTY_INTEGRATION_KEY="fd-key",
-        CALLBACK_TOKEN="tok-r",
+        FLASHDUTY_PUSH_URL=stub.url,
         VOLCENGINE_OPENAPI_ENDPOINT=openapi.origin,
-        **{k: v for k, v in function_env.items() if k.startswith(("VOLCENGINE", "RECONCILE", "AWS", "TIMER"))},
-        **store,
+        **{k: v for k, v in function_env.items() if k.startswith(("VOLCENGINE", "RECONCILE", "FLASHDUTY", "TIMER"))},
     )
     answer = app.post("/", json=event)
     assert answer.status_code == 200 and answer.get_json()["exit_code"] == 0, answer.get_json()
-    assert "ListAlertGroup" in openapi.actions()
+    assert "ListAlertGroup" in openapi.actions() and stub.list_calls
 
 
 def test_reconcile_never_gets_the_deploying_key(run, openapi, store) -> None:
@@ -492,7 +498,7 @@ def test_reconcile_never_gets_the_deploying_key(run, openapi, store) -> None:
     )
     assert code == 2 and "RECONCILE_ACCESS_KEY is the deploying key" in out and openapi.calls == []
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key", RECONCILE_ACCESS_KEY="AKLTreader", RECONCILE_SECRET_KEY="s")
-    assert code == 1 and "DEADLETTER_URI is not" in out
+    assert code == 1 and "FLASHDUTY_APP_KEY is not" in out and "Channels Read" in out
 
 
 def test_a_route_changed_by_hand_and_a_new_function_are_put_right(run, wired) -> None:

@@ -1,11 +1,12 @@
-"""`python -m reconcile`: the real Cloud Monitor SDK against the OpenAPI stand-in, the real app for the
-callbacks that did arrive, the Flashduty stand-in enforcing its limits, and moto for the store."""
+"""`python -m reconcile`: the real Cloud Monitor SDK against the OpenAPI stand-in (ListAlertGroup filtered
+by trigger time and state, its times as strings), the real app for the callbacks that did arrive, and
+the Flashduty stand-in that merges what it accepts into alerts and serves them on /alert/list."""
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
-import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -14,11 +15,14 @@ import pytest
 
 import mapping
 import reconcile
-from tests.support.flashduty import FlashdutyStub, Limits, peak
+from tests.support.flashduty import APP_KEY, Fault, FlashdutyStub, Limits, peak
 from tests.support.openapi import ACCESS_KEY, SECRET_KEY, OpenAPIStub
+from tests.support.servers import free_port
 
 KEY = "fd-reconcile-key-0123456789"
+TEAM_KEY = "fd-team-a-key-0123456789"
 WEBHOOK = "volc-flashduty-relay"
+AGO = 600  # seconds: how long ago what Flashduty holds happened, once a test lets time pass
 
 
 def epoch(minutes_ago: float) -> int:
@@ -28,24 +32,19 @@ def epoch(minutes_ago: float) -> int:
 @pytest.fixture
 def policy(openapi: OpenAPIStub) -> dict:
     """An alarm policy that calls the relay's callback URL, as the deploy leaves it."""
-    rule = openapi.add_alarm_policy("cpu-high")
-    openapi.webhooks["1"] = {
-        "Id": "1",
-        "Name": WEBHOOK,
-        "Type": "custom",
-        "Url": "https://relay/",
-        "RuleIds": [rule["Id"]],
-    }
-    openapi.webhooks["1"]["EventRuleIds"] = []
+    rule = openapi.add_alarm_policy("cpu-high", ProjectName="payments", Tags=[{"Key": "team", "Value": "core"}])
+    openapi.webhooks["1"] = {"Id": "1", "Name": WEBHOOK, "Type": "custom", "Url": "https://relay.example/"}
+    openapi.webhooks["1"].update(RuleIds=[rule["Id"]], EventRuleIds=[])
     return rule
 
 
 @pytest.fixture
-def settings(openapi: OpenAPIStub, stub: FlashdutyStub, store: dict[str, str]) -> dict[str, str]:
+def settings(openapi: OpenAPIStub, stub: FlashdutyStub) -> dict[str, str]:
     return {
         "FLASHDUTY_INTEGRATION_KEY": KEY,
         "FLASHDUTY_PUSH_URL": stub.url,
-        **store,
+        "FLASHDUTY_APP_KEY": APP_KEY,
+        "FLASHDUTY_API_URL": stub.origin,
         "VOLCENGINE_ACCESS_KEY": ACCESS_KEY,
         "VOLCENGINE_SECRET_KEY": SECRET_KEY,
         "VOLCENGINE_OPENAPI_ENDPOINT": openapi.origin,
@@ -62,81 +61,278 @@ def run(settings: dict[str, str]) -> Callable[..., tuple[int, str]]:
     return reconcile_with
 
 
-def callback_of(group: dict, recovered: bool) -> dict:
+@pytest.fixture
+def relay(client, settings: dict[str, str]) -> Callable[[dict], None]:
+    """Deliver a callback through the real app, as Volcengine would have."""
+    app = client(**{k: v for k, v in settings.items() if k.startswith("FLASHDUTY_") and "APP" not in k})
+
+    def post(body: dict, path: str = "/") -> None:
+        assert app.post(path, json=body).status_code == 200
+
+    return post
+
+
+def callback_of(group: dict, recovered: bool = False, level: str | None = None) -> dict:
     """The callback Volcengine sends for the group (the shape the relay's fixtures have)."""
     resource = {"Id": group["ResourceId"], "Name": group["ResourceName"], "Region": "cn-beijing"}
     resource["Dimensions"] = [{"Name": "ResourceID", "Value": group["ResourceId"]}]
     resource["Metrics"] = [{"Name": "CpuTotal", "CurrentValue": 97 if not recovered else 12, "Threshold": 90}]
-    if not recovered:
-        resource["Metrics"][0]["Unit"] = "Percent"  # a firing carries more than its recovery
     return {
         "Type": "MetricRecovered" if recovered else "Metric",
         "AccountId": "2100000001",
         "RuleId": group["RuleId"],
         "RuleName": group["RuleName"],
-        "Level": group["Level"],
+        "Level": level or group["Level"],
         "Namespace": group["Namespace"],
+        "Project": "payments",
+        "Tags": [{"Key": "team", "Value": "core"}],
         "RecoveredResources" if recovered else "Resources": [resource],
     }
+
+
+def statuses(stub: FlashdutyStub, since: int = 0) -> list[tuple[str, str]]:
+    return [(r.event["event_status"], r.event["labels"]["resource_id"]) for r in stub.accepted()[since:]]
+
+
+def open_resources(stub: FlashdutyStub) -> list[str]:
+    return sorted(a["labels"]["resource_id"] for a in stub.open_alert_records())
+
+
+# Each rule of the decision ------------------------------------------------------------------------
 
 
 def test_an_outage_that_lost_a_firing_and_its_recovery_opens_and_closes_the_alert(run, openapi, policy, stub) -> None:
     openapi.add_alert_group(policy, "i-lost", epoch(20), AlertState="Recovered", EndAt=epoch(8))
     code, out = run()
     assert code == 0, out
-    statuses = [r.event["event_status"] for r in stub.accepted()]
-    assert statuses == ["Critical", "Ok"]  # opened, then closed: the on-call sees it happened
-    assert stub.open_alerts() == [] and len(stub.alerts()) == 1
+    assert statuses(stub) == [("Critical", "i-lost"), ("Ok", "i-lost")]  # on-call sees it happened
+    assert open_resources(stub) == [] and len(stub.alert_records) == 1
     assert all(r.event["labels"]["reconciled"] == "true" for r in stub.accepted())
-    assert openapi.violations == []
+    stub.age_alerts(AGO)
+    assert run() == (0, run()[1]) and len(stub.accepted()) == 2  # a second run sends nothing
+    assert openapi.violations == [] and stub.violations == []
 
 
-def test_a_recovery_whose_callback_failed_closes_the_alert_the_callback_opened(
-    run, openapi, policy, stub, client, settings
-) -> None:
-    group = openapi.add_alert_group(policy, "i-web-01", epoch(0.1))
-    app = client(**{k: v for k, v in settings.items() if not k.startswith("VOLCENGINE")})
-    assert app.post("/", json=callback_of(group, recovered=False)).status_code == 200
-    # It recovered just after (Volcengine's seconds), while the relay was out of reach: that callback never arrived.
-    group.update(AlertState="Recovered", EndAt=int(time.time()) + 2)
+def test_an_alarm_on_now_whose_firing_was_lost_pages_however_long_ago_it_started(run, openapi, policy, stub) -> None:
+    openapi.add_alert_group(policy, "i-old", epoch(60 * 24 * 40))  # on for 40 days: past any one window
+    openapi.add_alert_group(policy, "i-new", epoch(5))
+    code, out = run()
+    assert code == 0, out
+    assert sorted(statuses(stub)) == [("Critical", "i-new"), ("Critical", "i-old")]
+    assert open_resources(stub) == ["i-new", "i-old"]
+    windows = [c["end_time"] - c["start_time"] for c in stub.list_calls]
+    assert max(windows) <= 31 * 86400 and len(windows) > 12  # a year of open alerts, 31 days a query
+    assert "2 lost firings" in out and stub.violations == []
+
+
+def test_a_lost_recovery_closes_the_alert_the_callback_opened(run, openapi, policy, stub, relay) -> None:
+    group = openapi.add_alert_group(policy, "i-web-01", epoch(20))
+    relay(callback_of(group))
+    group.update(AlertState="Recovered", EndAt=epoch(10))  # its recovery callback never arrived
+    stub.age_alerts(AGO)
     code, out = run()
     assert code == 0, out
     relay_firing, reconciled_ok = stub.accepted()
     assert relay_firing.event["alert_key"] == reconciled_ok.event["alert_key"]  # one alert, closed
-    assert reconciled_ok.event["event_status"] == "Ok" and stub.open_alerts() == []
-    assert "1 already" not in out and "1 to send" in out
+    assert reconciled_ok.event["event_status"] == "Ok" and open_resources(stub) == []
 
 
-def test_alarms_the_callbacks_delivered_send_nothing_and_a_second_run_neither(
+def test_a_long_alarm_whose_recovery_was_lost_outside_the_window_is_closed(run, openapi, policy, stub, relay) -> None:
+    """Triggered two days ago, so in no window ListAlertGroup is asked for: Flashduty says it is open."""
+    group = openapi.add_alert_group(policy, "i-long", epoch(60 * 48))
+    relay(callback_of(group))
+    group.update(AlertState="Recovered", EndAt=epoch(60))
+    stub.age_alerts(AGO)
+    code, out = run()
+    assert code == 0, out
+    assert statuses(stub)[-1] == ("Ok", "i-long") and open_resources(stub) == []
+    closing = stub.accepted()[-1].event
+    assert closing["title_rule"].startswith("Recovered: cpu-high") and closing["labels"]["reconciled"] == "true"
+    stub.age_alerts(AGO)
+    assert run()[0] == 0 and len(stub.accepted()) == 2
+
+
+def test_an_alarm_that_fires_again_while_reconcile_runs_keeps_its_alert_open(run, openapi, policy, stub, relay) -> None:
+    """Flashduty is asked again just before an Ok: the relay's new firing, after Cloud Monitor was read, wins."""
+    group = openapi.add_alert_group(policy, "i-again", epoch(60 * 48))
+    relay(callback_of(group))
+    group.update(AlertState="Recovered", EndAt=epoch(60))  # its recovery was lost
+    stub.age_alerts(AGO)
+    # It fires again just after Cloud Monitor said what is on, and the relay delivers that firing.
+    openapi.after["ListAlertGroup"] = lambda: relay(callback_of(group))
+    code, out = run()
+    assert code == 0 and "1 changed while reading" in out, out
+    assert open_resources(stub) == ["i-again"] and statuses(stub)[-1] == ("Critical", "i-again")
+
+
+def test_an_alert_a_person_closed_is_left_alone_and_said_so(run, openapi, policy, stub, relay) -> None:
+    group = openapi.add_alert_group(policy, "i-muted", epoch(30))
+    relay(callback_of(group))
+    stub.close_by_hand(stub.accepted()[0].event["alert_key"])
+    stub.age_alerts(AGO)
+    code, out = run()
+    assert code == 0 and "1 closed by hand and left alone" in out, out
+    assert len(stub.accepted()) == 1 and open_resources(stub) == []
+
+
+def test_an_alert_closed_by_a_stale_recovery_while_the_alarm_is_on_is_opened_again(
+    run, openapi, policy, stub, relay
+) -> None:
+    earlier = openapi.add_alert_group(policy, "i-flap", epoch(40), AlertState="Recovered", EndAt=epoch(35))
+    now_on = openapi.add_alert_group(policy, "i-flap", epoch(20))
+    relay(callback_of(now_on))
+    relay(callback_of(earlier, recovered=True))  # the older recovery, retried late, closes the new alert
+    stub.age_alerts(AGO)
+    code, out = run()
+    assert code == 0 and "1 lost firings" in out, out
+    assert open_resources(stub) == ["i-flap"]
+
+
+def test_a_lost_escalation_raises_the_open_alert_to_its_level(run, openapi, policy, stub, relay) -> None:
+    group = openapi.add_alert_group(policy, "i-hot", epoch(20))  # the policy's level: critical
+    relay(callback_of(group, level="warning"))  # the relay had the warning; the critical never arrived
+    stub.age_alerts(AGO)
+    code, out = run()
+    assert code == 0 and "1 escalations" in out, out
+    (alert,) = stub.open_alert_records()
+    assert alert["alert_severity"] == "Critical"
+
+
+def test_a_run_beside_a_healthy_relay_sends_nothing(run, openapi, policy, stub, relay) -> None:
+    done = openapi.add_alert_group(policy, "i-done", epoch(25), AlertState="Recovered", EndAt=epoch(10))
+    on = openapi.add_alert_group(policy, "i-on", epoch(15))
+    for body in (callback_of(done), callback_of(done, recovered=True), callback_of(on)):
+        relay(body)
+    stub.age_alerts(AGO)
+    code, out = run()
+    assert code == 0 and len(stub.accepted()) == 3, out
+    assert "2 already matching" in out
+
+
+def test_what_the_relay_just_delivered_is_left_to_the_next_run(run, openapi, policy, stub, relay) -> None:
+    group = openapi.add_alert_group(policy, "i-now", epoch(20))
+    relay(callback_of(group))
+    group.update(AlertState="Recovered", EndAt=epoch(0.1))  # its recovery is on its way: not ours to send
+    code, out = run()
+    assert code == 0 and "1 changed while reading" in out and len(stub.accepted()) == 1, out
+
+
+@pytest.mark.parametrize(
+    "order", list(itertools.permutations(["relay firing", "relay recovery", "reconcile"])), ids="-".join
+)
+def test_relay_and_reconcile_in_any_order_match_cloud_monitor_after_two_runs(
+    run, openapi, policy, stub, relay, order
+) -> None:
+    group = openapi.add_alert_group(policy, "i-race", epoch(20), AlertState="Recovered", EndAt=epoch(5))
+    for step in order:
+        if step == "reconcile":
+            run()
+        else:
+            relay(callback_of(group, recovered=step == "relay recovery"))
+    for _ in range(2):
+        stub.age_alerts(AGO)
+        run()
+    assert open_resources(stub) == []  # Cloud Monitor has it ended: so does Flashduty
+    assert stub.alert_records  # and it was seen
+
+
+def test_a_firing_that_lands_after_the_recovery_is_closed_by_the_next_run(run, openapi, policy, stub, relay) -> None:
+    """The stale firing (a slow reconcile's, or a drain's) arrives after the relay's Ok."""
+    group = openapi.add_alert_group(policy, "i-stale", epoch(20), AlertState="Recovered", EndAt=epoch(5))
+    relay(callback_of(group))
+    relay(callback_of(group, recovered=True))
+    relay(callback_of(group))  # reopened by the late firing
+    stub.age_alerts(AGO)
+    code, out = run()
+    assert code == 0 and statuses(stub)[-1] == ("Ok", "i-stale") and open_resources(stub) == [], out
+
+
+def test_a_firing_flashduty_never_accepted_is_sent_whatever_the_relay_meant(
     run, openapi, policy, stub, client, settings
 ) -> None:
-    delivered = openapi.add_alert_group(policy, "i-ok", epoch(25), AlertState="Recovered", EndAt=epoch(10))
-    still_on = openapi.add_alert_group(policy, "i-on", epoch(15))
-    lost = openapi.add_alert_group(policy, "i-lost", epoch(12), AlertState="alerting")  # the other spelling
-    app = client(**{k: v for k, v in settings.items() if not k.startswith("VOLCENGINE")})
-    for body in (callback_of(delivered, False), callback_of(delivered, True), callback_of(still_on, False)):
-        assert app.post("/", json=body).status_code == 200
-    before = len(stub.accepted())
+    group = openapi.add_alert_group(policy, "i-500", epoch(20))
+    stub.script(*[Fault(500)] * 4)  # every attempt of the relay's delivery fails
+    app = client(FLASHDUTY_INTEGRATION_KEY=KEY, FLASHDUTY_PUSH_URL=stub.url)
+    assert app.post("/", json=callback_of(group)).status_code >= 500 and stub.accepted() == []
+    code, out = run()
+    assert code == 0 and statuses(stub) == [("Critical", "i-500")], out
 
+
+# Routes, labels, times -----------------------------------------------------------------------------
+
+
+def test_a_routes_alarms_go_to_its_integration_and_close_there(run, openapi, policy, stub, client, settings) -> None:
+    team = openapi.add_alarm_policy("team-a-disk")
+    openapi.webhooks["2"] = {"Id": "2", "Name": "team-a hook", "Type": "custom", "Url": "https://relay.example/team-a"}
+    openapi.webhooks["2"].update(RuleIds=[team["Id"]], EventRuleIds=[])
+    lost = openapi.add_alert_group(team, "i-team", epoch(20))
+    routes = json.dumps({"team-a": TEAM_KEY})
+    app = client(FLASHDUTY_INTEGRATION_KEY=KEY, ROUTES=routes, FLASHDUTY_PUSH_URL=stub.url)
+    assert app.post("/team-a", json=callback_of(lost)).status_code == 200
+    lost.update(AlertState="Recovered", EndAt=epoch(60 * 24))  # ended; its recovery was lost
+    lost["StartAt"] = epoch(60 * 48)  # and it fired long ago
+    stub.age_alerts(AGO)
+    code, out = run(ROUTES=routes)
+    assert code == 0, out
+    closing = stub.accepted()[-1]
+    assert closing.integration_key == TEAM_KEY and closing.event["event_status"] == "Ok"
+    assert open_resources(stub) == []
+
+
+def test_a_reconciled_event_carries_the_relays_labels(run, openapi, policy, stub, relay) -> None:
+    group = openapi.add_alert_group(policy, "i-labels", epoch(20))
+    relay(callback_of(group))
+    relayed = stub.accepted()[0].event
+    stub.alert_records.clear()  # as though Flashduty had lost it: reconcile sends the firing again
     code, out = run()
     assert code == 0, out
-    sent = stub.accepted()[before:]
-    assert [(r.event["event_status"], r.event["labels"]["resource_id"]) for r in sent] == [("Critical", "i-lost")]
-    assert "3 alerts, 2 already with the relay, 1 to send" in out
-    assert lost["Id"] == sent[0].event["labels"]["alert_group_id"]
+    sent = stub.accepted()[-1].event
+    assert sent["alert_key"] == relayed["alert_key"]
+    varying = {
+        "metric",
+        "metric_name",
+        "metric_value",
+        "metric_threshold",
+        "metric_unit",
+        "callback_type",
+        "account_id",
+    }
+    same = {k: v for k, v in relayed["labels"].items() if k not in varying}
+    assert {k: sent["labels"].get(k) for k in same} == same  # project and tags (from ListRules) included
+    assert sent["labels"]["project"] == "payments" and sent["labels"]["tag_team"] == "core"
 
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        lambda t: t,
+        lambda t: str(t),
+        lambda t: t * 1000,
+        lambda t: str(t * 1000),
+        lambda t: datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z"),
+    ],
+    ids=["seconds", "numeric-string", "milliseconds", "ms-string", "rfc3339"],
+)
+def test_every_spelling_of_a_time_places_the_alarm(start, run, openapi, policy, stub) -> None:
+    t = epoch(20)
+    group = openapi.add_alert_group(policy, "i-time", t)
+    group["StartAt"] = start(t)
+    openapi.alert_groups[group["Id"]] = {**group, "StartAt": start(t)}
     code, out = run()
-    assert code == 0 and len(stub.accepted()) == before + 1, out
-    assert "3 already with the relay, 0 to send" in out
+    assert code == 0 and statuses(stub) == [("Critical", "i-time")], out
+    assert (
+        f"Happened at: {datetime.fromtimestamp(t, mapping.CHINA_STANDARD_TIME):%Y-%m-%d %H:%M:%S}"
+        in (stub.accepted()[0].event["description"])
+    )
 
 
-def test_a_newer_alarm_of_the_same_alert_is_what_counts(run, openapi, policy, stub) -> None:
-    openapi.add_alert_group(policy, "i-flap", epoch(25), AlertState="Recovered", EndAt=epoch(20))
-    openapi.add_alert_group(policy, "i-flap", epoch(10))  # it fired again, and is on now
+def test_a_time_that_is_not_a_time_is_an_error_never_now(run, openapi, policy, stub) -> None:
+    openapi.add_alert_group(policy, "i-good", epoch(10))
+    bad = openapi.add_alert_group(policy, "i-bad", epoch(10))
+    bad["EndAt"] = "yesterday-ish"
     code, out = run()
-    assert code == 0, out
-    assert [r.event["event_status"] for r in stub.accepted()] == ["Critical"]
-    assert len(stub.open_alerts()) == 1
+    assert code == 1 and "not a time: 'yesterday-ish'" in out, out
+    assert statuses(stub) == [("Critical", "i-good")]
 
 
 def test_the_event_has_the_callbacks_alert_key_for_every_dimension_spelling() -> None:
@@ -160,95 +356,6 @@ def test_the_event_has_the_callbacks_alert_key_for_every_dimension_spelling() ->
     for dimension in spellings:
         event = mapping.reconciled(mapping.alert_group({**group, "Dimension": dimension}).firing)
         assert event is not None and event["alert_key"] == expected["alert_key"], dimension
-
-
-def test_a_missing_permission_says_which(run, openapi, policy) -> None:
-    openapi.deny.add("ListAlertGroup")
-    code, out = run()
-    assert code == 2 and "Cloud Monitor refused it (AccessDenied)" in out and "ListAlertGroup" in out
-    assert SECRET_KEY not in out and ACCESS_KEY not in out
-
-
-def test_without_the_callback_url_it_says_what_to_do(run, openapi) -> None:
-    code, out = run()
-    assert code == 2 and "no alarm policy calls the callback URL" in out and "RECONCILE_WEBHOOK" in out
-
-
-def test_without_a_store_or_credentials_it_refuses(run) -> None:
-    code, out = run(DEADLETTER_URI="")
-    assert code == 2 and "DEADLETTER_URI" in out
-    code, out = run(VOLCENGINE_SECRET_KEY="")
-    assert code == 2 and "VOLCENGINE_SECRET_KEY" in out
-
-
-def test_6000_changed_alarms_are_paged_within_the_limits_and_the_rest_is_the_next_runs(
-    openapi, policy, settings, monkeypatch
-) -> None:
-    limits = Limits(per_second=100, per_minute=300, minute_seconds=3.0)
-    flashduty = FlashdutyStub(limits=limits).start()
-    try:
-        for n in range(6000):
-            openapi.add_alert_group(policy, f"i-{n:05d}", epoch(29 - n / 300))
-        scaled = {
-            **settings,
-            "FLASHDUTY_PUSH_URL": flashduty.url,
-            "FLASHDUTY_MAX_RPS": "100",
-            "FLASHDUTY_MAX_PER_MINUTE": "300",
-            "FLASHDUTY_MINUTE_SECONDS": "3",
-        }
-        out = io.StringIO()
-        started = time.monotonic()
-        code = reconcile.run(scaled, since=timedelta(minutes=30), max_seconds=8.0, dry_run=False, out=out)
-        assert time.monotonic() - started < 12.0, "the run limit holds"
-        first = len(flashduty.accepted())
-        assert code == 1 and 0 < first < 6000, out.getvalue()
-        assert "6000 alerts" in out.getvalue()
-        listed = [c for c in openapi.calls if c.action == "ListAlertGroup"]
-        assert max(c.body["PageSize"] for c in listed) <= 100 and len(listed) > 60  # paged, the window split
-
-        out = io.StringIO()
-        code = reconcile.run(scaled, since=timedelta(minutes=30), max_seconds=8.0, dry_run=False, out=out)
-        accepted = flashduty.accepted()
-        keys = {r.event["alert_key"] for r in accepted}
-        assert len(keys) > first  # the next run goes on where this one stopped
-        # What the first run had answered is not sent again; a request the run limit cut short (at
-        # most one per worker) may have reached Flashduty unanswered, and is sent once more.
-        already = int(re.search(r"(\d+) already with the relay", out.getvalue())[1])
-        in_flight = int(reconcile.config.load(scaled).concurrency)
-        assert first - in_flight <= already <= first and len(accepted) - len(keys) <= in_flight
-        arrivals = [r.at for r in flashduty.received]
-        assert peak(arrivals, 1.0) <= limits.per_second and peak(arrivals, limits.minute_seconds) <= limits.per_minute
-        assert flashduty.violations == [] and openapi.violations == []
-    finally:
-        flashduty.stop()
-
-
-def test_each_run_logs_one_json_line(run, openapi, policy, caplog) -> None:
-    openapi.add_alert_group(policy, "i-lost", epoch(20), AlertState="Recovered", EndAt=epoch(8))
-    with caplog.at_level("INFO", logger="relay.reconcile"):
-        run()
-    (line,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == "relay.reconcile"]
-    assert line["found"] == 1 and line["sent"] == 2 and line["already_delivered"] == 0 and line["exit_code"] == 0
-    assert 7 < line["oldest_gap_minutes"] < 10
-
-
-def test_dry_run_sends_and_records_nothing(openapi, policy, settings, stub, monkeypatch, capsys) -> None:
-    openapi.add_alert_group(policy, "i-lost", epoch(20))
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
-    assert reconcile.main(["--dry-run", "--since", "1h"]) == 1  # something to send: a gap
-    printed = capsys.readouterr().out
-    assert "would send Critical" in printed and "i-lost" in printed
-    assert stub.received == []
-    code = reconcile.run(settings, since=timedelta(hours=1), max_seconds=30, dry_run=False, out=io.StringIO())
-    assert code == 0 and len(stub.accepted()) == 1  # the dry run recorded nothing
-
-
-def test_no_credential_reaches_a_log_line(run, openapi, policy, caplog) -> None:
-    openapi.add_alert_group(policy, "i-lost", epoch(20))
-    with caplog.at_level("DEBUG"):
-        run()
-    assert SECRET_KEY not in caplog.text and len(caplog.records) > 3
 
 
 @pytest.mark.parametrize(
@@ -280,3 +387,124 @@ def test_a_no_data_alarm_keeps_its_own_alert() -> None:
     no_data = mapping.reconciled(mapping.alert_group({**base, "AlertType": "NO_DATA"}).firing)
     assert threshold and no_data and threshold["alert_key"] != no_data["alert_key"]
     assert no_data["labels"]["kind"] == mapping.NO_DATA
+
+
+# Bounded, and what it says when it cannot run -----------------------------------------------------
+
+
+def test_6000_alarms_are_sent_page_by_page_within_every_limit_and_the_next_run_carries_on(
+    openapi, policy, settings
+) -> None:
+    limits = Limits(per_second=100, per_minute=300, minute_seconds=3.0)
+    flashduty = FlashdutyStub(limits=limits).start()
+    try:
+        for n in range(6000):
+            openapi.add_alert_group(policy, f"i-{n:05d}", epoch(29 - n / 300))
+        openapi.delays["ListAlertGroup"] = 0.02
+        scaled = {
+            **settings,
+            "FLASHDUTY_PUSH_URL": flashduty.url,
+            "FLASHDUTY_API_URL": flashduty.origin,
+            "FLASHDUTY_MAX_RPS": "100",
+            "FLASHDUTY_MAX_PER_MINUTE": "300",
+            "FLASHDUTY_MINUTE_SECONDS": "3",
+        }
+        out = io.StringIO()
+        started = time.monotonic()
+        code = reconcile.run(scaled, since=timedelta(minutes=30), max_seconds=8.0, dry_run=False, out=out)
+        assert time.monotonic() - started < 9.0, "the run limit holds"
+        first = len(flashduty.accepted())
+        assert code == 1 and 300 < first < 6000, out.getvalue()
+        listed = [c for c in openapi.calls if c.action == "ListAlertGroup"]
+        assert max(c.body["PageSize"] for c in listed) <= 100 and len(listed) < 60  # sent before reading on
+
+        flashduty.age_alerts(AGO)
+        out = io.StringIO()
+        code = reconcile.run(scaled, since=timedelta(minutes=30), max_seconds=8.0, dry_run=False, out=out)
+        keys = {r.event["alert_key"] for r in flashduty.accepted()}
+        assert len(keys) > first and len(flashduty.accepted()) - len(keys) <= 8  # on where it stopped
+        arrivals = [r.at for r in flashduty.received]
+        assert peak(arrivals, 1.0) <= limits.per_second and peak(arrivals, limits.minute_seconds) <= limits.per_minute
+        assert flashduty.violations == [] and openapi.violations == []
+    finally:
+        flashduty.stop()
+
+
+def test_a_hanging_list_alert_group_never_holds_the_run_past_its_limit(run, openapi, policy, stub) -> None:
+    openapi.add_alert_group(policy, "i-lost", epoch(20))
+    openapi.delays["ListAlertGroup"] = 30.0
+    started = time.monotonic()
+    code, out = run(max_seconds=4.0)
+    assert time.monotonic() - started < 6.0 and code == 1, out
+    assert "ListAlertGroup did not answer in time" in out
+
+
+@pytest.mark.parametrize("side", ["volcengine", "flashduty"])
+def test_an_unreachable_api_is_one_line_and_exit_2(side, run, policy, caplog) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    setting = {"volcengine": "VOLCENGINE_OPENAPI_ENDPOINT", "flashduty": "FLASHDUTY_API_URL"}[side]
+    with caplog.at_level("INFO", logger="relay.reconcile"):
+        code, out = run(**{setting: closed})
+    assert code == 2 and len(out.splitlines()) == 1 and "cannot reach" in out and "Traceback" not in out, out
+    (line,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == "relay.reconcile"]
+    assert line["exit_code"] == 2 and "cannot reach" in line["error"]
+
+
+@pytest.mark.parametrize("action", ["ListWebhooks", "ListRules", "ListAlertGroup"])
+def test_a_missing_cloud_monitor_permission_says_which(action, run, openapi, policy) -> None:
+    openapi.deny.add(action)
+    code, out = run()
+    assert code == 2 and "Cloud Monitor refused it (AccessDenied)" in out and action in out
+    assert SECRET_KEY not in out and ACCESS_KEY not in out
+
+
+def test_flashduty_refusals_name_the_key_and_the_permission(run, openapi, policy, stub) -> None:
+    code, out = run(FLASHDUTY_APP_KEY="not-the-key")
+    assert code == 2 and "FLASHDUTY_APP_KEY (Unauthorized)" in out and "not-the-key" not in out
+    stub.denied_read = True
+    code, out = run()
+    assert code == 2 and "Channels Read" in out and APP_KEY not in out
+
+
+def test_without_the_callback_url_or_keys_it_says_what_to_do(run, openapi, policy) -> None:
+    code, out = run(RECONCILE_WEBHOOK="another-name")
+    assert code == 2 and "no alarm policy calls the callback URL" in out and "RECONCILE_WEBHOOK" in out
+    code, out = run(FLASHDUTY_APP_KEY="")
+    assert code == 2 and "FLASHDUTY_APP_KEY" in out and "Channels Read" in out
+    code, out = run(VOLCENGINE_SECRET_KEY="")
+    assert code == 2 and "VOLCENGINE_SECRET_KEY" in out
+
+
+def test_each_run_logs_one_json_line_and_no_secret(run, openapi, policy, caplog) -> None:
+    openapi.add_alert_group(policy, "i-lost", epoch(20), AlertState="Recovered", EndAt=epoch(8))
+    with caplog.at_level("DEBUG"):
+        run()
+    (line,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == "relay.reconcile"]
+    assert line["missed"] == 1 and line["sent"] == 2 and line["exit_code"] == 0
+    for secret in (SECRET_KEY, APP_KEY, KEY):
+        assert secret not in caplog.text
+
+
+def test_dry_run_reads_both_sides_and_sends_nothing(openapi, policy, settings, stub, monkeypatch, capsys) -> None:
+    openapi.add_alert_group(policy, "i-lost", epoch(20))
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    assert reconcile.main(["--dry-run", "--since", "1h"]) == 1  # something to send
+    printed = capsys.readouterr().out
+    assert "would send Critical" in printed and "i-lost" in printed
+    assert stub.received == [] and stub.list_calls
+
+
+def test_the_stand_ins_refuse_what_the_services_refuse(stub: FlashdutyStub) -> None:
+    """What the tests above rely on: Flashduty's documented limits on /alert/list."""
+    import requests
+
+    def ask(body: dict, key: str = APP_KEY) -> int:
+        return requests.post(f"{stub.origin}/alert/list", params={"app_key": key}, json=body, timeout=5).status_code
+
+    now = int(time.time())
+    assert ask({"start_time": now - 32 * 86400, "end_time": now}) == 400
+    assert ask({"start_time": now - 60, "end_time": now, "limit": 101}) == 400
+    assert ask({"end_time": now}) == 400
+    assert ask({"start_time": now - 60, "end_time": now}, key="wrong") == 401
+    assert ask({"start_time": now - 60, "end_time": now}) == 200

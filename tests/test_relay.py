@@ -246,7 +246,7 @@ def test_variables_lists_exactly_what_the_settings_read() -> None:
 
 def test_a_timer_event_is_recognised_before_the_route_check(client) -> None:
     # ROUTES alone, no default key: veFaaS's timer still posts to `/`, and the drain must run.
-    app = client(ROUTES='{"team-a": "key-a"}', CALLBACK_TOKEN="tok-timer-routes")
+    app = client(ROUTES='{"team-a": "key-a"}', CALLBACK_TOKEN="tok-callback", TIMER_TOKEN="tok-timer-routes")
     timer = {"type": "faas.timer.event", "specversion": "1.0", "id": "1", "source": "/faas/event/timer/t-1"}
     timer["data"] = json.dumps({"relay": "drain", "seconds": 5, "token": "tok-timer-routes"})
     answer = app.post("/", data=json.dumps(timer))

@@ -175,14 +175,18 @@ def test_the_drain_runs_every_minute_with_the_least_rights(package: Path) -> Non
 def test_reconcile_runs_every_5_minutes_with_its_own_read_only_key_from_ssm(package: Path) -> None:
     res = resources(package)
     function = res["ReconcileLambdaFunction"]["Properties"]
-    assert function["Handler"] == "main.reconcile" and function["Role"] == {"Fn::GetAtt": ["DrainRole", "Arn"]}
+    assert function["Handler"] == "main.reconcile" and function["Role"] == {"Fn::GetAtt": ["ReconcileRole", "Arn"]}
+    (policy,) = res["ReconcileRole"]["Properties"]["Policies"]
+    actions = [a for s in policy["PolicyDocument"]["Statement"] for a in s["Action"]]
+    assert actions == ["logs:CreateLogStream", "logs:PutLogEvents"]  # its logs, nothing of the store
     assert function["Timeout"] > reconcile.TIMER_SECONDS + 5  # its own limit fits
     variables = function["Environment"]["Variables"]
     for name, parameter in (
         ("VOLCENGINE_ACCESS_KEY", "reconcile-access-key"),
         ("VOLCENGINE_SECRET_KEY", "reconcile-secret-key"),
         ("VOLCENGINE_REGION", "reconcile-region"),
+        ("FLASHDUTY_APP_KEY", "flashduty-app-key"),
     ):
         assert variables[name] == f"{{{{resolve:ssm:/volc-flashduty-relay/ci/{parameter}}}}}"
     relay = res["RelayLambdaFunction"]["Properties"]["Environment"]["Variables"]
-    assert not {"VOLCENGINE_ACCESS_KEY", "VOLCENGINE_SECRET_KEY"} & relay.keys()  # the relay never holds it
+    assert not {"VOLCENGINE_ACCESS_KEY", "VOLCENGINE_SECRET_KEY", "FLASHDUTY_APP_KEY"} & relay.keys()  # nor the relay

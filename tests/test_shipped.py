@@ -17,7 +17,7 @@ from pathlib import Path
 from deploy import package
 from tests.support import s3
 from tests.support.callbacks import ROOT
-from tests.support.flashduty import FlashdutyStub
+from tests.support.flashduty import APP_KEY, FlashdutyStub
 from tests.support.openapi import ACCESS_KEY, SECRET_KEY, OpenAPIStub
 from tests.support.servers import free_port, wait_until_up
 from tests.support.venvs import fresh_venv
@@ -61,6 +61,7 @@ def test_the_vefaas_package_alone_serves_drains_and_reconciles(
     openapi.webhooks["1"] = {"Id": "1", "Name": "volc-flashduty-relay", "Url": url, "RuleIds": [rule["Id"]]}
     openapi.add_alert_group(rule, "i-lost", int(time.time()) - 600)
     env.update(VOLCENGINE_ACCESS_KEY=ACCESS_KEY, VOLCENGINE_SECRET_KEY=SECRET_KEY)
+    env.update(FLASHDUTY_APP_KEY=APP_KEY, FLASHDUTY_API_URL=stub.origin)
     env.update(VOLCENGINE_OPENAPI_ENDPOINT=openapi.origin)
     reconciling = "import index, json; print(json.dumps(index.reconcile({}, None)))"
     ran = subprocess.run([str(python), "-c", reconciling], cwd=app, env=env, capture_output=True, text=True)

@@ -59,7 +59,8 @@ def test_the_pipeline_runs_the_same_deploy_with_the_wiring_and_reconcile() -> No
     deploy = yaml.safe_load((ROOT / ".github/workflows/deploy.yml").read_text())
     steps = deploy["jobs"]["vefaas"]["steps"]
     (step,) = [s for s in steps if s.get("run") == "python -m deploy"]
-    for name in ("APIG_GATEWAY_NAME", "DEPLOY_EVENT_RULES", "DEPLOY_ALARM_POLICIES", "RECONCILE_ACCESS_KEY"):
+    wiring = ("APIG_GATEWAY_NAME", "DEPLOY_EVENT_RULES", "DEPLOY_ALARM_POLICIES")
+    for name in (*wiring, "RECONCILE_ACCESS_KEY", "FLASHDUTY_APP_KEY"):
         assert name in step["env"], name
     help_text = subprocess.run(
         [sys.executable, "-m", "deploy", "--help"], cwd=ROOT, capture_output=True, text=True, check=True

@@ -1,10 +1,21 @@
-"""A real HTTP server on 127.0.0.1 standing in for Flashduty's standard event API.
+"""A real HTTP server on 127.0.0.1 standing in for Flashduty: its standard event API and the Open
+API's alert list.
 
-It checks every request against the documented contract (path, integration_key, content type,
-field types and limits), holds each integration key to both documented rate limits (100 requests
-in any second and 1,000 in any minute; a minute can be scaled down for tests) with a 429 and
-Retry-After beyond either, and answers as Flashduty does; faults can be scripted per request.
+Pushes: it checks every request against the documented contract (path, integration_key, content
+type, field types and limits), holds each integration key to both documented rate limits (100
+requests in any second and 1,000 in any minute; a minute can be scaled down for tests) with a 429
+and Retry-After beyond either, and answers as Flashduty does; faults can be scripted per request.
 Which requests count against the limits Flashduty does not document: here, the accepted ones.
+
+Alerts: accepted events merge into alerts as Flashduty's docs say (one alert per integration and
+alert key while it is open; its severity the highest of its events, its labels the last event's;
+an Ok closes it; an Ok with no open alert opens nothing; after it closed, a firing opens a new
+alert). A person can close an alert by hand (`close_by_hand`): it then reads like one closed by an
+Ok (the docs do not say how it reads: the harsher reading), but keeps its last event's labels.
+`POST /alert/list` serves them with the documented filters (required start_time/end_time at most
+31 days apart, is_active, integration_ids, alert_keys, by_updated_at), 100 a page at most with a
+search_after_ctx cursor, the `app_key` check (401), a refusal for a key without Channels Read
+(403), and the account's 50 requests a second and 1,000 a minute (429).
 """
 
 from __future__ import annotations
@@ -31,6 +42,11 @@ from tests.support.callbacks import ROOT
 from tests.support.servers import LocalServer, free_port
 
 PATH = "/event/push/alert/standard"
+ALERT_LIST = "/alert/list"
+APP_KEY = "fd-app-key-standin-0123456789abcdef"
+WINDOW_MAX_SECONDS = 31 * 86400
+PAGE_MAX = 100
+SEVERITY_RANK = {"Info": 1, "Warning": 2, "Critical": 3}
 STATUSES = {"Critical", "Warning", "Info", "Ok"}
 LABEL_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
@@ -125,6 +141,13 @@ class FlashdutyStub(LocalServer):
         self.fault_source: Callable[[], Fault] | None = None  # how to answer when nothing is scripted
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.alert_records: list[dict[str, Any]] = []  # as /alert/list gives them, oldest first
+        self.integration_ids: dict[str, int] = {}  # integration key: its id
+        self.denied_read = False  # the APP key's role lacks Channels Read
+        self.list_delay = 0.0  # seconds before each /alert/list answer
+        self.list_calls: list[dict[str, Any]] = []  # each /alert/list request body
+        self.read_limits = Limits(per_second=50, per_minute=1000)  # the account's Open API limits
+        self._read_at: collections.deque[float] = collections.deque()
         self._lock = threading.Lock()
         super().__init__(self._handler_class(), port)
 
@@ -147,6 +170,101 @@ class FlashdutyStub(LocalServer):
 
     def open_alerts(self) -> list[str]:
         return sorted(key for key, status in self.alerts().items() if status != "Ok")
+
+    def integration_id(self, integration_key: str) -> int:
+        """The id Flashduty gives the integration of this key (made on first use). Under the lock or alone."""
+        return self.integration_ids.setdefault(integration_key, 1000 + len(self.integration_ids))
+
+    def alerts_of(self, alert_key: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(a) for a in self.alert_records if a["alert_key"] == alert_key]
+
+    def open_alert_records(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(a) for a in self.alert_records if not a["end_time"]]
+
+    def age_alerts(self, seconds: int) -> None:
+        """Everything Flashduty holds happened this much longer ago (a test's way to let time pass)."""
+        with self._lock:
+            for alert in self.alert_records:
+                for name in ("start_time", "last_time", "created_at", "updated_at", "end_time"):
+                    alert[name] -= seconds if alert[name] else 0
+
+    def close_by_hand(self, alert_key: str, at: float | None = None) -> None:
+        """A person resolves the incident of the open alert of this key: it closes without an event."""
+        with self._lock:
+            (alert,) = [a for a in self.alert_records if a["alert_key"] == alert_key and not a["end_time"]]
+            now = int(at if at is not None else time.time())
+            alert.update(end_time=now, updated_at=now, alert_status="Ok")
+
+    def _merge(self, event: dict[str, Any], integration_key: str) -> None:
+        """An accepted event into its alert, as Flashduty merges them. Under the lock."""
+        now, key = int(time.time()), event.get("alert_key", "")
+        integration = self.integration_id(integration_key)
+        open_ = [a for a in self.alert_records if a["integration_id"] == integration and a["alert_key"] == key]
+        alert = next((a for a in open_ if not a["end_time"]), None)
+        status = event["event_status"]
+        if alert is None:
+            if status == "Ok":
+                return
+            alert = {
+                "alert_id": f"a{len(self.alert_records) + 1:06d}",
+                "alert_key": key,
+                "integration_id": integration,
+                "integration_name": f"integration {integration}",
+                "channel_id": 1,
+                "alert_severity": status,
+                "alert_status": status,
+                "start_time": now,
+                "last_time": now,
+                "end_time": 0,
+                "created_at": now,
+                "updated_at": now,
+                "event_cnt": 0,
+            }
+            self.alert_records.append(alert)
+        alert.update(title=event["title_rule"], labels=dict(event.get("labels", {})), last_time=now, updated_at=now)
+        alert["event_cnt"] += 1
+        if status == "Ok":
+            alert.update(end_time=now, alert_status="Ok")
+        elif SEVERITY_RANK[status] > SEVERITY_RANK[alert["alert_severity"]]:
+            alert.update(alert_severity=status, alert_status=status)
+
+    def _list(self, query: dict[str, list[str]], body: Any) -> tuple[int, dict[str, Any]]:
+        """POST /alert/list: (HTTP status, answer)."""
+        self.list_calls.append(body if isinstance(body, dict) else {})
+        if query.get("app_key", [""])[0] != APP_KEY:
+            return 401, _error("Unauthorized", "app_key is missing or not valid")
+        if self.denied_read:
+            return 403, _error("AccessDenied", "the APP key's role lacks Channels Read")
+        now = time.monotonic()
+        while self._read_at and self._read_at[0] <= now - self.read_limits.minute_seconds:
+            self._read_at.popleft()
+        if sum(1 for at in self._read_at if at > now - 1.0) >= self.read_limits.per_second or (
+            len(self._read_at) >= self.read_limits.per_minute
+        ):
+            return 429, _error("RequestTooFrequently", "too many requests")
+        self._read_at.append(now)
+        problems = _list_problems(body)
+        if problems:
+            self.violations += [f"/alert/list: {p}" for p in problems]
+            return 400, _error("InvalidParameter", "; ".join(problems))
+        start, end, by_updated = body["start_time"], body["end_time"], bool(body.get("by_updated_at"))
+        keys, integrations = body.get("alert_keys"), body.get("integration_ids")
+        found = [
+            dict(a)
+            for a in self.alert_records
+            if start <= a["updated_at" if by_updated else "start_time"] <= end
+            and ("is_active" not in body or body["is_active"] == (not a["end_time"]))
+            and (not keys or a["alert_key"] in keys)
+            and (not integrations or a["integration_id"] in integrations)
+        ]
+        after = int(body.get("search_after_ctx") or 0)
+        limit = int(body.get("limit") or 20)
+        page = found[after : after + limit]
+        more = after + limit < len(found)
+        data = {"items": page, "has_next_page": more, "search_after_ctx": str(after + limit) if more else ""}
+        return 200, {"request_id": "stub", "data": {**data, "total": min(len(found), 1000)}}
 
     def _admit(self, key: str, now: float) -> float:
         """Count an accepted request of `key` and return 0, or the seconds until it could be. Under the lock."""
@@ -195,6 +313,17 @@ class FlashdutyStub(LocalServer):
                 self._reply(200, seen)
 
             def do_POST(self) -> None:
+                url = urlsplit(self.path)
+                if url.path == ALERT_LIST:
+                    body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                    try:
+                        request = json.loads(body)
+                    except ValueError:
+                        request = None
+                    with stub._lock:
+                        status, answer = stub._list(parse_qs(url.query), request)
+                    time.sleep(stub.list_delay)
+                    return self._reply(status, answer)
                 arrived = time.monotonic()
                 with stub._lock:
                     stub.in_flight += 1
@@ -237,6 +366,8 @@ class FlashdutyStub(LocalServer):
                             raw=fault.body is not None or fault.wire is not None or bool(fault.drip),
                         )
                     )
+                    if stub.received[-1].accepted:
+                        stub._merge(event, key)
                 if fault.delay:
                     time.sleep(fault.delay)
                 if fault.reset:
@@ -284,6 +415,29 @@ class FlashdutyStub(LocalServer):
                     pass  # the relay gave up waiting (a hang it was meant to cut off)
 
         return Handler
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"request_id": "stub", "error": {"code": code, "message": message}}
+
+
+def _list_problems(body: Any) -> list[str]:
+    """What in an /alert/list request the documented contract refuses."""
+    if not isinstance(body, dict):
+        return ["the body is not a JSON object"]
+    start, end = body.get("start_time"), body.get("end_time")
+    if not (isinstance(start, int) and isinstance(end, int)):
+        return ["start_time and end_time are required, in Unix seconds"]
+    problems = []
+    if not 0 <= end - start <= WINDOW_MAX_SECONDS:
+        problems.append("start_time and end_time must be at most 31 days apart, end after start")
+    if not 1 <= int(body.get("limit") or 20) <= PAGE_MAX:
+        problems.append(f"limit must be 1 to {PAGE_MAX}")
+    for name, kind in (("alert_keys", str), ("integration_ids", int)):
+        value = body.get(name)
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, kind) for v in value)):
+            problems.append(f"{name} must be a list of {kind.__name__}")
+    return problems
 
 
 @contextmanager

@@ -15,8 +15,10 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -121,6 +123,7 @@ class OpenAPIStub(LocalServer):
         self.calls: list[Call] = []
         self.violations: list[str] = []
         self.deny: set[str] = set()
+        self.delays: dict[str, float] = {}  # action: seconds before it answers (the service's latency)
         self.functions: dict[str, Function] = {}
         self.release_status = "Succeeded"
         self.gateways: dict[str, dict[str, Any]] = {}  # id: {"Id", "Name", "Upstreams", "Services"}
@@ -509,15 +512,21 @@ class OpenAPIStub(LocalServer):
         if end - start < 60:  # documented: an interval under a minute means the last 7 days
             self.violations.append("ListAlertGroup with an interval under a minute reads the last 7 days")
         rules = set(body.get("RuleIds") or [])
-        # An alarm is in the window when it started or ended in it: the docs say "alarm history in a
-        # time range" without saying which of its times the filter compares (README: Reconcile).
+        states = {s.lower() for s in body.get("AlertStates") or []}
+        if not states <= {"alerting", "normal"}:
+            self.violations.append(f"ListAlertGroup AlertStates {sorted(states)}: documented are alerting, normal")
+        # StartAt/EndAt bound when an alarm was triggered (docs 6408/152723), whatever happened since.
         found = [
             g
             for g in self.alert_groups.values()
-            if (not rules or g["RuleId"] in rules) and (start <= g["StartAt"] <= end or start <= g["EndAt"] <= end)
+            if (not rules or g["RuleId"] in rules)
+            and start <= _epoch(g["StartAt"]) <= end
+            and (not states or _alert_state(g) in states)
         ]
-        found.sort(key=lambda g: (g["StartAt"], g["Id"]))
+        found.sort(key=lambda g: (_epoch(g["StartAt"]), g["Id"]))
         answer = self._page(body, found[:ALERT_GROUP_LIMIT])
+        # The SDK types StartAt, EndAt and Duration as strings: the stand-in gives them so.
+        answer["Data"] = [{**g, **{k: str(g[k]) for k in ("StartAt", "EndAt", "Duration")}} for g in answer["Data"]]
         answer["TotalCount"] = len(found)
         return answer
 
@@ -624,6 +633,7 @@ class OpenAPIStub(LocalServer):
                         status = refusal.status
                         error = {"Code": refusal.code, "Message": refusal.message}
                         answer = {"ResponseMetadata": {**metadata, "Error": error}}
+                time.sleep(stub.delays.get(action, 0.0))
                 self._reply(status, json.dumps(answer).encode(), "application/json")
 
             def _reply(self, status: int, data: bytes, content_type: str = "text/plain") -> None:
@@ -631,9 +641,26 @@ class OpenAPIStub(LocalServer):
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the caller stopped waiting (a hang it was meant to cut off)
 
         return Handler
+
+
+def _epoch(value: Any) -> float:
+    """A trigger time in whichever spelling a test stored it (seconds, milliseconds, RFC 3339)."""
+    try:
+        number = float(value)
+    except ValueError:
+        return datetime.fromisoformat(str(value)).timestamp()
+    return number / 1000 if number > 1e11 else number
+
+
+def _alert_state(group: dict[str, Any]) -> str:
+    """The documented AlertStates value a stored alarm answers to (its AlertState spelling is the test's)."""
+    return "alerting" if str(group["AlertState"]).lower() in ("alerting", "alarm", "firing") else "normal"
 
 
 def _refuse_webhooks(body: dict[str, Any], action: str) -> None:

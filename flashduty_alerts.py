@@ -1,0 +1,170 @@
+"""Read the alerts Flashduty holds, through its Open API (`POST /alert/list`), for reconcile.
+
+Reconcile compares Cloud Monitor's alarms with what Flashduty has, not with a record of what the
+relay meant to send: a record is an intent, an alert is what arrived. The APP key
+(FLASHDUTY_APP_KEY, a secret: it travels in the query and is never logged) must belong to a role
+with Channels Read. The account may make 50 requests a second and 1,000 a minute: one limiter per
+key keeps inside both. A window is at most 31 days, a page at most 100 alerts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from config import RateLimits
+from flashduty import limiter
+
+DEFAULT_API_URL = "https://api.flashcat.cloud"
+WINDOW = timedelta(days=31)  # the widest start_time..end_time one query takes
+PAGE_SIZE = 100
+KEYS_PER_QUERY = 100  # alert_keys in one query: the docs give no limit; a page's worth
+READ_LIMITS = RateLimits(per_second=50, per_minute=1000)
+CONNECT_TIMEOUT_SECONDS = 3.0
+READ_TIMEOUT_SECONDS = 15.0
+
+
+class ReadError(Exception):
+    """Flashduty could not be read: said so that the operator knows what to fix (never the key)."""
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert as /alert/list gives it: what reconcile needs of it."""
+
+    alert_id: str
+    alert_key: str
+    integration_id: int
+    severity: str  # Critical, Warning or Info: the highest of its events
+    active: bool
+    updated_at: datetime
+    end_time: datetime | None
+    title: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class AlertReader:
+    """Flashduty's alerts, read within a run's deadline (a time.monotonic() value)."""
+
+    api_url: str
+    app_key: str
+    deadline: float
+    session: requests.Session = field(default_factory=lambda: _session())
+
+    def open_alerts(self, since: datetime, until: datetime) -> list[Alert]:
+        """Every open alert that started in [since, until], of every integration the key may see."""
+        return [a for start, end in windows(since, until) for a in self._list({"is_active": True}, start, end)]
+
+    def alerts_of(self, keys: Sequence[str], since: datetime, until: datetime) -> list[Alert]:
+        """Every alert of these keys, open or closed, that changed in [since, until]."""
+        found: list[Alert] = []
+        for first in range(0, len(keys), KEYS_PER_QUERY):
+            chunk = {"alert_keys": list(keys[first : first + KEYS_PER_QUERY]), "by_updated_at": True}
+            for start, end in windows(since, until):
+                found += self._list(chunk, start, end)
+        return found
+
+    def _list(self, filters: dict[str, Any], start: datetime, end: datetime) -> Iterator[Alert]:
+        body: dict[str, Any] = {
+            **filters,
+            "start_time": int(start.timestamp()),
+            "end_time": int(end.timestamp()),
+            "limit": PAGE_SIZE,
+        }
+        while True:
+            data = self._post(body)
+            yield from (_alert(item) for item in data.get("items") or [] if isinstance(item, dict))
+            cursor = data.get("search_after_ctx")
+            if not data.get("has_next_page") or not cursor:
+                return
+            body["search_after_ctx"] = cursor
+
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        host = urlsplit(self.api_url).netloc
+        if not limiter(self.app_key, READ_LIMITS).wait_for_slot(self.deadline):
+            raise TimeoutError("no time left to read Flashduty's alerts")
+        remaining = self.deadline - time.monotonic()
+        try:
+            response = self.session.post(
+                f"{self.api_url.rstrip('/')}/alert/list",
+                params={"app_key": self.app_key},
+                json=body,
+                timeout=(min(CONNECT_TIMEOUT_SECONDS, remaining), min(READ_TIMEOUT_SECONDS, remaining)),
+                allow_redirects=False,
+            )
+        except requests.Timeout:
+            raise TimeoutError(f"Flashduty's Open API ({host}) did not answer in time") from None
+        except requests.RequestException as error:  # its text holds the URL, and with it the key
+            raise ReadError(
+                f"list Flashduty's alerts: cannot reach {host} ({type(error).__name__}); "
+                "check FLASHDUTY_API_URL and the network"
+            ) from None
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        refusal = answer.get("error") if isinstance(answer, dict) else None
+        code = str(refusal.get("code", "")) if isinstance(refusal, dict) else ""
+        if response.status_code == 401 or code == "Unauthorized":
+            raise ReadError("Flashduty refused FLASHDUTY_APP_KEY (Unauthorized): set an APP key of your account")
+        if response.status_code == 403 or code == "AccessDenied":
+            raise ReadError(
+                "list Flashduty's alerts: refused (AccessDenied): the APP key's role needs Channels Read (on-call)"
+            )
+        data = answer.get("data") if isinstance(answer, dict) else None
+        if response.status_code != 200 or code or not isinstance(data, dict):
+            raise ReadError(f"list Flashduty's alerts failed: {code or f'HTTP {response.status_code}'}")
+        return data
+
+
+def windows(since: datetime, until: datetime) -> Iterator[tuple[datetime, datetime]]:
+    """[since, until] as spans of at most WINDOW, newest first."""
+    end = until
+    while end > since:
+        start = max(since, end - WINDOW)
+        yield start, end
+        end = start
+
+
+def _alert(item: dict[str, Any]) -> Alert:
+    labels = item.get("labels")
+    return Alert(
+        alert_id=str(item.get("alert_id", "")),
+        alert_key=str(item.get("alert_key", "")),
+        integration_id=int(item.get("integration_id") or 0),
+        severity=str(item.get("alert_severity", "")),
+        active=not item.get("end_time"),
+        updated_at=_time(item.get("updated_at") or item.get("last_time")),
+        end_time=_time(item["end_time"]) if item.get("end_time") else None,
+        title=str(item.get("title", "")),
+        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
+    )
+
+
+def _time(value: Any) -> datetime:
+    return datetime.fromtimestamp(int(value or 0), UTC)
+
+
+def _session() -> requests.Session:
+    # A 429 or a 5xx is tried again twice, soon; what still fails is left for the next run.
+    retry = Retry(
+        total=2,
+        backoff_factor=0.5,
+        status_forcelist=[429, 500, 502, 503, 504],
+        allowed_methods=["POST"],  # /alert/list only reads
+        respect_retry_after_header=False,
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    return session
