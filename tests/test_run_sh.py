@@ -42,6 +42,28 @@ def test_run_sh_serves_the_relay(variable: str) -> None:
         assert '"translated"' in posted.stdout
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("DELIVERY_DEADLINE_SECONDS", "9", "must be a number from 0.5 to 7.5, got '9'"),
+        (
+            "ROUTES",
+            '{"team-a": "secret-route-key"',
+            'must be a JSON object of strings, like {"team-a": "<integration key>"}',
+        ),
+        ("WORKERS", "two", "must be a whole number from 1 to 64, got 'two'"),
+        ("THREADS", "0", "must be a whole number from 1 to 1024, got '0'"),
+        ("GUNICORN_LOG_LEVEL", "loud", "must be debug, info, warning, error or critical, got 'loud'"),
+    ],
+)
+def test_a_bad_setting_stops_run_sh_with_one_line_that_names_it(name: str, value: str, says: str) -> None:
+    env = {**os.environ, name: value, "_FAAS_RUNTIME_PORT": str(free_port()), "PYTHON": sys.executable}
+    result = subprocess.run(["./run.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert (result.stdout + result.stderr).splitlines() == [f"relay: {name} {says}"]
+    assert "secret-route-key" not in result.stderr
+
+
 def raw_exchange(url: str, request: bytes, wait: float = 10) -> bytes:
     """Send these bytes as they are and read what the server answers before it closes or `wait` passes."""
     host, port = url.split("//")[1].strip("/").split(":")
