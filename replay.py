@@ -75,8 +75,13 @@ class Selection:
 
     def options(self) -> str:
         """The options that narrowed it, as given on the command line."""
-        given = {"--min-age": self.min_age, "--max-age": self.max_age, "--trace-id": self.trace_id}
-        return ", ".join(name for name, value in {**given, "--error": self.error}.items() if value is not None)
+        given = (
+            ("--min-age", self.min_age),
+            ("--max-age", self.max_age),
+            ("--trace-id", self.trace_id),
+            ("--error", self.error),
+        )
+        return ", ".join(name for name, value in given if value is not None)
 
 
 def list_store(store: Store, now: datetime, out: TextIO) -> int:
