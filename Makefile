@@ -9,9 +9,10 @@ PORT ?= 8080
 
 .PHONY: run test lint bench snapshots clean
 
-# The production server (run.sh: gunicorn with gunicorn.conf.py) on this machine only.
+# The production server (run.sh: gunicorn with gunicorn.conf.py) on this machine only. `exec`: the
+# shell becomes the server, so the SIGTERM make passes on to its child reaches gunicorn itself.
 run: $(VENV)/.run-deps
-	HOST=127.0.0.1 _FAAS_RUNTIME_PORT=$(PORT) PYTHON=$(BIN)/python ./run.sh
+	exec env HOST=127.0.0.1 _FAAS_RUNTIME_PORT=$(PORT) PYTHON=$(BIN)/python ./run.sh
 
 # Three workers, one test file each at a time: most tests wait on real clocks (rate windows,
 # deadlines, servers starting), so they overlap well even on 2 cores.

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -312,7 +311,7 @@ def _token_bytes(text: str) -> bytes | None:
 
 def _trace_id(header: str) -> str:
     """Volcengine's trace id as it may appear in a log line and an object name, or a new one."""
-    return safe_name(header, TRACE_ID_MAX) or uuid.uuid4().hex
+    return safe_name(header, TRACE_ID_MAX) or os.urandom(16).hex()  # not uuid: it imports platform
 
 
 def _written(write: Future[Any], deadline: float) -> str | None:

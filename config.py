@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta, timezone, tzinfo
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import mapping
 
@@ -290,6 +289,8 @@ def _display_zone(environ: Mapping[str, str]) -> tzinfo:
         if delta < timedelta(hours=24):
             return timezone(-delta if sign == "-" else delta)
     else:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # deferred: only a named zone needs it
+
         try:
             return ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError):

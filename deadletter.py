@@ -16,8 +16,8 @@ read and replayed. boto3 is imported on first use: a cold start that stores noth
 from __future__ import annotations
 
 import json
+import os
 import re
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -158,7 +158,7 @@ class Store:
 
     def probe(self) -> None:
         """Write and delete one object, as the relay and the drain will: StoreError when either is refused."""
-        key = f"{self.location.prefix}probe/{uuid.uuid4().hex}.json"
+        key = f"{self.location.prefix}probe/{os.urandom(16).hex()}.json"
         self._put(key, {"probe": "python -m deploy checks that the relay can store here"})
         self._call(f"delete s3://{self.location.bucket}/{key}", "delete_object", Key=key)
 
@@ -288,7 +288,7 @@ class Store:
             self._call(f"delete {old}", "delete_object", Key=old)
 
     def _index_name(self, now: datetime) -> str:
-        return f"{self.location.prefix}{SENT}index_{_stamp(now).replace('.', '-')}-{uuid.uuid4().hex[:8]}.json"
+        return f"{self.location.prefix}{SENT}index_{_stamp(now).replace('.', '-')}-{os.urandom(4).hex()}.json"
 
     # S3 --------------------------------------------------------------------------------------
 

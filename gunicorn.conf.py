@@ -10,14 +10,30 @@ import os
 import socket
 import sys
 
+import config as relay_config  # gunicorn reads every name here as a setting, and `config` is one
 from logs import JsonFormatter
 
+
+def _whole(name: str, default: int, high: int) -> int:
+    raw = os.environ.get(name, "").strip() or str(default)
+    if not raw.isdigit() or not 1 <= int(raw) <= high:
+        sys.exit(f"relay: {name} must be a whole number from 1 to {high}, got {raw!r}")
+    return int(raw)
+
+
+# A bad setting stops the server before it starts, in one line that names it (not a worker's traceback).
+try:
+    _settings = relay_config.load(os.environ)
+except relay_config.ConfigError as error:
+    sys.exit(f"relay: {error}")
 _port = os.environ.get("_FAAS_RUNTIME_PORT") or os.environ.get("_BYTEFAAS_RUNTIME_PORT") or "8000"
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{_port}"
-workers = int(os.environ.get("WORKERS", "1"))  # Flashduty's limits are kept per process
-threads = int(os.environ.get("THREADS", "16"))
+workers = _whole("WORKERS", 1, 64)  # Flashduty's limits are kept per process
+threads = _whole("THREADS", 16, 1024)
 worker_class = "gthread"
-loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "warning")
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "warning").strip().lower()
+if loglevel not in ("debug", "info", "warning", "error", "critical"):
+    sys.exit(f"relay: GUNICORN_LOG_LEVEL must be debug, info, warning, error or critical, got {loglevel!r}")
 accesslog = None  # no request lines: a callback URL's query may carry the token
 # gunicorn's own lines as JSON too (logs.JsonFormatter), like the relay's and urllib3's.
 logconfig_dict = {
@@ -99,12 +115,9 @@ class _EndAfter:
 
 
 def when_ready(server):
-    import config  # the relay's settings, as the worker will read them
-
-    settings = config.load(os.environ)
     mode = (
         "a dry run: events are shown, not sent; set FLASHDUTY_INTEGRATION_KEY to deliver"
-        if settings.dry_run
+        if _settings.dry_run
         else "delivering"
     )
     host, port = server.address[0][:2] if server.address else (bind, "")

@@ -73,6 +73,16 @@ class Selection:
             and (self.error is None or self.error in entry.errors)
         )
 
+    def options(self) -> str:
+        """The options that narrowed it, as given on the command line."""
+        given = (
+            ("--min-age", self.min_age),
+            ("--max-age", self.max_age),
+            ("--trace-id", self.trace_id),
+            ("--error", self.error),
+        )
+        return ", ".join(name for name, value in given if value is not None)
+
 
 def list_store(store: Store, now: datetime, out: TextIO) -> int:
     entries = [e for e in store.entries() if e.events]
@@ -131,17 +141,22 @@ def send(
     now: datetime,
     out: TextIO,
 ) -> int:
-    """Re-send what the selection picks: 0 when none of it is left, 1 when some is, 2 when some is unreadable."""
+    """Re-send what the selection picks: 0 when none of it is left, 1 when some is, 2 when some is unreadable.
+
+    What the selection passes over stays in the store, counted in what is left, and does not change the answer.
+    """
     seconds = max_seconds or UNBOUNDED_SECONDS
     stop = time.monotonic() + seconds - min(SETTLE_RESERVE_SECONDS, seconds / 4)
     sent = store.sent()
     # Every stored callback is read, chosen or not: whether a record's newer event reached Flashduty
     # depends on whether that event is itself still stored.
     loaded: list[Pending] = []
-    left = 0  # events this run leaves in the store
+    left = 0  # chosen events this run leaves in the store
+    passed_over = 0  # events the selection did not choose: they stay in it too
     unreadable = False
     for entry in store.entries():
         chosen = selection.matches(entry, now)
+        passed_over += 0 if chosen else entry.events
         if time.monotonic() >= stop:
             sent.unread.add(entry.stored_at)
             left += entry.events if chosen else 0  # for the next run
@@ -179,6 +194,8 @@ def send(
     print(f"{'would send' if dry_run else 'sending'} {total} events from {len(work)} callbacks", file=out)
     if superseded:
         print(f"  {superseded} superseded by newer events of their alerts: removed, not sent", file=out)
+    if passed_over:
+        print(f"  {passed_over} not chosen by {selection.options()}: they stay in the store", file=out)
     if dry_run:
         for item in work:
             for event in item.to_send:
@@ -191,7 +208,8 @@ def send(
         store.settle(item.pending, remaining)
         left += len(remaining)
     store.compact(sent, now)
-    print(f"done: {accepted} accepted, {left} left in the store", file=out)
+    not_chosen = f" ({passed_over} not chosen)" if passed_over else ""
+    print(f"done: {accepted} accepted, {left + passed_over} left in the store{not_chosen}", file=out)
     return 2 if unreadable else 1 if left else 0
 
 

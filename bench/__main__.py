@@ -10,8 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import time
 
 from bench import cold_start, fan_out, hostile, load, reconcile, storm, throughput, translation
+from bench.common import table
+
+IMPORT_BUDGET = 1.25  # cold `import main` at most this times `import requests`
+THROUGHPUT_BUDGET = 0.95  # through run.sh at least this times the bare forwarder, at concurrency 8
 
 
 def main() -> None:
@@ -22,15 +27,35 @@ def main() -> None:
         f"## {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, "
         f"{platform.system()} {platform.machine()}"
     )
+    started = time.monotonic()
     translation.run()
-    cold_start.run()
+    import_ratio = cold_start.run()
     fan_out.run()
     hostile.run()
+    budgets = [
+        (
+            "cold `import main` / `import requests`",
+            import_ratio,
+            f"<= {IMPORT_BUDGET}",
+            "yes" if import_ratio <= IMPORT_BUDGET else "no",
+        )
+    ]
     if not args.quick:
         storm.run()
-        throughput.run()
+        through = throughput.run()[8]
+        budgets.append(
+            (
+                "relay / bare forwarder, cb/s at concurrency 8",
+                through,
+                f">= {THROUGHPUT_BUDGET}",
+                "yes" if through >= THROUGHPUT_BUDGET else "no",
+            )
+        )
         load.run()
         reconcile.run()
+    table("Budgets: this run's ratios side by side", ("ratio", "this run", "budget", "within"), budgets)
+    minutes, seconds = divmod(round(time.monotonic() - started), 60)
+    print(f"\nThe run took {minutes} min {seconds} s.")
 
 
 main()

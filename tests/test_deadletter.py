@@ -237,6 +237,28 @@ def test_send_filters_and_dry_run(relay, stub, replay_env, bucket, s3_endpoint) 
     assert all("trace-0" not in key for key in pending(bucket, s3_endpoint))
 
 
+def test_send_says_how_many_events_its_selection_leaves_and_why(relay, stub, replay_env, bucket, s3_endpoint) -> None:
+    fill_store(relay(), stub, EVENT_BODY, METRIC_BODY)  # 3 events, stored just now
+    before = pending(bucket, s3_endpoint)
+    stub.received.clear()
+    code, out = replay_env("send", "--min-age", "10m")
+    assert out.splitlines() == [
+        "sending 0 events from 0 callbacks",
+        "  3 not chosen by --min-age: they stay in the store",
+        "done: 0 accepted, 3 left in the store (3 not chosen)",
+    ]
+    assert code == 0  # all that was asked for is done: what it was not asked for is not a failure
+    assert stub.received == [] and pending(bucket, s3_endpoint) == before
+
+    code, out = replay_env("send", "--trace-id", "trace-0", "--max-age", "1d")
+    assert "  2 not chosen by --max-age, --trace-id: they stay in the store" in out.splitlines()
+    assert code == 0 and out.endswith("done: 1 accepted, 2 left in the store (2 not chosen)\n")
+
+    stub.script(Fault(401, "Unauthorized"), Fault(401, "Unauthorized"))
+    code, out = replay_env("send", "--trace-id", "trace-1")
+    assert code == 1 and out.endswith("done: 0 accepted, 2 left in the store\n")  # none passed over: trace-0 went
+
+
 def test_send_retranslate_uses_todays_mapping(relay, stub, replay_env, bucket, s3_endpoint) -> None:
     stub.script(Fault(400, "InvalidParameter"))  # only one of the metric callback's two events
     assert relay().post("/", data=METRIC_BODY).get_json()["dead_lettered"] == 1

@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.callbacks import ROOT
 from tests.support.flashduty import Fault
+from tests.support.processes import descendants, stop, wait_gone
 from tests.support.servers import free_port, production_server, wait_until_up
 
 
@@ -40,6 +41,28 @@ def test_run_sh_serves_the_relay(variable: str) -> None:
         assert posted.returncode == 0, posted.stdout + posted.stderr
         assert posted.stdout.count("HTTP 200") == len(list((ROOT / "samples").glob("*.json")))
         assert '"translated"' in posted.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("DELIVERY_DEADLINE_SECONDS", "9", "must be a number from 0.5 to 7.5, got '9'"),
+        (
+            "ROUTES",
+            '{"team-a": "secret-route-key"',
+            'must be a JSON object of strings, like {"team-a": "<integration key>"}',
+        ),
+        ("WORKERS", "two", "must be a whole number from 1 to 64, got 'two'"),
+        ("THREADS", "0", "must be a whole number from 1 to 1024, got '0'"),
+        ("GUNICORN_LOG_LEVEL", "loud", "must be debug, info, warning, error or critical, got 'loud'"),
+    ],
+)
+def test_a_bad_setting_stops_run_sh_with_one_line_that_names_it(name: str, value: str, says: str) -> None:
+    env = {**os.environ, name: value, "_FAAS_RUNTIME_PORT": str(free_port()), "PYTHON": sys.executable}
+    result = subprocess.run(["./run.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert (result.stdout + result.stderr).splitlines() == [f"relay: {name} {says}"]
+    assert "secret-route-key" not in result.stderr
 
 
 def raw_exchange(url: str, request: bytes, wait: float = 10) -> bytes:
@@ -91,7 +114,14 @@ def test_clients_that_stall_their_body_do_not_hold_the_server() -> None:
                 sock.close()
 
 
-def test_make_run_serves_a_dry_run_on_loopback_and_says_so() -> None:
+@pytest.mark.parametrize(
+    "stop_make",
+    [
+        pytest.param(lambda make: make.send_signal(signal.SIGTERM), id="one SIGTERM to make's pid"),
+        pytest.param(lambda make: os.killpg(make.pid, signal.SIGINT), id="Ctrl-C"),  # the terminal's whole group
+    ],
+)
+def test_make_run_serves_a_dry_run_on_loopback_says_so_and_stops_whole(stop_make) -> None:
     port = free_port()
     env = {**os.environ, "PORT": str(port), "PYTHON": sys.executable}
     for name in ("FLASHDUTY_INTEGRATION_KEY", "ROUTES", "CALLBACK_TOKEN", "DEADLETTER_URI"):
@@ -104,22 +134,35 @@ def test_make_run_serves_a_dry_run_on_loopback_and_says_so() -> None:
             f"PORT={port}",
             "VENV=" + str(Path(sys.executable).parents[1]),
         ]
-        # Its own process group: make does not pass a SIGTERM on to the server it started.
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log, stderr=log, text=True, start_new_session=True
-        )
+        # A session of its own, as a terminal gives a foreground job: Ctrl-C reaches its whole group.
+        make = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log, text=True, start_new_session=True)
         try:
-            health = json.loads(wait_until_up(f"http://127.0.0.1:{port}/", process))
+            health = json.loads(wait_until_up(f"http://127.0.0.1:{port}/", make))
             request = urllib.request.Request(f"http://127.0.0.1:{port}/?token=tok-make-run", data=b"{}")
             urllib.request.urlopen(request, timeout=10).read()
+            server = descendants(make.pid)
+            assert server, "make runs the server"
+            stop_make(make)
+            make.wait(timeout=30)
+            assert wait_gone(server, 15) == [], "the server outlived make"
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
+            stop([make.pid, *descendants(make.pid)])
         log.seek(0)
         output = log.read()
     assert health["dry_run"] is True
     assert f"relay listening on http://127.0.0.1:{port}/ (a dry run" in output
     assert "tok-make-run" not in output and "Debugger" not in output and "reloader" not in output.lower()
+
+
+def test_one_sigterm_to_run_sh_stops_the_server_and_its_workers() -> None:
+    with production_server({"DRY_RUN": "true", "WORKERS": "2"}) as (url, process, _):
+        workers = descendants(process.pid)
+        assert len(workers) == 2  # run.sh is gunicorn's arbiter itself: its children are the workers
+        process.terminate()
+        process.wait(timeout=30)
+        assert wait_gone(workers, 15) == []
+        with pytest.raises(OSError):
+            urllib.request.urlopen(url, timeout=2)
 
 
 def test_every_log_line_of_a_callback_with_retries_is_json(stub) -> None:

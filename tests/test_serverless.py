@@ -97,6 +97,27 @@ def test_the_zip_holds_our_modules_and_requirements_and_nothing_else(package: Pa
     }
 
 
+def test_every_compiled_module_in_the_zip_is_for_the_runtimes_python_and_architecture(package: Path) -> None:
+    function = resources(package)["RelayLambdaFunction"]["Properties"]
+    python = function["Runtime"].removeprefix("python").replace(".", "")  # python3.12 -> 312
+    machine = {"x86_64": "x86_64", "arm64": "aarch64"}[function.get("Architectures", ["x86_64"])[0]]
+    archive = zipfile.ZipFile(package / "volc-flashduty-relay.zip")
+    compiled = [name for name in archive.namelist() if name.endswith(".so")]
+    assert compiled, "no compiled module at all (charset_normalizer ships some): this test would check nothing"
+    other = [name for name in compiled if not name.endswith((f".cpython-{python}-{machine}-linux-gnu.so", ".abi3.so"))]
+    assert not other, f"built for another Python than {function['Runtime']} on {machine}: {other[:5]}"
+    tags = [
+        line.removeprefix("Tag: ")
+        for name in archive.namelist()
+        if name.endswith(".dist-info/WHEEL")
+        for line in archive.read(name).decode().splitlines()
+        if line.startswith("Tag: ")
+    ]
+    binary = [tag for tag in tags if not tag.endswith("-none-any")]
+    assert binary and all(tag.startswith(f"cp{python}-") or "-abi3-" in tag for tag in binary), binary
+    assert all(tag.endswith(f"_{machine}") for tag in binary), binary
+
+
 def test_the_handler_runs_from_the_zip_alone(package: Path, tmp_path: Path) -> None:
     zipfile.ZipFile(package / "volc-flashduty-relay.zip").extractall(tmp_path)
     event = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,6 +17,8 @@ def moto_server() -> Iterator[str]:
     """moto's server on 127.0.0.1, reached the way TOS or MinIO would be; yields its endpoint URL."""
     from moto.server import ThreadedMotoServer
 
+    # Its werkzeug server prints a line per request on stderr (`make bench` sent thousands): warnings only.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
