@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import sys
+import time
 
 import config as relay_config  # gunicorn reads every name here as a setting, and `config` is one
 from logs import JsonFormatter
@@ -54,14 +55,44 @@ keepalive = 5
 # No control socket: nothing here uses gunicornc, and its one path under $HOME is shared by every server
 # on the machine (and may be read-only on a FaaS).
 control_socket_disable = True
-BODY_STALL_SECONDS = 5.0  # the relay also gives a whole body 5 s (callback.BODY_READ_SECONDS)
+BODY_STALL_SECONDS = 5.0
+BODY_SECONDS = 5.0  # a whole body, as the relay gives it (callback.BODY_READ_SECONDS)
 
 
 def pre_request(worker, req):
-    """A client that stops sending its body frees its thread: every read of it waits at most this long."""
-    sock = getattr(req.unreader, "sock", None)
-    if sock is not None:
-        sock.settimeout(BODY_STALL_SECONDS)
+    """A client that stops sending its body, or trickles it, frees its thread: every read of it waits at
+    most BODY_STALL_SECONDS, and none starts later than BODY_SECONDS after the headers. (gunicorn reads
+    at least 1 KiB of a body whatever the application asks for, so the relay's own deadline, checked
+    between reads, cannot stop a stranger sending a small body a byte at a time.)"""
+    unreader = getattr(req, "unreader", None)
+    sock = getattr(unreader, "sock", None)
+    if sock is None:
+        return
+    sock = getattr(sock, "raw", sock)  # a keep-alive connection's next request: budget it afresh
+    sock.settimeout(BODY_STALL_SECONDS)
+    unreader.sock = _Budgeted(sock, time.monotonic() + BODY_SECONDS)
+
+
+def post_request(worker, req, environ, resp):
+    """The connection's next request (keep-alive) is read from the socket itself, not this one's budget."""
+    unreader = getattr(req, "unreader", None)
+    if isinstance(getattr(unreader, "sock", None), _Budgeted):
+        unreader.sock = unreader.sock.raw
+
+
+class _Budgeted:
+    """A request's socket whose reads end at a deadline, however steadily the client sends."""
+
+    def __init__(self, sock, deadline):
+        self.raw, self._deadline = sock, deadline
+
+    def recv(self, size):
+        if time.monotonic() >= self._deadline:
+            raise TimeoutError("request body not received in time")
+        return self.raw.recv(size)
+
+    def __getattr__(self, name):
+        return getattr(self.raw, name)
 
 
 def post_worker_init(worker):

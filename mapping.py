@@ -84,7 +84,10 @@ EVENT_CATALOG: dict[str, EventLifecycle] = {
     "infrastructureupgrade.redeploy": _lifecycle_of("Inquiring Executing", "Succeeded Failed Canceled"),
     "systemfailure.redeploy": _lifecycle_of("Inquiring Inquring Executing", "Succeeded Failed Canceled"),
     "spotinstanceinterruption.delete": _lifecycle_of("Scheduled", "Succeeded"),
+    # A reboot the user asked for: its Executing is a documented event name (ModifySubscriptionEventTypes).
+    "rebootinstance": _lifecycle_of("Executing", "Succeeded Failed"),
     "instancefailure": _lifecycle_of("", "Succeeded"),
+    "systemfailure.reboot": _lifecycle_of("", "Succeeded"),
     "systemfailure.stop": _lifecycle_of("", "Succeeded"),
     "accountunbalanced.stop": _lifecycle_of("", "Succeeded"),
     "accountunbalanced.delete": _lifecycle_of("", "Succeeded"),

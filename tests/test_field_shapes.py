@@ -297,7 +297,13 @@ def test_the_default_zone_works_without_a_time_zone_database(no_zone_database, e
         config.load({"DISPLAY_TIMEZONE": "Europe/Berlin"})
 
 
-INCIDENTS = ["InstanceFailure", "SystemFailure.Stop", "AccountUnbalanced.Stop", "AccountUnbalanced.Delete"]
+INCIDENTS = [
+    "InstanceFailure",
+    "SystemFailure.Reboot",
+    "SystemFailure.Stop",
+    "AccountUnbalanced.Stop",
+    "AccountUnbalanced.Delete",
+]
 
 
 @pytest.mark.parametrize("separator", [".", ":"])
@@ -399,3 +405,14 @@ def test_a_metric_callback_without_type_is_read_by_its_lists(post, stub) -> None
     post()(callback)
     (event,) = sent(stub)
     assert event["labels"]["kind"] == "metric" and "主从延迟 = 27 s (threshold 10 s)" in event["title_rule"]
+
+
+def test_a_reboot_the_user_started_closes_when_it_succeeds(post, stub) -> None:
+    # `RebootInstance:Executing` is a documented event name (BytePlus ECS ModifySubscriptionEventTypes'
+    # example): its Succeeded ends what Executing opened, and must not page a second time.
+    opening = load_json("tests/events/event-lifecycle-succeeded.json")
+    opening["EventType"] = "ecs:Instance:RebootInstance:Executing"
+    ending = {**copy.deepcopy(opening), "EventType": "ecs:Instance:RebootInstance:Succeeded"}
+    post()(opening, ending)
+    assert len(stub.alerts()) == 1 and stub.open_alerts() == []
+    assert sent(stub)[-1]["event_status"] == "Ok"

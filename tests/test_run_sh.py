@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -261,3 +262,40 @@ def test_the_samples_leave_open_only_what_is_still_wrong(stub) -> None:
     # web-01 recovered and the disk's redeploy succeeded (each posted after its firing); web-02, the
     # instance failure (published only once it happened) and the no-data alarm are still wrong.
     assert still_open == {"i-3tlf2xkx8w0hcexampl2", "i-3tlf2xkx8w0hcfail01", "enas-cnbj-example"}, posted.stdout
+
+
+def test_strangers_trickling_a_small_body_do_not_hold_the_door_shut() -> None:
+    # A body small enough to be a timer event is read before the token is known: a stranger that
+    # sends it a byte at a time must lose its thread when the body's time is up, not when it ends.
+    with production_server({"DRY_RUN": "true", "CALLBACK_TOKEN": "tok-trickle", "THREADS": "4"}) as (url, _, _):
+        host, port = url.split("//")[1].strip("/").split(":")
+        strangers = [socket.create_connection((host, int(port)), timeout=15) for _ in range(4)]
+        stop = threading.Event()
+
+        def trickle() -> None:
+            for sock in strangers:
+                sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4000\r\n\r\n{")
+            while not stop.wait(0.2):
+                for sock in strangers:
+                    try:
+                        sock.send(b" ")
+                    except OSError:
+                        pass  # refused and closed: as it should be
+
+        dripping = threading.Thread(target=trickle)
+        dripping.start()
+        try:
+            started = time.monotonic()
+            request = urllib.request.Request(
+                url, data=(ROOT / "samples/event.json").read_bytes(), headers={"Token": "tok-trickle"}
+            )
+            assert urllib.request.urlopen(request, timeout=20).status == 200
+            assert time.monotonic() - started < 8  # Volcengine gives up after 8 s
+            for sock in strangers:
+                answer, _ = answer_and_close(sock, wait=5)
+                assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
+        finally:
+            stop.set()
+            dripping.join()
+            for sock in strangers:
+                sock.close()
