@@ -70,7 +70,9 @@ def run(
     else:
         function_id = found.id
         function.update(found, target, environment, wanted_description)
-        code_changed = found.description != wanted_description
+        # Judged by what serves traffic too: a run stopped after the update and before the upload left
+        # a draft that names the new code and holds the old.
+        code_changed = {found.description, found.live[0] if found.live else ""} != {wanted_description}
     if code_changed:
         function.upload(function_id, code)
     else:

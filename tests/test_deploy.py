@@ -100,7 +100,7 @@ def test_a_second_run_changes_nothing(run, openapi) -> None:
     openapi.calls.clear()
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key")
     assert code == 0, out
-    assert openapi.actions() == ["ListFunctions", "GetFunction", "ListTriggers"]
+    assert openapi.actions() == ["ListFunctions", "GetFunction", "GetReleaseStatus", "GetRevision", "ListTriggers"]
     assert "configuration unchanged" in out and "nothing released" in out
 
 
@@ -597,6 +597,8 @@ def test_a_public_route_without_a_token_gets_a_strong_one_shown_once(run, wired,
     "action",
     [
         "UpdateFunction",
+        "GetCodeUploadAddress",
+        "CreateDependencyInstallTask",
         "Release",
         "CreateTimer",
         "UpdateUpstream",
@@ -620,6 +622,9 @@ def test_a_deploy_interrupted_at_any_write_converges_when_run_again(run, wired, 
     event_rule = next(iter(wired.event_rules.values()))
     event_rule["WebhookIds"], event_rule["ContactMethods"] = [], ["Phone"]
     wanted_policy = {k: v for k, v in policy.items() if k not in ("WebhookIds", "AlertMethods", "UpdatedAt")}
+    function = wired.function("volc-flashduty-relay")
+    function.fields["Description"], function.code = "relay 0.2.0 (package older)", b"older code"
+    wired.release(function)  # an older version runs: the next run uploads new code too
 
     wired.deny.add(action)  # a rotation (and a store, for a timer) refused at this write, once
     code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok-2", **store)
@@ -630,6 +635,10 @@ def test_a_deploy_interrupted_at_any_write_converges_when_run_again(run, wired, 
 
     (webhook,) = wired.webhooks.values()
     assert webhook["Token"] == envs(wired)["CALLBACK_TOKEN"]  # tok-2, or tok-1 where the rotation was refused
+    # What serves traffic, not only the function's draft: its token, its code (an update or an upload
+    # takes effect only once released).
+    assert function.live is not None and function.live["Envs"] == function.fields["Envs"]
+    assert function.released == function.code == package.zipped()
     assert webhook["Id"] in policy["WebhookIds"] and webhook["Id"] in event_rule["WebhookIds"]
     assert route["Enable"] is True
     assert {k: v for k, v in policy.items() if k not in ("WebhookIds", "AlertMethods", "UpdatedAt")} == wanted_policy
