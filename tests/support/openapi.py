@@ -606,7 +606,8 @@ class OpenAPIStub(LocalServer):
             raise _Refusal(400, "MissingParameter", f"{action} needs {missing}")
         if action in self.deny:
             raise _Refusal(403, "AccessDenied", f"User is not authorized to perform: {action}")
-        result = handler(body)
+        # The answer as sent (a copy): a change made after it must not reach the caller through it.
+        result = json.loads(json.dumps(handler(body)))
         if action in self.after:
             self.after.pop(action)()
         return 200, result
