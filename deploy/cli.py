@@ -51,12 +51,7 @@ def run(
     if wiring.monitor:  # every rule is checked before anything is written
         chosen = monitor.rules(wiring)
         webhook = monitor.find_webhook(target.name)
-        refused = monitor.refusals(chosen, webhook.id if webhook else None)
-        if refused:
-            raise DeployError(
-                "nothing was changed: ticking the relay in these rules would lose something:\n  - "
-                + "\n  - ".join(refused)
-            )
+        _refuse(monitor.refusals(chosen, webhook.id if webhook else None), "nothing was changed")
     function = Function(caller, clients.faas, clients.faas_models, clients.universal, requests.put)
     found = function.find(target)
     environment = target.wanted_environment(found.settings if found else {})
@@ -100,6 +95,10 @@ def run(
             for kind, rule in saved.load(interrupted):
                 monitor.mend(kind, rule)
             saved.finish(interrupted)
+        # As they are now, minutes after the check (the function's release waits): checked again, and
+        # saved as they are just before the first write, so that the way back keeps what others changed.
+        chosen = [(kind, monitor.read(kind, rule)) for kind, rule in chosen]
+        _refuse(monitor.refusals(chosen, webhook_id), "no rule was written")
         to_tick = [(kind, rule) for kind, rule in chosen if not ticked(kind, rule, webhook_id)]
         if to_tick:
             path = saved.save(backups, target.name, target.region, to_tick)
@@ -112,6 +111,13 @@ def run(
         if to_tick:
             saved.finish(path)
     return url
+
+
+def _refuse(refused: list[str], so_far: str) -> None:
+    if refused:
+        raise DeployError(
+            f"{so_far}: ticking the relay in these rules would lose something:\n  - " + "\n  - ".join(refused)
+        )
 
 
 def _timers(environment: dict[str, str]) -> list[tuple[str, str, str, str]]:

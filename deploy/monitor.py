@@ -235,6 +235,9 @@ class Monitor:
         if ticked(kind, rule, webhook_id):
             self.caller.say(f"{name}: already calls the relay")
             return
+        refused = self.refusals([(kind, rule)], webhook_id)  # changed in the moments since the check
+        if refused:
+            raise DeployError(f"nothing was written to it: {'; '.join(refused)}")
         wanted = {
             **rule,
             "WebhookIds": [*(rule.get("WebhookIds") or []), webhook_id],

@@ -642,3 +642,35 @@ def test_a_deploy_interrupted_at_any_write_converges_when_run_again(run, wired, 
     assert webhook["Id"] in policy["WebhookIds"] and webhook["Id"] in event_rule["WebhookIds"]
     assert route["Enable"] is True
     assert {k: v for k, v in policy.items() if k not in ("WebhookIds", "AlertMethods", "UpdatedAt")} == wanted_policy
+
+
+def test_a_rule_changed_after_the_check_is_checked_again_and_saved_as_it_is_then(run, wired) -> None:
+    _, policy = wired.alarm_policies.values()
+
+    def operator_adds_a_window() -> None:  # while the function is being deployed
+        policy["Conditions"][0]["EvaluationWindow"] = 300
+
+    wired.after["ListRules"] = operator_adds_a_window  # just after the check of every rule
+    code, out = run("--gateway", "prod-gateway", "--alarm-policies", "all", FLASHDUTY_INTEGRATION_KEY="k")
+    assert code == 1 and "no rule was written" in out
+    assert f"alarm policy 'disk-full' ({policy['Id']})" in out and "EvaluationWindow" in out
+    assert wired.lost == [] and "UpdateRule" not in wired.actions()  # not even the other, unchanged one
+    assert policy["Conditions"][0]["EvaluationWindow"] == 300
+
+    del policy["Conditions"][0]["EvaluationWindow"]
+    wired.after["ListRulesByIds"] = operator_adds_a_window  # after the second check, before the write
+    args = ("--gateway", "prod-gateway", "--alarm-policies", "disk-full")
+    code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="k")
+    assert code == 1 and "nothing was written to it" in out and "EvaluationWindow" in out
+    assert wired.lost == [] and "UpdateRule" not in wired.actions()
+
+    def operator_lowers_the_threshold() -> None:
+        policy["Conditions"][0]["Threshold"] = "70"
+
+    del policy["Conditions"][0]["EvaluationWindow"]
+    wired.after["ListRules"] = operator_lowers_the_threshold
+    code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="k")
+    assert code == 0, out
+    saved = json.loads(Path(re.search(r"restore (\S+);", out)[1]).read_text())
+    (entry,) = saved["rules"]
+    assert entry["rule"]["Conditions"][0]["Threshold"] == "70"  # the way back keeps the operator's change
