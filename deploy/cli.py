@@ -92,7 +92,7 @@ def run(
         webhook_id = monitor.webhook(target.name, url, environment["CALLBACK_TOKEN"])
         interrupted = saved.unfinished(backups, target.name, target.region)
         if interrupted is not None:
-            for kind, rule in saved.load(interrupted):
+            for kind, rule in saved.load(interrupted)[1]:
                 monitor.mend(kind, rule)
             saved.finish(interrupted)
         # As they are now, minutes after the check (the function's release waits): checked again, and
@@ -171,11 +171,25 @@ def unwire(clients: argparse.Namespace, name: str, region: str, backups: Path, o
     return 0
 
 
-def restore(clients: argparse.Namespace, path: Path, out: TextIO) -> int:
-    """The rules in a saved file written back as they were."""
+def restore(clients: argparse.Namespace, path: Path, force: bool, out: TextIO) -> int:
+    """The rules in a saved file written back as they were; a rule changed since by anything but the
+    relay's tick is named and left, with every other, unless forced."""
     caller = Caller(clients.monitor_models.ApiException, out)
     monitor = Monitor(caller, clients.monitor, clients.monitor_models, clients.universal)
-    for kind, rule in saved.load(path):
+    function, rules = saved.load(path)
+    webhook = monitor.find_webhook(function)
+    changed = [
+        f"{kind.name(rule)}: changed since it was saved ({', '.join(fields)})"
+        for kind, rule in rules
+        if (fields := monitor.changed_since(kind, rule, webhook.id if webhook else None))
+    ]
+    if changed and not force:
+        raise DeployError(
+            "nothing was restored: writing the saved copies would undo what others changed since:\n  - "
+            + "\n  - ".join(changed)
+            + "\nmake those changes again after restoring, or pass --force to write the saved copies over them"
+        )
+    for kind, rule in rules:
         monitor.restore(kind, rule)
     return 0
 
@@ -216,7 +230,7 @@ COMMANDS = """commands:
   python -m deploy [options]                  deploy (this page's options)
   python -m deploy test --url URL [--token T] a test event and its Ok through the deployed relay
   python -m deploy unwire [--name N]          take the relay's callback URL out of every rule that calls it
-  python -m deploy restore FILE               write the rules saved in FILE back as they were
+  python -m deploy restore FILE [--force]     write the rules saved in FILE back as they were
 each run that writes rules first saves them whole in --backup-dir (default deploy-backups/) and prints the file"""
 
 
@@ -353,12 +367,15 @@ def _way_back(argv: list[str], out: TextIO) -> int:
     else:
         parser = _parser("python -m deploy restore", "write the rules saved in FILE back as they were")
         parser.add_argument("file", type=Path, metavar="FILE", help="a file the deploy (or unwire) saved")
+        parser.add_argument(
+            "--force", action="store_true", help="write rules changed since the save too, undoing those changes"
+        )
     args = parser.parse_args(argv[1:])
     try:
         clients = _clients(parser, args.region, volcengine_api.endpoint(os.environ))
         if command == "unwire":
             return unwire(clients, args.name, args.region, args.backup_dir, out)
-        return restore(clients, args.file, out)
+        return restore(clients, args.file, args.force, out)
     except (DeployError, ValueError) as error:
         parser.exit(1, f"deploy {command}: {error}\n")
 

@@ -674,3 +674,22 @@ def test_a_rule_changed_after_the_check_is_checked_again_and_saved_as_it_is_then
     saved = json.loads(Path(re.search(r"restore (\S+);", out)[1]).read_text())
     (entry,) = saved["rules"]
     assert entry["rule"]["Conditions"][0]["Threshold"] == "70"  # the way back keeps the operator's change
+
+
+def test_restore_never_overwrites_a_change_made_since_the_save_unless_told(run, wired) -> None:
+    args = ("--gateway", "prod-gateway", "--alarm-policies", "all")
+    code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="k")
+    assert code == 0, out
+    saved = re.search(r"restore (\S+);", out)[1]
+    cpu, disk = wired.alarm_policies.values()
+    disk["Conditions"][0]["Threshold"] = "70"  # an operator's change, after the deploy
+    wired.calls.clear()
+    code, out = run("restore", saved)
+    assert code == 1 and f"alarm policy 'disk-full' ({disk['Id']}): changed since it was saved (Conditions)" in out
+    assert "--force" in out and "'cpu-high'" not in out  # only the relay's tick differs in that one
+    assert not {"UpdateRule", "TagResources"} & set(wired.actions())  # nothing half-done
+    assert disk["Conditions"][0]["Threshold"] == "70" and cpu["WebhookIds"]
+
+    code, out = run("restore", saved, "--force")
+    assert code == 0, out
+    assert disk["Conditions"][0]["Threshold"] == "90" and cpu["WebhookIds"] == disk["WebhookIds"] == []
