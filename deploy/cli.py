@@ -52,12 +52,7 @@ def run(
     if wiring.monitor:  # every rule is checked before anything is written
         chosen = monitor.rules(wiring)
         webhook = monitor.find_webhook(target.name)
-        refused = monitor.refusals(chosen, webhook.id if webhook else None)
-        if refused:
-            raise DeployError(
-                "nothing was changed: ticking the relay in these rules would lose something:\n  - "
-                + "\n  - ".join(refused)
-            )
+        _refuse(monitor.refusals(chosen, webhook.id if webhook else None), "nothing was changed")
     function = Function(caller, clients.faas, clients.faas_models, clients.universal, requests.put)
     found = function.find(target)
     environment = target.wanted_environment(found.settings if found else {})
@@ -71,7 +66,9 @@ def run(
     else:
         function_id = found.id
         function.update(found, target, environment, wanted_description)
-        code_changed = found.description != wanted_description
+        # Judged by what serves traffic too: a run stopped after the update and before the upload left
+        # a draft that names the new code and holds the old.
+        code_changed = {found.description, found.live[0] if found.live else ""} != {wanted_description}
     if code_changed:
         function.upload(function_id, code)
     else:
@@ -96,9 +93,13 @@ def run(
         webhook_id = monitor.webhook(target.name, url, environment["CALLBACK_TOKEN"])
         interrupted = saved.unfinished(backups, target.name, target.region)
         if interrupted is not None:
-            for kind, rule in saved.load(interrupted):
+            for kind, rule in saved.load(interrupted)[1]:
                 monitor.mend(kind, rule)
             saved.finish(interrupted)
+        # As they are now, minutes after the check (the function's release waits): checked again, and
+        # saved as they are just before the first write, so that the way back keeps what others changed.
+        chosen = [(kind, monitor.read(kind, rule)) for kind, rule in chosen]
+        _refuse(monitor.refusals(chosen, webhook_id), "no rule was written")
         to_tick = [(kind, rule) for kind, rule in chosen if not ticked(kind, rule, webhook_id)]
         if to_tick:
             path = saved.save(backups, target.name, target.region, to_tick)
@@ -111,6 +112,13 @@ def run(
         if to_tick:
             saved.finish(path)
     return url
+
+
+def _refuse(refused: list[str], so_far: str) -> None:
+    if refused:
+        raise DeployError(
+            f"{so_far}: ticking the relay in these rules would lose something:\n  - " + "\n  - ".join(refused)
+        )
 
 
 def _timers(environment: dict[str, str]) -> list[tuple[str, str, str, str]]:
@@ -164,11 +172,25 @@ def unwire(clients: argparse.Namespace, name: str, region: str, backups: Path, o
     return 0
 
 
-def restore(clients: argparse.Namespace, path: Path, out: TextIO) -> int:
-    """The rules in a saved file written back as they were."""
+def restore(clients: argparse.Namespace, path: Path, force: bool, out: TextIO) -> int:
+    """The rules in a saved file written back as they were; a rule changed since by anything but the
+    relay's tick is named and left, with every other, unless forced."""
     caller = Caller(clients.monitor_models.ApiException, out)
     monitor = Monitor(caller, clients.monitor, clients.monitor_models, clients.universal)
-    for kind, rule in saved.load(path):
+    function, rules = saved.load(path)
+    webhook = monitor.find_webhook(function)
+    changed = [
+        f"{kind.name(rule)}: changed since it was saved ({', '.join(fields)})"
+        for kind, rule in rules
+        if (fields := monitor.changed_since(kind, rule, webhook.id if webhook else None))
+    ]
+    if changed and not force:
+        raise DeployError(
+            "nothing was restored: writing the saved copies would undo what others changed since:\n  - "
+            + "\n  - ".join(changed)
+            + "\nmake those changes again after restoring, or pass --force to write the saved copies over them"
+        )
+    for kind, rule in rules:
         monitor.restore(kind, rule)
     return 0
 
@@ -209,7 +231,7 @@ COMMANDS = """commands:
   python -m deploy [options]                  deploy (this page's options)
   python -m deploy test --url URL [--token T] a test event and its Ok through the deployed relay
   python -m deploy unwire [--name N]          take the relay's callback URL out of every rule that calls it
-  python -m deploy restore FILE               write the rules saved in FILE back as they were
+  python -m deploy restore FILE [--force]     write the rules saved in FILE back as they were
 each run that writes rules first saves them whole in --backup-dir (default deploy-backups/) and prints the file"""
 
 
@@ -347,12 +369,15 @@ def _way_back(argv: list[str], out: TextIO) -> int:
     else:
         parser = _parser("python -m deploy restore", "write the rules saved in FILE back as they were")
         parser.add_argument("file", type=Path, metavar="FILE", help="a file the deploy (or unwire) saved")
+        parser.add_argument(
+            "--force", action="store_true", help="write rules changed since the save too, undoing those changes"
+        )
     args = parser.parse_args(argv[1:])
     try:
         clients = _clients(parser, args.region, volcengine_api.endpoint(os.environ))
         if command == "unwire":
             return unwire(clients, args.name, args.region, args.backup_dir, out)
-        return restore(clients, args.file, out)
+        return restore(clients, args.file, args.force, out)
     except (DeployError, ValueError) as error:
         parser.exit(1, f"deploy {command}: {error}\n")
 

@@ -56,6 +56,12 @@ class Existing:
     description: str
     settings: dict[str, str]
     shape: dict[str, Any]
+    # The revision that serves traffic (description, settings), None before the first release: an
+    # update and an upload change only the draft above until a release, which a run may not reach.
+    live: tuple[str, dict[str, str]] | None = None
+
+    def released(self, description: str, settings: dict[str, str]) -> bool:
+        return self.live == (description, settings)
 
 
 @dataclass
@@ -89,7 +95,24 @@ class Function:
             description=function.description or "",
             settings={e.key: e.value for e in function.envs or []},
             shape={field_name: getattr(function, field_name) for field_name in target.shape},
+            live=self._live(function_id),
         )
+
+    def _live(self, function_id: str) -> tuple[str, dict[str, str]] | None:
+        status = self.caller.call(
+            "read release",
+            lambda: self.api.get_release_status(self.models.GetReleaseStatusRequest(function_id=function_id)),
+        )
+        number = status.stable_revision_number
+        if not number:
+            return None
+        revision = self.caller.call(
+            "read released revision",
+            lambda: self.api.get_revision(
+                self.models.GetRevisionRequest(function_id=function_id, revision_number=number)
+            ),
+        )
+        return revision.description or "", {e.key: e.value for e in revision.envs or []}
 
     def create(self, target: Target, environment: dict[str, str], wanted_description: str) -> str:
         function_id: str = self.caller.call(
@@ -121,7 +144,11 @@ class Function:
         if found.description != wanted_description:
             differs.append("description")
         if not differs and not changed_settings:
-            self.caller.say("function: configuration unchanged")
+            if found.released(wanted_description, environment):
+                self.caller.say("function: configuration unchanged")
+            else:
+                self.changes.append("what an earlier run left unreleased")
+                self.caller.say("function: configuration unchanged, but not what serves traffic: releasing it")
             return
         self.caller.call(
             "update function",

@@ -164,6 +164,13 @@ class Monitor:
         self.caller.say(f"{kind.name(rule)}: no longer calls the relay")
         return True
 
+    def changed_since(self, kind: Kind, saved: dict[str, Any], webhook_id: str | None) -> list[str]:
+        """What differs between a saved rule and the rule now, other than the relay's tick and the tags
+        an interrupted write dropped: what a restore would undo."""
+        now = self.read(kind, saved)
+        changed = set(differences(kind, saved, now)) & set(differences(kind, with_tick(kind, saved, webhook_id), now))
+        return sorted(changed - ({"Tags"} if not now.get("Tags") else set()))
+
     def restore(self, kind: Kind, saved: dict[str, Any]) -> None:
         """A rule written back as saved, and compared after."""
         now = self.read(kind, saved)
@@ -235,11 +242,10 @@ class Monitor:
         if ticked(kind, rule, webhook_id):
             self.caller.say(f"{name}: already calls the relay")
             return
-        wanted = {
-            **rule,
-            "WebhookIds": [*(rule.get("WebhookIds") or []), webhook_id],
-            kind.methods: sorted({*(rule.get(kind.methods) or []), "Webhook"}),
-        }
+        refused = self.refusals([(kind, rule)], webhook_id)  # changed in the moments since the check
+        if refused:
+            raise DeployError(f"nothing was written to it: {'; '.join(refused)}")
+        wanted = with_tick(kind, rule, webhook_id)
         self.write(kind, wanted, f"update {name}")
         after = self.read(kind, rule)
         changed = differences(kind, wanted, after)
@@ -340,6 +346,15 @@ def differences(kind: Kind, wanted: dict[str, Any], now: dict[str, Any]) -> list
 
 def _canonical(value: Any) -> str:
     return "null" if value in (None, "", [], {}) else json.dumps(value, sort_keys=True)
+
+
+def with_tick(kind: Kind, rule: dict[str, Any], webhook_id: str | None) -> dict[str, Any]:
+    """The rule calling the relay too: its webhook id added, and Webhook among its methods."""
+    return {
+        **rule,
+        "WebhookIds": [*(rule.get("WebhookIds") or []), webhook_id],
+        kind.methods: sorted({*(rule.get(kind.methods) or []), "Webhook"}),
+    }
 
 
 def ticked(kind: Kind, rule: dict[str, Any], webhook_id: str | None) -> bool:

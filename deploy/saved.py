@@ -46,9 +46,10 @@ def unfinished(directory: Path, function: str, region: str) -> Path | None:
     return newest
 
 
-def load(path: Path) -> list[tuple[Kind, dict[str, Any]]]:
+def load(path: Path) -> tuple[str, list[tuple[Kind, dict[str, Any]]]]:
+    """The function whose run saved the file, and the rules."""
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
-        return [(KINDS[entry["kind"]], entry["rule"]) for entry in saved["rules"]]
+        return str(saved["function"]), [(KINDS[entry["kind"]], entry["rule"]) for entry in saved["rules"]]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise DeployError(f"{path} is not a file of rules the deploy saved ({type(error).__name__})") from None

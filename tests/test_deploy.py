@@ -101,7 +101,7 @@ def test_a_second_run_changes_nothing(run, openapi) -> None:
     openapi.calls.clear()
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key")
     assert code == 0, out
-    assert openapi.actions() == ["ListFunctions", "GetFunction", "ListTriggers"]
+    assert openapi.actions() == ["ListFunctions", "GetFunction", "GetReleaseStatus", "GetRevision", "ListTriggers"]
     assert "configuration unchanged" in out and "nothing released" in out
 
 
@@ -603,6 +603,8 @@ def test_a_public_route_without_a_token_gets_a_strong_one_shown_once(run, wired,
     "action",
     [
         "UpdateFunction",
+        "GetCodeUploadAddress",
+        "CreateDependencyInstallTask",
         "Release",
         "CreateTimer",
         "UpdateUpstream",
@@ -626,6 +628,9 @@ def test_a_deploy_interrupted_at_any_write_converges_when_run_again(run, wired, 
     event_rule = next(iter(wired.event_rules.values()))
     event_rule["WebhookIds"], event_rule["ContactMethods"] = [], ["Phone"]
     wanted_policy = {k: v for k, v in policy.items() if k not in ("WebhookIds", "AlertMethods", "UpdatedAt")}
+    function = wired.function("volc-flashduty-relay")
+    function.fields["Description"], function.code = "relay 0.2.0 (package older)", b"older code"
+    wired.release(function)  # an older version runs: the next run uploads new code too
 
     wired.deny.add(action)  # a rotation (and a store, for a timer) refused at this write, once
     code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok-2", **store)
@@ -636,6 +641,61 @@ def test_a_deploy_interrupted_at_any_write_converges_when_run_again(run, wired, 
 
     (webhook,) = wired.webhooks.values()
     assert webhook["Token"] == envs(wired)["CALLBACK_TOKEN"]  # tok-2, or tok-1 where the rotation was refused
+    # What serves traffic, not only the function's draft: its token, its code (an update or an upload
+    # takes effect only once released).
+    assert function.live is not None and function.live["Envs"] == function.fields["Envs"]
+    assert function.released == function.code == package.zipped()
     assert webhook["Id"] in policy["WebhookIds"] and webhook["Id"] in event_rule["WebhookIds"]
     assert route["Enable"] is True
     assert {k: v for k, v in policy.items() if k not in ("WebhookIds", "AlertMethods", "UpdatedAt")} == wanted_policy
+
+
+def test_a_rule_changed_after_the_check_is_checked_again_and_saved_as_it_is_then(run, wired) -> None:
+    _, policy = wired.alarm_policies.values()
+
+    def operator_adds_a_window() -> None:  # while the function is being deployed
+        policy["Conditions"][0]["EvaluationWindow"] = 300
+
+    wired.after["ListRules"] = operator_adds_a_window  # just after the check of every rule
+    code, out = run("--gateway", "prod-gateway", "--alarm-policies", "all", FLASHDUTY_INTEGRATION_KEY="k")
+    assert code == 1 and "no rule was written" in out
+    assert f"alarm policy 'disk-full' ({policy['Id']})" in out and "EvaluationWindow" in out
+    assert wired.lost == [] and "UpdateRule" not in wired.actions()  # not even the other, unchanged one
+    assert policy["Conditions"][0]["EvaluationWindow"] == 300
+
+    del policy["Conditions"][0]["EvaluationWindow"]
+    wired.after["ListRulesByIds"] = operator_adds_a_window  # after the second check, before the write
+    args = ("--gateway", "prod-gateway", "--alarm-policies", "disk-full")
+    code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="k")
+    assert code == 1 and "nothing was written to it" in out and "EvaluationWindow" in out
+    assert wired.lost == [] and "UpdateRule" not in wired.actions()
+
+    def operator_lowers_the_threshold() -> None:
+        policy["Conditions"][0]["Threshold"] = "70"
+
+    del policy["Conditions"][0]["EvaluationWindow"]
+    wired.after["ListRules"] = operator_lowers_the_threshold
+    code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="k")
+    assert code == 0, out
+    saved = json.loads(Path(re.search(r"restore (\S+);", out)[1]).read_text())
+    (entry,) = saved["rules"]
+    assert entry["rule"]["Conditions"][0]["Threshold"] == "70"  # the way back keeps the operator's change
+
+
+def test_restore_never_overwrites_a_change_made_since_the_save_unless_told(run, wired) -> None:
+    args = ("--gateway", "prod-gateway", "--alarm-policies", "all")
+    code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="k")
+    assert code == 0, out
+    saved = re.search(r"restore (\S+);", out)[1]
+    cpu, disk = wired.alarm_policies.values()
+    disk["Conditions"][0]["Threshold"] = "70"  # an operator's change, after the deploy
+    wired.calls.clear()
+    code, out = run("restore", saved)
+    assert code == 1 and f"alarm policy 'disk-full' ({disk['Id']}): changed since it was saved (Conditions)" in out
+    assert "--force" in out and "'cpu-high'" not in out  # only the relay's tick differs in that one
+    assert not {"UpdateRule", "TagResources"} & set(wired.actions())  # nothing half-done
+    assert disk["Conditions"][0]["Threshold"] == "70" and cpu["WebhookIds"]
+
+    code, out = run("restore", saved, "--force")
+    assert code == 0, out
+    assert disk["Conditions"][0]["Threshold"] == "90" and cpu["WebhookIds"] == disk["WebhookIds"] == []

@@ -71,3 +71,17 @@ def test_the_pipeline_runs_the_same_deploy_with_the_wiring_and_reconcile() -> No
         assert command in help_text
     (keep,) = [s for s in steps if "upload-artifact" in s.get("uses", "")]
     assert keep["with"]["path"] == step["env"]["DEPLOY_BACKUP_DIR"] + "/" and keep["if"] == "always()"
+
+
+def test_the_pipeline_never_lets_the_deploy_print_a_token_into_its_log() -> None:
+    """A deploy without CALLBACK_TOKEN makes one and prints it: in CI that is a log, so CI stops first."""
+    steps = yaml.safe_load((ROOT / ".github/workflows/deploy.yml").read_text())["jobs"]["vefaas"]["steps"]
+    names = [s.get("name") for s in steps]
+    (guard,) = [s for s in steps if s.get("name") == "CALLBACK_TOKEN is set"]
+    assert names.index(guard["name"]) < names.index("Deploy to veFaaS")
+    assert guard["env"]["CALLBACK_TOKEN"] == "${{ secrets.CALLBACK_TOKEN }}"
+    for token, passes in (("a-secret", True), ("", False)):
+        result = subprocess.run(
+            ["bash", "-c", guard["run"]], env={**os.environ, "CALLBACK_TOKEN": token}, capture_output=True, text=True
+        )
+        assert (result.returncode == 0) is passes and ("CALLBACK_TOKEN secret" in result.stdout) is not passes

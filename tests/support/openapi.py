@@ -41,6 +41,7 @@ REQUIRED = {
     "GetDependencyInstallTaskStatus": ("FunctionId",),
     "Release": ("FunctionId", "RevisionNumber"),
     "GetReleaseStatus": ("FunctionId",),
+    "GetRevision": ("FunctionId", "RevisionNumber"),
     "ListTriggers": ("FunctionId",),
     "CreateTimer": ("FunctionId", "Name", "Crontab"),
     "GetTimer": ("FunctionId", "Id"),
@@ -115,6 +116,10 @@ class Function:
     fields: dict[str, Any]  # as the last create or update gave them (Command, Port, MemoryMB, Envs...)
     code: bytes = field(default=b"", repr=False)
     released: bytes = field(default=b"", repr=False)  # the code the last release put live
+    # What the function runs: an update and an upload change only its draft (fields, code) until a
+    # release makes a revision of it, as veFaaS's do. None until the first release.
+    live: dict[str, Any] | None = None
+    revisions: list[dict[str, Any]] = field(default_factory=list)
     triggers: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -146,6 +151,12 @@ class OpenAPIStub(LocalServer):
     def function(self, name: str) -> Function:
         (found,) = [f for f in self.functions.values() if f.name == name]
         return found
+
+    def release(self, function: Function) -> None:
+        """The function's draft (fields and code) made a revision that serves traffic."""
+        function.released = function.code
+        function.live = json.loads(json.dumps(function.fields))
+        function.revisions.append({**function.live, "RevisionNumber": len(function.revisions) + 1})
 
     def add_gateway(self, name: str) -> str:
         gateway_id = f"gd{next(self._ids):06d}"
@@ -307,11 +318,22 @@ class OpenAPIStub(LocalServer):
 
     def _release(self, body: dict[str, Any]) -> dict[str, Any]:
         function = self._by_id(body["FunctionId"])
-        function.released = function.code
+        if self.release_status != "Failed":
+            self.release(function)
         return {"FunctionId": function.id, "Status": "InProgress"}
 
     def _get_release_status(self, body: dict[str, Any]) -> dict[str, Any]:
-        return {"FunctionId": body["FunctionId"], "Status": self.release_status}
+        function = self._by_id(body["FunctionId"])
+        # The revision that serves traffic (0 before the first release: undocumented, the harsher reading).
+        stable = len(function.revisions)
+        return {"FunctionId": function.id, "Status": self.release_status, "StableRevisionNumber": stable}
+
+    def _get_revision(self, body: dict[str, Any]) -> dict[str, Any]:
+        function = self._by_id(body["FunctionId"])
+        number = int(body["RevisionNumber"])
+        if not 1 <= number <= len(function.revisions):
+            raise _Refusal(404, "ResourceNotFound.Revision", f"revision {number} not found")
+        return {"Id": function.id, "Name": function.name, "Runtime": function.runtime, **function.revisions[number - 1]}
 
     def _list_triggers(self, body: dict[str, Any]) -> dict[str, Any]:
         function = self._by_id(body["FunctionId"])
@@ -553,6 +575,7 @@ class OpenAPIStub(LocalServer):
             "GetDependencyInstallTaskStatus": self._get_dependency_install_task_status,
             "Release": self._release,
             "GetReleaseStatus": self._get_release_status,
+            "GetRevision": self._get_revision,
             "ListTriggers": self._list_triggers,
             "CreateTimer": self._create_timer,
             "GetTimer": self._get_timer,
@@ -592,7 +615,8 @@ class OpenAPIStub(LocalServer):
             raise _Refusal(400, "MissingParameter", f"{action} needs {missing}")
         if action in self.deny:
             raise _Refusal(403, "AccessDenied", f"User is not authorized to perform: {action}")
-        result = handler(body)
+        # The answer as sent (a copy): a change made after it must not reach the caller through it.
+        result = json.loads(json.dumps(handler(body)))
         if action in self.after:
             self.after.pop(action)()
         return 200, result
