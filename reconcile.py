@@ -288,8 +288,20 @@ class Run:
         if seen is None or seen[0] < alert.updated_at:
             self.integrations[route] = (alert.updated_at, alert.integration_id)
 
-    def route_of(self, alert: Alert) -> str | None:
-        return next((r for r, (_, i) in self.integrations.items() if i == alert.integration_id), None)
+    def routes_of(self, alert: Alert) -> list[str]:
+        """The routes whose integration holds this alert; where none is known to, each route of its
+        policy whose integration is not known yet (an Ok where nothing is open opens nothing)."""
+        known = [r for r, (_, i) in self.integrations.items() if i == alert.integration_id]
+        return known or sorted(
+            r for r in self.routes.get(alert.labels.get("rule_id", ""), ()) if r not in self.integrations
+        )
+
+    def unsure(self, alarm: Alarm, routes: set[str], alerts: Sequence[Alert]) -> bool:
+        """Whether, of the routes this alarm's key feeds, those whose integration is not known yet may
+        lack the open alert: fewer integrations hold one open than there are such routes."""
+        unknown = {self.settings.integration_key_for(r) for r in routes if r not in self.integrations}
+        holding = {a.integration_id for a in alerts if a.active}
+        return alarm.route not in self.integrations and len(holding) < len(unknown)
 
     def alarms(self, page: list[dict[str, Any]]) -> list[Alarm]:
         """A page of ListAlertGroup as alarms per route, the latest per (route, key)."""
@@ -329,7 +341,17 @@ class Run:
         due: dict[str, list[mapping.Event]] = {}
         for alarm in alarms:
             integration = self.integrations.get(alarm.route, (None, None))[1]
-            theirs = [a for a in by_key.get(alarm.key, {}).values() if integration in (None, a.integration_id)]
+            key = self.settings.integration_key_for(alarm.route)
+            others = {i for r, (_, i) in self.integrations.items() if self.settings.integration_key_for(r) != key}
+            theirs = [
+                a
+                for a in by_key.get(alarm.key, {}).values()
+                if a.integration_id == integration or (integration is None and a.integration_id not in others)
+            ]
+            if alarm.ended is None and self.unsure(alarm, routes_of_key[alarm.key], theirs):
+                # One policy feeds several routes whose integrations are not known: an open alert may be
+                # another route's, so each such route gets the firing (it merges into one already open).
+                theirs = [a for a in theirs if not a.active]
             action, events = decide(alarm, theirs, read_at)
             self.report.found[action] += 1
             self.handled.add((alarm.route, alarm.key))
@@ -341,9 +363,9 @@ class Run:
         asked again just before, says nothing changed it since Cloud Monitor was read."""
         stale = []
         for alert in open_alerts:
-            route = self.route_of(alert)
-            if route is not None and (route, alert.alert_key) not in self.on_keys | self.handled:
-                stale.append((route, alert))
+            routes = self.routes_of(alert)
+            if routes and not any((r, alert.alert_key) in self.on_keys | self.handled for r in routes):
+                stale += [(route, alert) for route in routes]
         if not stale:
             return
         since = min(alert.updated_at for _, alert in stale) - CLOCK_SKEW

@@ -508,3 +508,24 @@ def test_the_stand_ins_refuse_what_the_services_refuse(stub: FlashdutyStub) -> N
     assert ask({"end_time": now}) == 400
     assert ask({"start_time": now - 60, "end_time": now}, key="wrong") == 401
     assert ask({"start_time": now - 60, "end_time": now}) == 200
+
+
+def test_one_policy_feeding_two_routes_opens_and_closes_its_alert_in_both(run, openapi, policy, stub, client) -> None:
+    """No policy feeds one route alone, so neither route's integration can be learned: an open alert
+    in one is no proof of the other's."""
+    openapi.webhooks["2"] = {"Id": "2", "Name": "team-a hook", "Type": "custom", "Url": "https://relay.example/team-a"}
+    openapi.webhooks["2"].update(RuleIds=[policy["Id"]], EventRuleIds=[])
+    group = openapi.add_alert_group(policy, "i-both", epoch(60 * 48))
+    routes = json.dumps({"team-a": TEAM_KEY})
+    app = client(FLASHDUTY_INTEGRATION_KEY=KEY, ROUTES=routes, FLASHDUTY_PUSH_URL=stub.url)
+    assert app.post("/", json=callback_of(group)).status_code == 200  # team-a's callback was lost
+    stub.age_alerts(AGO)
+    code, out = run(ROUTES=routes)
+    both = sorted([stub.integration_id(KEY), stub.integration_id(TEAM_KEY)])
+    assert code == 0 and sorted(a["integration_id"] for a in stub.open_alert_records()) == both, out
+    stub.age_alerts(AGO)
+    sent = len(stub.accepted())
+    assert run(ROUTES=routes)[0] == 0 and len(stub.accepted()) == sent  # a second run sends nothing
+    group.update(AlertState="Recovered", EndAt=epoch(60))  # both recoveries lost, long after it started
+    code, out = run(ROUTES=routes)
+    assert code == 0 and stub.open_alert_records() == [], out
