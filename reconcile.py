@@ -419,9 +419,10 @@ def reconcile(
     dry_run: bool,
     now: datetime,
     out: TextIO,
+    report: Report,
 ) -> Report:
-    """One run: read both sides, and send what makes Flashduty match Cloud Monitor."""
-    report = Report()
+    """One run: read both sides, and send what makes Flashduty match Cloud Monitor. `report` is filled
+    as it goes, so that a run that fails midway still says what it sent."""
     routes = monitor.wiring(webhook, settings, report)
     if not routes:
         raise ReconcileError(
@@ -462,7 +463,7 @@ def run(environ: Mapping[str, str], *, since: timedelta, max_seconds: float, dry
     deadline = time.monotonic() + max_seconds
     report = Report()
     try:
-        report = _run(environ, since=since, deadline=deadline, dry_run=dry_run, now=now, out=out)
+        _run(environ, report, since=since, deadline=deadline, dry_run=dry_run, now=now, out=out)
     except (ReconcileError, ReadError, config.ConfigError, ValueError) as failure:
         print(f"reconcile: {failure}", file=out)
         logger.error(json.dumps({**report.line(), "exit_code": 2, "error": str(failure)}, ensure_ascii=False))
@@ -483,8 +484,15 @@ def run(environ: Mapping[str, str], *, since: timedelta, max_seconds: float, dry
 
 
 def _run(
-    environ: Mapping[str, str], *, since: timedelta, deadline: float, dry_run: bool, now: datetime, out: TextIO
-) -> Report:
+    environ: Mapping[str, str],
+    report: Report,
+    *,
+    since: timedelta,
+    deadline: float,
+    dry_run: bool,
+    now: datetime,
+    out: TextIO,
+) -> None:
     settings = config.load(environ)
     endpoint = volcengine_api.endpoint(environ)
     access_key, secret_key = environ.get("VOLCENGINE_ACCESS_KEY"), environ.get("VOLCENGINE_SECRET_KEY")
@@ -508,7 +516,7 @@ def _run(
     )
     webhook = environ.get("RECONCILE_WEBHOOK", "").strip() or DEFAULT_WEBHOOK
     try:
-        report = reconcile(
+        reconcile(
             monitor,
             AlertReader(api_url, app_key, deadline),
             settings,
@@ -517,6 +525,7 @@ def _run(
             dry_run=dry_run,
             now=now,
             out=out,
+            report=report,
         )
     except TimeoutError as error:
         raise ReconcileError(f"{error}: the run's time ran out before Cloud Monitor's wiring was read") from None
@@ -525,7 +534,6 @@ def _run(
         f"Flashduty: {report.open_in_flashduty} of their alerts open",
         file=out,
     )
-    return report
 
 
 def timer(environ: Mapping[str, str], seconds_left: float | None = None) -> dict[str, Any]:

@@ -529,3 +529,13 @@ def test_one_policy_feeding_two_routes_opens_and_closes_its_alert_in_both(run, o
     group.update(AlertState="Recovered", EndAt=epoch(60))  # both recoveries lost, long after it started
     code, out = run(ROUTES=routes)
     assert code == 0 and stub.open_alert_records() == [], out
+
+
+def test_a_run_that_fails_midway_logs_what_it_had_sent(run, openapi, policy, stub, caplog) -> None:
+    openapi.add_alert_group(policy, "i-lost", epoch(20))
+    openapi.after["ListAlertGroup"] = lambda: openapi.deny.add("ListAlertGroup")  # the second read is refused
+    with caplog.at_level("INFO", logger="relay.reconcile"):
+        code, out = run()
+    assert code == 2 and statuses(stub) == [("Critical", "i-lost")], out
+    (line,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == "relay.reconcile"]
+    assert line["exit_code"] == 2 and line["sent"] == 1 and line["lost_firing"] == 1 and "AccessDenied" in line["error"]
