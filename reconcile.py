@@ -373,15 +373,36 @@ class Run:
         touched = {a.alert_key for a in asked if a.updated_at >= read_at - CLOCK_SKEW}
         still_open = {a.alert_id for a in asked if a.active}
         due: dict[str, list[mapping.Event]] = {}
+        closing: dict[str, Alert] = {}  # alert id: the alert (an alert of several routes is sent to each)
         for route, alert in stale:
-            if alert.alert_key in touched:
-                self.report.found[CHANGED] += 1
-            elif alert.alert_id in still_open:
-                self.report.stale_closed += 1
+            if alert.alert_key not in touched and alert.alert_id in still_open:
+                closing[alert.alert_id] = alert
                 due.setdefault(route, []).append(mapping.closing(alert.alert_key, alert.title, alert.labels))
-        self.send(due)
+        self.report.found[CHANGED] += len({alert.alert_id for _, alert in stale if alert.alert_key in touched})
+        failed = self.send(due)
+        if self.dry_run or not closing:
+            return
+        # An Ok closes an alert only in the integration its key pushes to: ask whether it did.
+        since = min(alert.updated_at for alert in closing.values()) - CLOCK_SKEW
+        still_open = {
+            a.alert_id
+            for a in self.reader.alerts_of(sorted({a.alert_key for a in closing.values()}), since, _until())
+            if a.active
+        }
+        for alert in closing.values():
+            if alert.alert_key in failed:
+                continue
+            if alert.alert_id in still_open:
+                self.report.errors.append(
+                    f"alert {alert.title[:80]!r} in integration {alert.integration_name!r} is still open after its "
+                    "Ok: no route pushes to that integration now (was a route moved?): close it in Flashduty"
+                )
+            else:
+                self.report.stale_closed += 1
 
-    def send(self, due: dict[str, list[mapping.Event]]) -> None:
+    def send(self, due: dict[str, list[mapping.Event]]) -> set[str]:
+        """Deliver what is due to each route; the alert keys not all delivered."""
+        failed: set[str] = set()
         for route, events in due.items():
             if not events:
                 continue
@@ -394,6 +415,7 @@ class Run:
             if integration_key is None:
                 self.report.errors.append(f"route {route!r} has no integration key: set it (ROUTES)")
                 self.report.left += len({e["alert_key"] for e in events})
+                failed |= {e["alert_key"] for e in events}
                 continue
             outcomes = flashduty.deliver(
                 events,
@@ -403,10 +425,12 @@ class Run:
                 concurrency=self.settings.concurrency,
                 limits=self.settings.limits,
             )
-            failed = {o.alert_key for o in outcomes if not o.delivered}
+            undelivered = {o.alert_key for o in outcomes if not o.delivered}
             self.report.sent += sum(o.delivered for o in outcomes)
-            self.report.left += len(failed)
+            self.report.left += len(undelivered)
             self.report.errors += sorted({o.cause for o in outcomes if not o.delivered} - set(self.report.errors))
+            failed |= undelivered
+        return failed
 
 
 def reconcile(

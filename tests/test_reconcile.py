@@ -539,3 +539,17 @@ def test_a_run_that_fails_midway_logs_what_it_had_sent(run, openapi, policy, stu
     assert code == 2 and statuses(stub) == [("Critical", "i-lost")], out
     (line,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == "relay.reconcile"]
     assert line["exit_code"] == 2 and line["sent"] == 1 and line["lost_firing"] == 1 and "AccessDenied" in line["error"]
+
+
+def test_an_alert_left_in_an_integration_its_route_moved_from_is_reported_never_counted_closed(
+    run, openapi, policy, stub, relay
+) -> None:
+    group = openapi.add_alert_group(policy, "i-moved", epoch(60 * 48))
+    relay(callback_of(group))
+    group.update(AlertState="Recovered", EndAt=epoch(60))  # its recovery was lost
+    stub.age_alerts(AGO)
+    moved = "fd-new-integration-key-0123456789"  # the default route now pushes to another integration
+    code, out = run(FLASHDUTY_INTEGRATION_KEY=moved)
+    (alert,) = stub.open_alert_records()  # an Ok reaches only its own integration
+    assert code == 1 and "still open after its Ok" in out and alert["integration_name"] in out, out
+    assert "0 recoveries" in out and moved not in out and KEY not in out
