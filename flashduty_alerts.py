@@ -43,6 +43,7 @@ class Alert:
     alert_id: str
     alert_key: str
     integration_id: int
+    integration_name: str  # a person's name for it: said when an alert cannot be closed
     severity: str  # Critical, Warning or Info: the highest of its events
     active: bool
     updated_at: datetime
@@ -141,6 +142,7 @@ def _alert(item: dict[str, Any]) -> Alert:
         alert_id=str(item.get("alert_id", "")),
         alert_key=str(item.get("alert_key", "")),
         integration_id=int(item.get("integration_id") or 0),
+        integration_name=str(item.get("integration_name", "")),
         severity=str(item.get("alert_severity", "")),
         active=not item.get("end_time"),
         updated_at=_time(item.get("updated_at") or item.get("last_time")),

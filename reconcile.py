@@ -288,8 +288,20 @@ class Run:
         if seen is None or seen[0] < alert.updated_at:
             self.integrations[route] = (alert.updated_at, alert.integration_id)
 
-    def route_of(self, alert: Alert) -> str | None:
-        return next((r for r, (_, i) in self.integrations.items() if i == alert.integration_id), None)
+    def routes_of(self, alert: Alert) -> list[str]:
+        """The routes whose integration holds this alert; where none is known to, each route of its
+        policy whose integration is not known yet (an Ok where nothing is open opens nothing)."""
+        known = [r for r, (_, i) in self.integrations.items() if i == alert.integration_id]
+        return known or sorted(
+            r for r in self.routes.get(alert.labels.get("rule_id", ""), ()) if r not in self.integrations
+        )
+
+    def unsure(self, alarm: Alarm, routes: set[str], alerts: Sequence[Alert]) -> bool:
+        """Whether, of the routes this alarm's key feeds, those whose integration is not known yet may
+        lack the open alert: fewer integrations hold one open than there are such routes."""
+        unknown = {self.settings.integration_key_for(r) for r in routes if r not in self.integrations}
+        holding = {a.integration_id for a in alerts if a.active}
+        return alarm.route not in self.integrations and len(holding) < len(unknown)
 
     def alarms(self, page: list[dict[str, Any]]) -> list[Alarm]:
         """A page of ListAlertGroup as alarms per route, the latest per (route, key)."""
@@ -329,7 +341,17 @@ class Run:
         due: dict[str, list[mapping.Event]] = {}
         for alarm in alarms:
             integration = self.integrations.get(alarm.route, (None, None))[1]
-            theirs = [a for a in by_key.get(alarm.key, {}).values() if integration in (None, a.integration_id)]
+            key = self.settings.integration_key_for(alarm.route)
+            others = {i for r, (_, i) in self.integrations.items() if self.settings.integration_key_for(r) != key}
+            theirs = [
+                a
+                for a in by_key.get(alarm.key, {}).values()
+                if a.integration_id == integration or (integration is None and a.integration_id not in others)
+            ]
+            if alarm.ended is None and self.unsure(alarm, routes_of_key[alarm.key], theirs):
+                # One policy feeds several routes whose integrations are not known: an open alert may be
+                # another route's, so each such route gets the firing (it merges into one already open).
+                theirs = [a for a in theirs if not a.active]
             action, events = decide(alarm, theirs, read_at)
             self.report.found[action] += 1
             self.handled.add((alarm.route, alarm.key))
@@ -341,9 +363,9 @@ class Run:
         asked again just before, says nothing changed it since Cloud Monitor was read."""
         stale = []
         for alert in open_alerts:
-            route = self.route_of(alert)
-            if route is not None and (route, alert.alert_key) not in self.on_keys | self.handled:
-                stale.append((route, alert))
+            routes = self.routes_of(alert)
+            if routes and not any((r, alert.alert_key) in self.on_keys | self.handled for r in routes):
+                stale += [(route, alert) for route in routes]
         if not stale:
             return
         since = min(alert.updated_at for _, alert in stale) - CLOCK_SKEW
@@ -351,15 +373,36 @@ class Run:
         touched = {a.alert_key for a in asked if a.updated_at >= read_at - CLOCK_SKEW}
         still_open = {a.alert_id for a in asked if a.active}
         due: dict[str, list[mapping.Event]] = {}
+        closing: dict[str, Alert] = {}  # alert id: the alert (an alert of several routes is sent to each)
         for route, alert in stale:
-            if alert.alert_key in touched:
-                self.report.found[CHANGED] += 1
-            elif alert.alert_id in still_open:
-                self.report.stale_closed += 1
+            if alert.alert_key not in touched and alert.alert_id in still_open:
+                closing[alert.alert_id] = alert
                 due.setdefault(route, []).append(mapping.closing(alert.alert_key, alert.title, alert.labels))
-        self.send(due)
+        self.report.found[CHANGED] += len({alert.alert_id for _, alert in stale if alert.alert_key in touched})
+        failed = self.send(due)
+        if self.dry_run or not closing:
+            return
+        # An Ok closes an alert only in the integration its key pushes to: ask whether it did.
+        since = min(alert.updated_at for alert in closing.values()) - CLOCK_SKEW
+        still_open = {
+            a.alert_id
+            for a in self.reader.alerts_of(sorted({a.alert_key for a in closing.values()}), since, _until())
+            if a.active
+        }
+        for alert in closing.values():
+            if alert.alert_key in failed:
+                continue
+            if alert.alert_id in still_open:
+                self.report.errors.append(
+                    f"alert {alert.title[:80]!r} in integration {alert.integration_name!r} is still open after its "
+                    "Ok: no route pushes to that integration now (was a route moved?): close it in Flashduty"
+                )
+            else:
+                self.report.stale_closed += 1
 
-    def send(self, due: dict[str, list[mapping.Event]]) -> None:
+    def send(self, due: dict[str, list[mapping.Event]]) -> set[str]:
+        """Deliver what is due to each route; the alert keys not all delivered."""
+        failed: set[str] = set()
         for route, events in due.items():
             if not events:
                 continue
@@ -372,6 +415,7 @@ class Run:
             if integration_key is None:
                 self.report.errors.append(f"route {route!r} has no integration key: set it (ROUTES)")
                 self.report.left += len({e["alert_key"] for e in events})
+                failed |= {e["alert_key"] for e in events}
                 continue
             outcomes = flashduty.deliver(
                 events,
@@ -381,10 +425,12 @@ class Run:
                 concurrency=self.settings.concurrency,
                 limits=self.settings.limits,
             )
-            failed = {o.alert_key for o in outcomes if not o.delivered}
+            undelivered = {o.alert_key for o in outcomes if not o.delivered}
             self.report.sent += sum(o.delivered for o in outcomes)
-            self.report.left += len(failed)
+            self.report.left += len(undelivered)
             self.report.errors += sorted({o.cause for o in outcomes if not o.delivered} - set(self.report.errors))
+            failed |= undelivered
+        return failed
 
 
 def reconcile(
@@ -397,9 +443,10 @@ def reconcile(
     dry_run: bool,
     now: datetime,
     out: TextIO,
+    report: Report,
 ) -> Report:
-    """One run: read both sides, and send what makes Flashduty match Cloud Monitor."""
-    report = Report()
+    """One run: read both sides, and send what makes Flashduty match Cloud Monitor. `report` is filled
+    as it goes, so that a run that fails midway still says what it sent."""
     routes = monitor.wiring(webhook, settings, report)
     if not routes:
         raise ReconcileError(
@@ -440,7 +487,7 @@ def run(environ: Mapping[str, str], *, since: timedelta, max_seconds: float, dry
     deadline = time.monotonic() + max_seconds
     report = Report()
     try:
-        report = _run(environ, since=since, deadline=deadline, dry_run=dry_run, now=now, out=out)
+        _run(environ, report, since=since, deadline=deadline, dry_run=dry_run, now=now, out=out)
     except (ReconcileError, ReadError, config.ConfigError, ValueError) as failure:
         print(f"reconcile: {failure}", file=out)
         logger.error(json.dumps({**report.line(), "exit_code": 2, "error": str(failure)}, ensure_ascii=False))
@@ -461,8 +508,15 @@ def run(environ: Mapping[str, str], *, since: timedelta, max_seconds: float, dry
 
 
 def _run(
-    environ: Mapping[str, str], *, since: timedelta, deadline: float, dry_run: bool, now: datetime, out: TextIO
-) -> Report:
+    environ: Mapping[str, str],
+    report: Report,
+    *,
+    since: timedelta,
+    deadline: float,
+    dry_run: bool,
+    now: datetime,
+    out: TextIO,
+) -> None:
     settings = config.load(environ)
     endpoint = volcengine_api.endpoint(environ)
     access_key, secret_key = environ.get("VOLCENGINE_ACCESS_KEY"), environ.get("VOLCENGINE_SECRET_KEY")
@@ -486,7 +540,7 @@ def _run(
     )
     webhook = environ.get("RECONCILE_WEBHOOK", "").strip() or DEFAULT_WEBHOOK
     try:
-        report = reconcile(
+        reconcile(
             monitor,
             AlertReader(api_url, app_key, deadline),
             settings,
@@ -495,6 +549,7 @@ def _run(
             dry_run=dry_run,
             now=now,
             out=out,
+            report=report,
         )
     except TimeoutError as error:
         raise ReconcileError(f"{error}: the run's time ran out before Cloud Monitor's wiring was read") from None
@@ -503,7 +558,6 @@ def _run(
         f"Flashduty: {report.open_in_flashduty} of their alerts open",
         file=out,
     )
-    return report
 
 
 def timer(environ: Mapping[str, str], seconds_left: float | None = None) -> dict[str, Any]:

@@ -508,3 +508,48 @@ def test_the_stand_ins_refuse_what_the_services_refuse(stub: FlashdutyStub) -> N
     assert ask({"end_time": now}) == 400
     assert ask({"start_time": now - 60, "end_time": now}, key="wrong") == 401
     assert ask({"start_time": now - 60, "end_time": now}) == 200
+
+
+def test_one_policy_feeding_two_routes_opens_and_closes_its_alert_in_both(run, openapi, policy, stub, client) -> None:
+    """No policy feeds one route alone, so neither route's integration can be learned: an open alert
+    in one is no proof of the other's."""
+    openapi.webhooks["2"] = {"Id": "2", "Name": "team-a hook", "Type": "custom", "Url": "https://relay.example/team-a"}
+    openapi.webhooks["2"].update(RuleIds=[policy["Id"]], EventRuleIds=[])
+    group = openapi.add_alert_group(policy, "i-both", epoch(60 * 48))
+    routes = json.dumps({"team-a": TEAM_KEY})
+    app = client(FLASHDUTY_INTEGRATION_KEY=KEY, ROUTES=routes, FLASHDUTY_PUSH_URL=stub.url)
+    assert app.post("/", json=callback_of(group)).status_code == 200  # team-a's callback was lost
+    stub.age_alerts(AGO)
+    code, out = run(ROUTES=routes)
+    both = sorted([stub.integration_id(KEY), stub.integration_id(TEAM_KEY)])
+    assert code == 0 and sorted(a["integration_id"] for a in stub.open_alert_records()) == both, out
+    stub.age_alerts(AGO)
+    sent = len(stub.accepted())
+    assert run(ROUTES=routes)[0] == 0 and len(stub.accepted()) == sent  # a second run sends nothing
+    group.update(AlertState="Recovered", EndAt=epoch(60))  # both recoveries lost, long after it started
+    code, out = run(ROUTES=routes)
+    assert code == 0 and stub.open_alert_records() == [], out
+
+
+def test_a_run_that_fails_midway_logs_what_it_had_sent(run, openapi, policy, stub, caplog) -> None:
+    openapi.add_alert_group(policy, "i-lost", epoch(20))
+    openapi.after["ListAlertGroup"] = lambda: openapi.deny.add("ListAlertGroup")  # the second read is refused
+    with caplog.at_level("INFO", logger="relay.reconcile"):
+        code, out = run()
+    assert code == 2 and statuses(stub) == [("Critical", "i-lost")], out
+    (line,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == "relay.reconcile"]
+    assert line["exit_code"] == 2 and line["sent"] == 1 and line["lost_firing"] == 1 and "AccessDenied" in line["error"]
+
+
+def test_an_alert_left_in_an_integration_its_route_moved_from_is_reported_never_counted_closed(
+    run, openapi, policy, stub, relay
+) -> None:
+    group = openapi.add_alert_group(policy, "i-moved", epoch(60 * 48))
+    relay(callback_of(group))
+    group.update(AlertState="Recovered", EndAt=epoch(60))  # its recovery was lost
+    stub.age_alerts(AGO)
+    moved = "fd-new-integration-key-0123456789"  # the default route now pushes to another integration
+    code, out = run(FLASHDUTY_INTEGRATION_KEY=moved)
+    (alert,) = stub.open_alert_records()  # an Ok reaches only its own integration
+    assert code == 1 and "still open after its Ok" in out and alert["integration_name"] in out, out
+    assert "0 recoveries" in out and moved not in out and KEY not in out
