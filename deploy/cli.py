@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import os
 import re
@@ -91,11 +92,7 @@ def run(
                 "gateway in this region) so that the deploy routes one to it."
             )
         webhook_id = monitor.webhook(target.name, url, environment["CALLBACK_TOKEN"])
-        interrupted = saved.unfinished(backups, target.name, target.region)
-        if interrupted is not None:
-            for kind, rule in saved.load(interrupted)[1]:
-                monitor.mend(kind, rule)
-            saved.finish(interrupted)
+        _put_back_tags(monitor, backups, target.name, target.region)
         # As they are now, minutes after the check (the function's release waits): checked again, and
         # saved as they are just before the first write, so that the way back keeps what others changed.
         chosen = [(kind, monitor.read(kind, rule)) for kind, rule in chosen]
@@ -107,11 +104,17 @@ def run(
                 f"saved the {len(to_tick)} rules it will write, whole, to {path} (the way back: "
                 f"python -m deploy restore {path}; python -m deploy unwire takes the relay out of every rule)"
             )
+            monitor.tagging = functools.partial(saved.note_tags, path)
         for kind, rule in chosen:
             monitor.tick(kind, rule, webhook_id)
-        if to_tick:
-            saved.finish(path)
     return url
+
+
+def _put_back_tags(monitor: Monitor, backups: Path, name: str, region: str) -> None:
+    """What a run stopped between UpdateRule and TagResources took, as its file noted, put back first."""
+    for path, rule, tags in saved.tags_in_flight(backups, name, region):
+        monitor.put_back_tags(rule, tags)
+        saved.note_tags(path, rule, None)
 
 
 def _refuse(refused: list[str], so_far: str) -> None:
@@ -159,10 +162,12 @@ def unwire(clients: argparse.Namespace, name: str, region: str, backups: Path, o
     if webhook is None:
         caller.say(f"no callback URL named {name!r}: no rule calls the relay")
         return 0
+    _put_back_tags(monitor, backups, name, region)
     calling = [(kind, rule) for kind, rule in monitor.all_rules() if webhook.id in (rule.get("WebhookIds") or [])]
     if calling:
         path = saved.save(backups, name, region, calling)
         caller.say(f"saved the {len(calling)} rules it will write, whole, to {path}")
+        monitor.tagging = functools.partial(saved.note_tags, path)
     for kind, rule in calling:
         monitor.unwire(kind, rule, webhook.id)
     caller.say(

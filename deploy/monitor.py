@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from deploy.calls import Caller, DeployError
@@ -22,6 +22,10 @@ MONITOR_VERSION = "2018-01-01"
 WEBHOOKS_MAX = 8
 # TagResources' resource type for an alarm policy: not documented; what the provider's service sends.
 TAG_RESOURCE_TYPE = "rule"
+# An event rule's message queue credentials (Kafka's SASL user, password and mechanism): never saved to a
+# file (CI keeps the saved rules as an artifact); a restore keeps what the rule has then.
+CREDENTIALS = ("Username", "Password", "AuthEncrypt")
+WITHHELD = "(withheld: never saved; a restore keeps the rule's own)"
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,9 @@ class Monitor:
     api: Any
     models: Any
     universal: Any
+    # Told a policy's tags before the UpdateRule that drops them, and None once TagResources put them
+    # back: kept where a later run can read it, so that a run stopped in between loses nothing.
+    tagging: Callable[[dict[str, Any], list[Any] | None], None] = field(default=lambda rule, tags: None)
 
     def find_webhook(self, name: str, url: str | None = None) -> Any:
         """The relay's callback URL (by its name; of several, the one to `url`), or None."""
@@ -168,12 +175,14 @@ class Monitor:
         """What differs between a saved rule and the rule now, other than the relay's tick and the tags
         an interrupted write dropped: what a restore would undo."""
         now = self.read(kind, saved)
+        saved = with_credentials(kind, saved, now)
         changed = set(differences(kind, saved, now)) & set(differences(kind, with_tick(kind, saved, webhook_id), now))
         return sorted(changed - ({"Tags"} if not now.get("Tags") else set()))
 
     def restore(self, kind: Kind, saved: dict[str, Any]) -> None:
-        """A rule written back as saved, and compared after."""
+        """A rule written back as saved (with the credentials it has now), and compared after."""
         now = self.read(kind, saved)
+        saved = with_credentials(kind, saved, now)
         if not differences(kind, saved, now):
             self.caller.say(f"{kind.name(saved)}: as saved, unchanged")
             return
@@ -183,21 +192,19 @@ class Monitor:
             raise DeployError(f"{kind.name(saved)}: restored, but {', '.join(still)} still differ from the saved copy")
         self.caller.say(f"{kind.name(saved)}: restored as saved")
 
-    def mend(self, kind: Kind, saved: dict[str, Any]) -> None:
-        """What an interrupted run took from a rule (a field it had then and lacks now, its tags above
-        all: UpdateRule drops them until TagResources puts them back), put back; its other fields, as
-        others may have changed them since, are left as they are now."""
-        now = self.read(kind, saved)
-        missing = {
-            k: v
-            for k, v in saved.items()
-            if _canonical(v) != "null" and _canonical(now.get(k)) == "null" and k not in kind.changing
-        }
-        missing.pop("WebhookIds", None)
-        missing.pop(kind.methods, None)
-        if missing:
-            self.write(kind, {**now, **missing}, f"put back in {kind.name(saved)}")
-            self.caller.say(f"{kind.name(saved)}: an earlier run stopped part-way; put back its {', '.join(missing)}")
+    def put_back_tags(self, rule: dict[str, Any], tags: list[dict[str, Any]]) -> None:
+        """The tags a run stopped between UpdateRule and TagResources took from a policy, put back: those
+        whose key it lacks now. A tag set since, and everything else changed since, stay as they are."""
+        now = self._now(ALARM_POLICIES, rule)
+        if now is None:
+            self.caller.say(f"{ALARM_POLICIES.name(rule)}: an earlier run stopped part-way; the rule is gone")
+            return
+        keys = {tag.get("Key") for tag in now.get("Tags") or []}
+        lost = [tag for tag in tags if tag.get("Key") not in keys]
+        if lost:
+            self._tag(now, lost, f"put back the tags of {ALARM_POLICIES.name(now)}")
+            names = ", ".join(str(tag.get("Key")) for tag in lost)
+            self.caller.say(f"{ALARM_POLICIES.name(now)}: an earlier run stopped part-way; put back its tags {names}")
 
     def all_rules(self) -> list[tuple[Kind, dict[str, Any]]]:
         return [(kind, rule) for kind in (EVENT_RULES, ALARM_POLICIES) for rule in self._list(kind)]
@@ -266,23 +273,34 @@ class Monitor:
 
     def write(self, kind: Kind, rule: dict[str, Any], what: str) -> None:
         """A rule written whole (Update replaces it), with its tags as TagResources keeps them."""
+        tags = rule.get("Tags") if kind is ALARM_POLICIES else None
+        if tags:
+            # UpdateRule refuses Tags and drops them (Volcengine's Terraform provider): noted first, put back after.
+            self.tagging(rule, tags)
         self._call(what, kind.update_action, self._update_body(kind, rule))
-        if kind is ALARM_POLICIES and rule.get("Tags"):
-            # UpdateRule refuses Tags and drops them (Volcengine's Terraform provider): put them back.
-            body = {"ResourceType": TAG_RESOURCE_TYPE, "ResourceIds": [kind.rule_id(rule)], "Tags": rule["Tags"]}
-            self._call(f"{what}: its tags", "TagResources", body)
+        if tags:
+            self._tag(rule, tags, f"{what}: its tags")
+            self.tagging(rule, None)
+
+    def _tag(self, rule: dict[str, Any], tags: list[dict[str, Any]], what: str) -> None:
+        body = {"ResourceType": TAG_RESOURCE_TYPE, "ResourceIds": [ALARM_POLICIES.rule_id(rule)], "Tags": tags}
+        self._call(what, "TagResources", body)
 
     def read(self, kind: Kind, rule: dict[str, Any]) -> dict[str, Any]:
         """One rule as Cloud Monitor has it now."""
+        now = self._now(kind, rule)
+        if now is None:
+            raise DeployError(f"{kind.name(rule)} is gone (deleted meanwhile?): nothing was written to it")
+        return now
+
+    def _now(self, kind: Kind, rule: dict[str, Any]) -> dict[str, Any] | None:
         rule_id = kind.rule_id(rule)
         if kind is ALARM_POLICIES:
             found = self._call(f"read {kind.name(rule)}", "ListRulesByIds", {"Ids": [rule_id]}).get("Data") or []
         else:
             found = self._list(kind, {"RuleName": rule.get("RuleName")})
         now = next((r for r in found if kind.rule_id(r) == rule_id), None)
-        if now is None:
-            raise DeployError(f"{kind.name(rule)} is gone (deleted meanwhile?): nothing was written to it")
-        return dict(now)
+        return None if now is None else dict(now)
 
     def _list(self, kind: Kind, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         rules: list[dict[str, Any]] = []
@@ -346,6 +364,50 @@ def differences(kind: Kind, wanted: dict[str, Any], now: dict[str, Any]) -> list
 
 def _canonical(value: Any) -> str:
     return "null" if value in (None, "", [], {}) else json.dumps(value, sort_keys=True)
+
+
+def withheld(rule: dict[str, Any]) -> dict[str, Any]:
+    """A rule as it may be saved: its message queues' credentials left out, marked withheld."""
+    queues = rule.get("MessageQueue")
+    if not isinstance(queues, list):
+        return rule
+    return {
+        **rule,
+        "MessageQueue": [
+            {**queue, **{k: WITHHELD for k in CREDENTIALS if queue.get(k) not in (None, "")}}
+            if isinstance(queue, dict)
+            else queue
+            for queue in queues
+        ],
+    }
+
+
+def with_credentials(kind: Kind, saved: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
+    """A saved rule with the credentials it withheld as the rule has them now (in its message queue of
+    the same other fields); a queue no longer there cannot be written back without them: refused."""
+    queues = saved.get("MessageQueue")
+    if not isinstance(queues, list):
+        return saved
+    current = [queue for queue in now.get("MessageQueue") or [] if isinstance(queue, dict)]
+    filled = []
+    for queue in queues:
+        hidden = [k for k, v in queue.items() if v == WITHHELD] if isinstance(queue, dict) else []
+        if not hidden:
+            filled.append(queue)
+            continue
+        same = next((q for q in current if _sans_credentials(q) == _sans_credentials(queue)), None)
+        if same is None:
+            raise DeployError(
+                f"{kind.name(saved)}: its message queue (topic {queue.get('Topic')!r}, instance "
+                f"{queue.get('InstanceId')!r}) is gone or changed since the save, which keeps no credentials: "
+                "nothing was restored; set that queue again in the console"
+            )
+        filled.append({**queue, **{k: same.get(k) for k in hidden}})
+    return {**saved, "MessageQueue": filled}
+
+
+def _sans_credentials(queue: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in queue.items() if k not in CREDENTIALS}
 
 
 def with_tick(kind: Kind, rule: dict[str, Any], webhook_id: str | None) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """The way back: every rule the deploy (or `unwire`) will write, saved whole before its first write,
-in a local JSON file that `python -m deploy restore FILE` writes back."""
+in a local JSON file that `python -m deploy restore FILE` writes back. No credential is saved (CI keeps
+these files as an artifact). The file also notes a policy's tags while a write has them in flight, so
+that a later run, given the file, puts back what a run stopped between UpdateRule and TagResources took."""
 
 from __future__ import annotations
 
@@ -10,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from deploy.calls import DeployError
-from deploy.monitor import KINDS, Kind
+from deploy.monitor import KINDS, Kind, withheld
 
 DEFAULT_DIRECTORY = "deploy-backups"
 
 
 def save(directory: Path, function: str, region: str, rules: list[tuple[Kind, dict[str, Any]]]) -> Path:
-    """The rules in a new file, readable by this user only (a rule may hold a message queue's password)."""
+    """The rules in a new file (their message queues' credentials withheld), readable by this user only."""
     directory.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     path = directory / f"{function}-{region}-rules-{stamp}.json"
@@ -24,8 +26,8 @@ def save(directory: Path, function: str, region: str, rules: list[tuple[Kind, di
         "saved_at": stamp,
         "function": function,
         "region": region,
-        "rules": [{"kind": kind.what, "rule": rule} for kind, rule in rules],
-        "finished": False,  # until every write of the run is done and checked
+        "rules": [{"kind": kind.what, "rule": withheld(rule)} for kind, rule in rules],
+        "tags_in_flight": {},  # policy id: its name and the tags an UpdateRule of this run is dropping
     }
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:
@@ -33,17 +35,29 @@ def save(directory: Path, function: str, region: str, rules: list[tuple[Kind, di
     return path
 
 
-def finish(path: Path) -> None:
+def note_tags(path: Path, rule: dict[str, Any], tags: list[Any] | None) -> None:
+    """A policy's tags noted in the file before the write that drops them; the note cleared (None) once
+    they are back. Written whole to a new file and renamed over the old: never half a file."""
     saved = json.loads(path.read_text(encoding="utf-8"))
-    path.write_text(json.dumps({**saved, "finished": True}, ensure_ascii=False, indent=1), encoding="utf-8")
+    in_flight = saved.setdefault("tags_in_flight", {})
+    if tags:
+        in_flight[str(rule["Id"])] = {"RuleName": rule.get("RuleName"), "Tags": tags}
+    else:
+        in_flight.pop(str(rule["Id"]), None)
+    partial = path.with_suffix(".partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        json.dump(saved, file, ensure_ascii=False, indent=1)
+    partial.replace(path)
 
 
-def unfinished(directory: Path, function: str, region: str) -> Path | None:
-    """The newest file of a run for this function that stopped before it finished, if any."""
-    newest = max(directory.glob(f"{function}-{region}-rules-*.json"), default=None)
-    if newest is None or json.loads(newest.read_text(encoding="utf-8")).get("finished", True):
-        return None
-    return newest
+def tags_in_flight(directory: Path, function: str, region: str) -> list[tuple[Path, dict[str, Any], list[Any]]]:
+    """Every policy whose tags a run of this function stopped holding: its file, the policy, its tags."""
+    found = []
+    for path in sorted(directory.glob(f"{function}-{region}-rules-*.json")):
+        for rule_id, note in (json.loads(path.read_text(encoding="utf-8")).get("tags_in_flight") or {}).items():
+            found.append((path, {"Id": rule_id, "RuleName": note.get("RuleName")}, note.get("Tags") or []))
+    return found
 
 
 def load(path: Path) -> tuple[str, list[tuple[Kind, dict[str, Any]]]]:

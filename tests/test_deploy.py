@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -21,6 +22,7 @@ from deploy import cli, package
 from deploy.function import STORE_CREDENTIALS
 from tests.support.callbacks import ROOT
 from tests.support.flashduty import APP_KEY
+from tests.support.github import GitHubStub
 from tests.support.openapi import ACCESS_KEY, NOT_UPDATED, READER_KEY, SECRET_KEY, OpenAPIStub
 from tests.support.servers import free_port, production_server
 from tests.support.venvs import fresh_venv
@@ -389,7 +391,7 @@ def test_the_deploy_routes_the_gateway_and_ticks_the_callback_url_in_the_rules(r
     assert "nothing else changed" in out
     (backup,) = (Path(os.environ["DEPLOY_BACKUP_DIR"])).glob("*.json")
     assert f"saved the 3 rules it will write, whole, to {backup}" in out
-    assert (backup.stat().st_mode & 0o777) == 0o600  # it holds the message queue's password
+    assert (backup.stat().st_mode & 0o777) == 0o600  # a rule is someone else's configuration
 
     wired.calls.clear()
     code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="fd-key")  # a second run, from a shell without the token
@@ -699,3 +701,64 @@ def test_restore_never_overwrites_a_change_made_since_the_save_unless_told(run, 
     code, out = run("restore", saved, "--force")
     assert code == 0, out
     assert disk["Conditions"][0]["Threshold"] == "90" and cpu["WebhookIds"] == disk["WebhookIds"] == []
+
+
+def test_tags_a_stopped_run_took_come_back_in_a_run_that_starts_with_no_files(run, wired, tmp_path) -> None:
+    """As in CI: each run starts with an empty folder, takes the newest artifact (deploy.yml's step,
+    with gh standing in), deploys, and keeps its folder as the next artifact."""
+    steps = yaml.safe_load((ROOT / ".github/workflows/deploy.yml").read_text())["jobs"]["vefaas"]["steps"]
+    (bring,) = [s for s in steps if "gh run download" in s.get("run", "")]
+    backups = Path(os.environ.get("DEPLOY_BACKUP_DIR") or tmp_path / "backups")
+    github = GitHubStub(tmp_path / "github")
+
+    def ci_run(number: int, *args: str) -> tuple[int, str]:
+        env = {**os.environ, **bring["env"], **github.env(), "DEPLOY_BACKUP_DIR": str(backups)}
+        subprocess.run(["bash", "-eo", "pipefail", "-c", bring["run"]], env=env, check=True)
+        result = run("--gateway", "prod-gateway", *args, FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok")
+        if backups.exists():  # upload-artifact, if: always()
+            github.upload(number, bring["env"]["ARTIFACT"], backups, f"2026-01-0{number}T00:00:00Z")
+            shutil.rmtree(backups)
+        return result
+
+    cpu, disk = wired.alarm_policies.values()
+    assert ci_run(1, "--alarm-policies", "disk-full")[0] == 0  # an earlier deploy kept its file
+    wired.deny.add("TagResources")  # refused once, after the UpdateRule that dropped the tags
+    code, out = ci_run(2, "--alarm-policies", "cpu-high")
+    assert code == 1 and not cpu.get("Tags"), out  # UpdateRule dropped them
+    wired.deny.clear()
+    cpu["Tags"] = [{"Key": "owner", "Value": "ana"}]  # meanwhile an operator tags it,
+    cpu["NotifyTemplates"] = []  # and drops its templates
+
+    code, out = ci_run(3, "--alarm-policies", "cpu-high")
+    assert code == 0, out
+    assert sorted(cpu["Tags"], key=str) == [{"Key": "owner", "Value": "ana"}, {"Key": "team", "Value": "sre"}]
+    assert cpu["NotifyTemplates"] == [] and "put back its tags team" in out  # exactly what was lost
+    assert disk["Tags"] == [{"Key": "team", "Value": "sre"}]
+    wired.calls.clear()
+    assert ci_run(4, "--alarm-policies", "cpu-high")[0] == 0  # the note is cleared: nothing to put back
+    assert "TagResources" not in wired.actions()
+
+
+def test_no_credential_is_saved_and_restore_keeps_the_rules_own(run, wired) -> None:
+    before = json.loads(json.dumps(wired.event_rules))
+    code, out = run("--gateway", "prod-gateway", "--event-rules", "all", FLASHDUTY_INTEGRATION_KEY="k")
+    assert code == 0, out
+    path = Path(re.search(r"restore (\S+);", out)[1])
+    text = path.read_text()
+    for credential in ("kafka-secret", '"relay"', "SCRAM-SHA-256"):
+        assert credential not in text, credential
+    assert json.loads(text)["rules"][0]["rule"]["MessageQueue"][0]["Password"].startswith("(withheld")
+    rule = next(iter(wired.event_rules.values()))
+    rule["MessageQueue"][0]["Password"] = "rotated-since"  # the queue's owner rotates its password
+
+    code, out = run("restore", str(path))
+    assert code == 0, out
+    assert rule["MessageQueue"][0]["Password"] == "rotated-since"  # kept as the cloud has it, never blanked
+    before[rule["RuleId"]]["MessageQueue"][0]["Password"] = "rotated-since"
+    assert wired.event_rules == before and "withheld" not in json.dumps(wired.event_rules)
+
+    rule["MessageQueue"][0]["Topic"] = "moved"  # a queue the saved copy cannot be matched to
+    wired.calls.clear()
+    code, out = run("restore", str(path), "--force")
+    assert code == 1 and "message queue (topic 'alerts'" in out and "nothing was restored" in out
+    assert "UpdateEventRule" not in wired.actions()
