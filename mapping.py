@@ -242,7 +242,7 @@ def _event_center(callback: Mapping[str, Any], options: Options) -> _Candidate:
     # An ending closes only what earlier states opened: where none did, or none is known to, it pages.
     closes = ending and lifecycle is not None and not lifecycle.ending_is_the_incident
     status: EventStatus = OK if closes else level_status
-    change = "" if state else _state_change(fields)
+    change = _state_change(fields) if check.rsplit(":", 1)[-1].lower() == "statechange" else ""
 
     labels = {
         "source": "volcengine",
