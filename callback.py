@@ -17,15 +17,18 @@ from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import flashduty
 import logs
 import mapping
 from config import Settings, last_segment
-from deadletter import Store, StoreError, safe_name
+from logs import safe_name
+
+if TYPE_CHECKING:
+    from deadletter import Store
 
 VERSION = "0.3.0"  # 0.3: reconcile, and the deploy wires gateway and Cloud Monitor; keys as 0.2 (README: upgrading)
 MAX_BODY_BYTES = 1024 * 1024
@@ -43,8 +46,7 @@ logger = logging.getLogger("relay")
 logger.setLevel(logging.INFO)  # the one line per callback shows whatever the root level
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     method: str
     path: str
     headers: Mapping[str, str]  # names in lower case
@@ -55,11 +57,10 @@ class Request:
     stream: BinaryIO | None = None
 
 
-@dataclass(frozen=True)
-class Response:
+class Response(NamedTuple):
     status: int
     body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = MappingProxyType({})
 
     def json(self) -> str:
         return json.dumps(self.body, ensure_ascii=False)
@@ -126,7 +127,7 @@ def _small(request: Request) -> bool:
 class Relay:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = Store(settings.deadletter) if settings.deadletter else None
+        self.store = _store(settings)
 
     def handle(self, request: Request) -> Response:
         started = time.monotonic()
@@ -314,8 +315,20 @@ def _trace_id(header: str) -> str:
     return safe_name(header, TRACE_ID_MAX) or os.urandom(16).hex()  # not uuid: it imports platform
 
 
+def _store(settings: Settings) -> Store | None:
+    """The dead-letter store, when one is set: deadletter is loaded only then (a cold start without
+    one never pays for it)."""
+    if settings.deadletter is None:
+        return None
+    from deadletter import Store
+
+    return Store(settings.deadletter)
+
+
 def _written(write: Future[Any], deadline: float) -> str | None:
     """Why a store write failed or did not finish by the deadline; None once it succeeded."""
+    from deadletter import StoreError  # loaded with the store (_store)
+
     try:
         write.result(timeout=max(0.0, deadline - time.monotonic()))
     except FutureTimeout:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import timedelta, timezone, tzinfo
+from types import MappingProxyType
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import mapping
@@ -52,8 +53,7 @@ class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
 
-@dataclass(frozen=True)
-class DeadLetter:
+class DeadLetter(NamedTuple):
     """Where undelivered events are kept: an S3-compatible bucket (AWS S3, Volcengine TOS, MinIO)."""
 
     bucket: str
@@ -62,8 +62,7 @@ class DeadLetter:
     addressing_style: str = "auto"
 
 
-@dataclass(frozen=True)
-class RateLimits:
+class RateLimits(NamedTuple):
     """What one integration may be sent, in any second and in any minute, retries included."""
 
     per_second: float = FLASHDUTY_RATE_LIMIT
@@ -71,18 +70,17 @@ class RateLimits:
     minute_seconds: float = 60.0  # shorter only where tests and benchmarks scale time down
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     integration_key: str | None = None
-    routes: Mapping[str, str] = field(default_factory=dict)
+    routes: Mapping[str, str] = MappingProxyType({})
     push_url: str = DEFAULT_PUSH_URL
     dry_run: bool = True
     callback_token: str | None = None
     timer_token: str | None = None  # what a timer's payload carries: it starts a drain or reconcile, nothing else
     deadline_seconds: float = 6.0
     concurrency: int = 8
-    limits: RateLimits = field(default_factory=RateLimits)
-    mapping: mapping.Options = field(default_factory=mapping.Options)
+    limits: RateLimits = RateLimits()
+    mapping: mapping.Options = mapping.DEFAULT_OPTIONS
     deadletter: DeadLetter | None = None
 
     def route_of(self, path: str) -> str | None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from config import DeadLetter
 from flashduty import Outcome
+from logs import safe_name
 from mapping import Event
 
 CONNECT_TIMEOUT_SECONDS = 1.0
@@ -115,11 +116,6 @@ class Sent:
     def add(self, key: str, at: datetime) -> None:
         if key not in self.latest or self.latest[key] < at:
             self.latest[key] = at
-
-
-def safe_name(text: str, limit: int = 64) -> str:
-    """Text as it may stand in an object name or a log line: letters, digits and '-', at most `limit`."""
-    return re.sub(r"[^A-Za-z0-9-]+", "-", text)[:limit].strip("-")
 
 
 def _stamp(at: datetime) -> str:

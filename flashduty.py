@@ -20,9 +20,8 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -55,8 +54,7 @@ WATCHDOG_GRACE_SECONDS = 0.25
 PRIORITY = {CRITICAL: 0, WARNING: 1, OK: 2, INFO: 3}
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     event: Event
     delivered: bool
     status: int | None = None  # Flashduty's HTTP status, None when it never answered

@@ -27,6 +27,11 @@ TRACE_ID: contextvars.ContextVar[str] = contextvars.ContextVar("trace_id", defau
 _SECRET = re.compile(r"((?:integration_key|app_key|token)=)[^&\s'\"\\]+", re.IGNORECASE)
 
 
+def safe_name(text: str, limit: int = 64) -> str:
+    """Text as it may stand in a log line or an object name: letters, digits and '-', at most `limit`."""
+    return re.sub(r"[^A-Za-z0-9-]+", "-", text)[:limit].strip("-")
+
+
 def redact(text: str) -> str:
     return _SECRET.sub(r"\1<redacted>", text)
 

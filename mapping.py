@@ -12,9 +12,9 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
-from typing import Any, Final, Literal, NotRequired, TypedDict
+from types import MappingProxyType
+from typing import Any, Final, Literal, NamedTuple, NotRequired, TypedDict
 
 Severity = Literal["Critical", "Warning", "Info"]
 EventStatus = Literal["Critical", "Warning", "Info", "Ok"]  # Ok closes the alert
@@ -53,8 +53,7 @@ EVENT_STATES = frozenset(
 DEFAULT_CLOSING_STATES = frozenset({"succeeded", "completed", "rejected", "canceled"})
 
 
-@dataclass(frozen=True)
-class EventLifecycle:
+class EventLifecycle(NamedTuple):
     """What the catalog knows of one event type: the states it passes through, and those it ends in."""
 
     intermediate: frozenset[str]
@@ -131,11 +130,10 @@ class Event(TypedDict):
     labels: NotRequired[dict[str, str]]
 
 
-@dataclass(frozen=True)
-class Options:
+class Options(NamedTuple):
     """User choices that change the translation (from config.Settings)."""
 
-    severity_overrides: Mapping[str, Severity] = field(default_factory=dict)  # lower-case level -> severity
+    severity_overrides: Mapping[str, Severity] = MappingProxyType({})  # lower-case level -> severity
     min_severity: Severity = INFO
     display_zone: tzinfo = CHINA_STANDARD_TIME  # every time in titles and descriptions
     closing_states: frozenset[str] = DEFAULT_CLOSING_STATES  # lower-case event states that close the alert
@@ -143,8 +141,10 @@ class Options:
     lifecycle_types: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
-class Translation:
+DEFAULT_OPTIONS = Options()
+
+
+class Translation(NamedTuple):
     kind: str  # event, metric or unrecognised
     events: list[Event]  # ready to send
     filtered: int = 0  # firing events dropped for being below Options.min_severity
@@ -152,13 +152,12 @@ class Translation:
     note: str = ""  # why a recognised callback gave no event at all
 
 
-@dataclass(frozen=True)
-class _Candidate:
+class _Candidate(NamedTuple):
     event: Event
     filterable: bool  # False for recoveries and unknown levels: MIN_SEVERITY never drops those
 
 
-def translate(callback: Mapping[str, Any], options: Options = Options()) -> Translation:
+def translate(callback: Mapping[str, Any], options: Options = DEFAULT_OPTIONS) -> Translation:
     """Translate one callback body (a parsed JSON object) into Flashduty events."""
     kind_of_callback = _kind(callback)
     over_cap = 0
@@ -206,7 +205,7 @@ def _passes(event: Event, options: Options) -> bool:
     return status == OK or SEVERITY_RANK[status] >= SEVERITY_RANK[options.min_severity]
 
 
-def severity(level: Any, options: Options = Options()) -> tuple[Severity, bool]:
+def severity(level: Any, options: Options = DEFAULT_OPTIONS) -> tuple[Severity, bool]:
     """Flashduty severity for a Volcengine level, and whether the level was known."""
     name = _text(level).lower()
     if name in options.severity_overrides:
@@ -242,7 +241,7 @@ def _event_center(callback: Mapping[str, Any], options: Options) -> _Candidate:
     # An ending closes only what earlier states opened: where none did, or none is known to, it pages.
     closes = ending and lifecycle is not None and not lifecycle.ending_is_the_incident
     status: EventStatus = OK if closes else level_status
-    change = "" if state else _state_change(fields)
+    change = _state_change(fields) if check.rsplit(":", 1)[-1].lower() == "statechange" else ""
 
     labels = {
         "source": "volcengine",
@@ -453,8 +452,7 @@ def _rule_text(rule: Mapping[str, Any]) -> str:
 # Metric alarms ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Policy:
+class _Policy(NamedTuple):
     """What a metric callback says once for all its resources."""
 
     callback: Mapping[str, Any]
@@ -511,8 +509,7 @@ def _over_cap(callback: Mapping[str, Any], count: int) -> Event:
     )
 
 
-@dataclass(frozen=True)
-class _Dimension:
+class _Dimension(NamedTuple):
     name: str
     shown: str  # the name as people read it: the Chinese name when one was sent
     value: str
@@ -636,8 +633,7 @@ RECONCILED_NOTE = (
 )
 
 
-@dataclass(frozen=True)
-class AlertGroup:
+class AlertGroup(NamedTuple):
     """One ListAlertGroup entry as the relay reads it: the callbacks it stands for, and their times."""
 
     firing: dict[str, Any]  # the callback of its start
@@ -685,7 +681,7 @@ def alert_group(group: Mapping[str, Any], policy: Mapping[str, Any] | None = Non
     return AlertGroup(callback(False, started), callback(True, ended) if recovered else None, started, ended)
 
 
-def reconciled(callback: Mapping[str, Any], options: Options = Options()) -> Event | None:
+def reconciled(callback: Mapping[str, Any], options: Options = DEFAULT_OPTIONS) -> Event | None:
     """The event the relay would have sent for this callback of an alert group (the same alert key),
     marked as reconciled; None when MIN_SEVERITY would have dropped it."""
     events = translate(callback, options).events

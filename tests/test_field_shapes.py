@@ -365,6 +365,9 @@ def test_a_state_change_says_the_new_state(post, stub) -> None:
     callback["Details"]["data"] = {"InstanceId": "i-3tlf2xkx8w0hcstate1", "Status": "Running"}
     post()(callback)
     assert sent(stub)[-1]["title_rule"].endswith("i-3tlf2xkx8w0hcstate1 → Running: 实例状态变化")
+    callback["EventType"] = "ecs:Disk:DiskCreated"  # not a state change: its Status says nothing new
+    post()(callback)
+    assert "→" not in sent(stub)[-1]["title_rule"]
 
 
 @pytest.mark.parametrize("spelling", ["CN", "Cn"])
