@@ -1,7 +1,8 @@
 """Deliver events to Flashduty's standard alert event API.
 
-One pooled requests.Session for the life of the process (warm invocations reuse its connections),
-urllib3 Retry for connection errors, 429 and 5xx (honouring a capped Retry-After), both of
+One urllib3 pool for the life of the process (warm invocations reuse its connections; requests'
+Session would add its per-request preparation, a fifth of a callback's time, for nothing the relay
+uses), urllib3 Retry for connection errors, 429 and 5xx (honouring a capped Retry-After), both of
 Flashduty's rate limits per integration, and a deadline for the whole callback: Volcengine stops
 waiting after 8 s. The events that matter most go first; events of one alert go one after another.
 """
@@ -18,17 +19,19 @@ import random
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from types import TracebackType
 from typing import Any, NamedTuple, Self
+from urllib.parse import urlencode, urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
+import certifi
+import urllib3
 from urllib3 import BaseHTTPResponse
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import ConnectionPool, HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import MaxRetryError
+from urllib3.exceptions import HTTPError, MaxRetryError
 from urllib3.util.retry import Retry
 
 import logs
@@ -206,17 +209,7 @@ class _HTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _WatchedHTTPSConnection
 
 
-class _WatchedAdapter(HTTPAdapter):
-    """requests' adapter, with connections the watchdog can cut off (direct and through a proxy)."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-
-    def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(*args, **kwargs)
-        manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-        return manager
+_WATCHED_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 # The limiter, deadline and progress of the event this thread is sending: urllib3 retries inside
@@ -267,7 +260,7 @@ class _CappedRetry(Retry):
 logs.install()  # urllib3 logs the push URL, and with it the key, in several places
 
 
-def _new_session() -> requests.Session:
+def _new_pool() -> urllib3.PoolManager:
     retry = _CappedRetry(
         total=RETRIES,
         backoff_factor=BACKOFF_FACTOR,
@@ -275,25 +268,29 @@ def _new_session() -> requests.Session:
         status_forcelist=[429, *range(500, 600)],
         allowed_methods=["POST"],  # safe to repeat: Flashduty discards an identical event
         raise_on_status=False,
+        redirect=False,  # a redirect would be followed as a GET, and its 200 taken for delivery
     )
-    adapter = _WatchedAdapter(max_retries=retry, pool_connections=4, pool_maxsize=MAX_IN_FLIGHT)
-    session = requests.Session()
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    # The environment's proxy and CA settings are read once (_proxies, verify): with trust_env,
-    # requests scans os.environ and stats ~/.netrc on every request, a fifth of a callback's time.
-    session.trust_env = False
-    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-    return session
+    # The environment's CA bundle as requests reads it, else certifi's (what requests verified with).
+    ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
+    manager = urllib3.PoolManager(num_pools=4, maxsize=MAX_IN_FLIGHT, retries=retry, ca_certs=ca_bundle)
+    manager.pool_classes_by_scheme = _WATCHED_POOLS  # connections the watchdog can cut off
+    return manager
 
 
 @functools.cache
-def _proxies(url: str) -> dict[str, str]:
-    """HTTPS_PROXY / HTTP_PROXY for this URL, unless NO_PROXY excludes it, as requests would use them."""
-    return requests.utils.get_environ_proxies(url)
+def _through(url: str) -> urllib3.PoolManager:
+    """The pool for this URL: a proxy's (HTTPS_PROXY / HTTP_PROXY, unless NO_PROXY excludes the host),
+    read once, or the direct one."""
+    host = urlsplit(url).hostname or ""
+    proxy = None if urllib.request.proxy_bypass(host) else urllib.request.getproxies().get(urlsplit(url).scheme)
+    if not proxy:
+        return _POOL_MANAGER
+    manager = urllib3.ProxyManager(proxy, **_POOL_MANAGER.connection_pool_kw)
+    manager.pool_classes_by_scheme = _WATCHED_POOLS
+    return manager
 
 
-_SESSION = _new_session()
+_POOL_MANAGER = _new_pool()
 # Shared by every callback of the process; threads start only when a callback has several alerts.
 _POOL = ThreadPoolExecutor(max_workers=MAX_CONCURRENCY, thread_name_prefix="deliver")
 
@@ -385,47 +382,45 @@ def _post(
     progress.attempts = 1
     remaining = max(0.1, min(deadline - time.monotonic(), READ_TIMEOUT_SECONDS))
     try:
-        response = _SESSION.post(
-            push_url,
-            params={"integration_key": integration_key},
-            proxies=_proxies(push_url),
-            data=json.dumps(event, ensure_ascii=False).encode("utf-8"),
+        response = _through(push_url).request(
+            "POST",
+            f"{push_url}?{urlencode({'integration_key': integration_key})}",
+            body=json.dumps(event, ensure_ascii=False).encode("utf-8"),
             headers={"Content-Type": "application/json"},
-            timeout=(min(CONNECT_TIMEOUT_SECONDS, remaining), remaining),
-            allow_redirects=False,  # a redirect would be followed as a GET, and its 200 taken for delivery
+            timeout=urllib3.Timeout(connect=min(CONNECT_TIMEOUT_SECONDS, remaining), read=remaining),
+            preload_content=False,  # read below, outside the retries, while the watchdog still guards it
         )
-        response.content  # noqa: B018  read while the watchdog still guards this request
+        body = response.read()
     except _PastDeadline:
         return _unanswered(event, progress)  # the cause its last attempt met, not just "deadline"
-    except requests.RequestException as exc:
+    except HTTPError as exc:
         if progress.cut:
             return _unanswered(event, progress)
         # The exception's text holds the URL, and with it the key: keep only what kind it was.
-        reason = exc.args[0] if exc.args else None
-        error = type(reason.reason if isinstance(reason, MaxRetryError) else exc).__name__
+        error = type(exc.reason if isinstance(exc, MaxRetryError) else exc).__name__
         return Outcome(event, False, error=error, attempts=progress.attempts)
-    answer = _answer(response)
-    status, attempts = response.status_code, progress.attempts
+    answer = _answer(body)
+    status, attempts = response.status, progress.attempts
     if 200 <= status < 300 and "error" not in answer and isinstance(answer.get("data"), dict):
         return Outcome(event, True, status=status, attempts=attempts)
     return Outcome(event, False, status=status, error=_error_code(response, answer), attempts=attempts)
 
 
-def _answer(response: requests.Response) -> dict[str, Any]:
+def _answer(body: bytes) -> dict[str, Any]:
     """Flashduty's JSON answer, or {} for anything else (a proxy's HTML page, nesting too deep to read)."""
     try:
-        answer = response.json()
+        answer = json.loads(body)
     except (ValueError, RecursionError):
         return {}
     return answer if isinstance(answer, dict) else {}
 
 
-def _error_code(response: requests.Response, answer: dict[str, Any]) -> str:
+def _error_code(response: BaseHTTPResponse, answer: dict[str, Any]) -> str:
     """Flashduty's error code, or what the answer was instead (a redirect, a 2xx that is not Flashduty's)."""
     error = answer.get("error")
     code = error.get("code") if isinstance(error, dict) else None
     if isinstance(code, str) and code:
         return code[:64]
-    if 200 <= response.status_code < 300:
+    if 200 <= response.status < 300:
         return NOT_FLASHDUTY
-    return f"HTTP {response.status_code}"
+    return f"HTTP {response.status}"
