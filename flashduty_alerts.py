@@ -83,7 +83,7 @@ class AlertReader:
         }
         while True:
             data = self._post(body)
-            yield from (_alert(item) for item in data.get("items") or [] if isinstance(item, dict))
+            yield from (_alert(item) for item in data.get("items") or [])
             cursor = data.get("search_after_ctx")
             if not data.get("has_next_page") or not cursor:
                 return
@@ -136,7 +136,15 @@ def windows(since: datetime, until: datetime) -> Iterator[tuple[datetime, dateti
         end = start
 
 
-def _alert(item: dict[str, Any]) -> Alert:
+def _alert(item: Any) -> Alert:
+    """An item of the answer; ReadError for one that is not an alert as the docs describe it."""
+    try:
+        return _fields(item)
+    except (AttributeError, TypeError, ValueError, OverflowError, OSError):
+        raise ReadError("list Flashduty's alerts: an item of the answer is not an alert as documented") from None
+
+
+def _fields(item: dict[str, Any]) -> Alert:
     labels = item.get("labels")
     return Alert(
         alert_id=str(item.get("alert_id", "")),

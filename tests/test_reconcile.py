@@ -495,6 +495,17 @@ def test_dry_run_reads_both_sides_and_sends_nothing(openapi, policy, settings, s
     assert stub.received == [] and stub.list_calls
 
 
+def test_an_answer_flashduty_never_documented_is_one_clear_line(run, openapi, policy, stub) -> None:
+    now = int(time.time())
+    stub.alert_records.append({"alert_id": "x", "alert_key": "k", "integration_id": "not-a-number"})
+    stub.alert_records[-1].update(start_time=now - 60, updated_at="soon", end_time=0, labels=[])
+    code, out = run()
+    assert (
+        code == 2
+        and out.strip() == "reconcile: list Flashduty's alerts: an item of the answer is not an alert as documented"
+    )
+
+
 def test_the_stand_ins_refuse_what_the_services_refuse(stub: FlashdutyStub) -> None:
     """What the tests above rely on: Flashduty's documented limits on /alert/list."""
     import requests
