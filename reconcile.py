@@ -205,7 +205,7 @@ class CloudMonitor:
             if denied:
                 raise ReconcileError(
                     f"{what}: Cloud Monitor refused it ({code}). The key in VOLCENGINE_ACCESS_KEY needs the "
-                    f"read-only action {action} (README: Reconcile -> permissions)."
+                    f"read-only action {action} (docs/reconcile.md: least privilege)."
                 ) from None
             raise ReconcileError(f"{what} ({action}) failed: {code}") from None
         except (urllib3.exceptions.NewConnectionError, ConnectionError) as error:  # before: it is a timeout's kind

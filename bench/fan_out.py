@@ -14,7 +14,7 @@ from tests.support.flashduty import FlashdutyStub
 
 def run() -> None:
     rows = []
-    # 10, 100 and 500 resources at 20 and 100 ms; and 200 at 50 ms, the README's headline case.
+    # 10, 100 and 500 resources at 20 and 100 ms; and 200 at 50 ms, the headline case in docs/benchmarks.md.
     for latency, sizes in ((0.02, (10, 100, 500)), (0.05, (200,)), (0.1, (10, 100, 500))):
         stub = FlashdutyStub().start()
         stub.delay = latency

@@ -68,7 +68,7 @@ def explain(what: str, error: Any) -> str:
     if denied:
         return (
             f"{what}: Volcengine refused it ({code}). Check VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY, and "
-            f"that the key's policy allows this action in this region (README: Deploy -> permissions)."
+            f"that the key's policy allows this action in this region (docs/deploy.md: permissions)."
         )
     return f"{what} failed: {code}"
 
