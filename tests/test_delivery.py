@@ -14,6 +14,7 @@ from config import RateLimits
 from flashduty import RateLimiter
 from tests.support.callbacks import body, load_json, metric_callback
 from tests.support.flashduty import Fault, stub_process
+from tests.support.proxy import ProxyStub
 from tests.support.servers import unreachable_push_url
 
 KEY = "fd-integration-key-0123456789"
@@ -232,3 +233,53 @@ def test_the_environments_proxy_is_used_and_no_proxy_respected(client, stub, mon
     )
     assert bypassed.post("/", data=sample).status_code == 503  # straight to a host that does not exist
     assert len(stub.received) == 1
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture
+def no_proxy_settings(monkeypatch):
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.mark.parametrize(
+    ("variable", "proxy_url"),
+    [
+        ("HTTP_PROXY", "http://relay:s%40cret@{address}"),  # credentials in the URL, quoted as URLs must
+        ("HTTP_PROXY", "{address}"),  # no scheme: http, as curl and requests read it
+        ("ALL_PROXY", "http://{address}"),  # for every scheme without its own
+        ("all_proxy", "http://relay:s%40cret@{address}"),
+    ],
+)
+def test_the_proxy_is_used_as_its_environment_variable_says(
+    client, stub, monkeypatch, no_proxy_settings, variable: str, proxy_url: str
+) -> None:
+    with_credentials = "@" in proxy_url
+    proxy = ProxyStub(credentials="relay:s@cret" if with_credentials else None).start()
+    try:
+        monkeypatch.setenv(variable, proxy_url.format(address=proxy.origin.removeprefix("http://")))
+        app = client(FLASHDUTY_INTEGRATION_KEY=KEY, FLASHDUTY_PUSH_URL=stub.url, DELIVERY_DEADLINE_SECONDS="3")
+        answer = app.post("/", data=body(load_json("samples/event.json")))
+    finally:
+        proxy.stop()
+    assert answer.status_code == 200, answer.get_json()
+    assert (len(stub.accepted()), proxy.refused) == (1, 0)
+    assert [f.authorized for f in proxy.forwarded] == [with_credentials]
+
+
+def test_no_proxy_takes_an_address_range(client, stub, monkeypatch, no_proxy_settings) -> None:
+    # A push URL by address (a private endpoint) that NO_PROXY's range excludes goes straight there:
+    # through the proxy it would leave the network, integration key and all.
+    proxy = ProxyStub().start()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", proxy.origin)
+        monkeypatch.setenv("NO_PROXY", "10.0.0.0/8,127.0.0.0/8")
+        app = client(FLASHDUTY_INTEGRATION_KEY=KEY, FLASHDUTY_PUSH_URL=stub.url, DELIVERY_DEADLINE_SECONDS="3")
+        answer = app.post("/", data=body(load_json("samples/event.json")))
+    finally:
+        proxy.stop()
+    assert answer.status_code == 200
+    assert (len(stub.accepted()), proxy.forwarded) == (1, [])
