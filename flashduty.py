@@ -270,9 +270,17 @@ def _new_pool() -> urllib3.PoolManager:
         raise_on_status=False,
         redirect=False,  # a redirect would be followed as a GET, and its 200 taken for delivery
     )
-    # The environment's CA bundle as requests reads it, else certifi's (what requests verified with).
+    # The environment's CA bundle as requests reads it (a file, or a hashed directory such as
+    # /etc/ssl/certs), else certifi's (what requests verified with).
     ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
-    manager = urllib3.PoolManager(num_pools=4, maxsize=MAX_IN_FLIGHT, retries=retry, ca_certs=ca_bundle)
+    directory = os.path.isdir(ca_bundle)
+    manager = urllib3.PoolManager(
+        num_pools=4,
+        maxsize=MAX_IN_FLIGHT,
+        retries=retry,
+        ca_certs=None if directory else ca_bundle,
+        ca_cert_dir=ca_bundle if directory else None,
+    )
     manager.pool_classes_by_scheme = _WATCHED_POOLS  # connections the watchdog can cut off
     return manager
 
