@@ -157,7 +157,10 @@ def test_make_run_serves_a_dry_run_on_loopback_says_so_and_stops_whole(stop_make
 
 def test_one_sigterm_to_run_sh_stops_the_server_and_its_workers() -> None:
     with production_server({"DRY_RUN": "true", "WORKERS": "2"}) as (url, process, _):
-        workers = descendants(process.pid)
+        # The first worker may answer before the second is forked (gunicorn spaces its forks up to 0.1 s).
+        end = time.monotonic() + 15
+        while len(workers := descendants(process.pid)) < 2 and time.monotonic() < end:
+            time.sleep(0.05)
         assert len(workers) == 2  # run.sh is gunicorn's arbiter itself: its children are the workers
         process.terminate()
         process.wait(timeout=30)
