@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from types import TracebackType
 from typing import Any, NamedTuple, Self
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import certifi
 import urllib3
@@ -270,22 +270,37 @@ def _new_pool() -> urllib3.PoolManager:
         raise_on_status=False,
         redirect=False,  # a redirect would be followed as a GET, and its 200 taken for delivery
     )
-    # The environment's CA bundle as requests reads it, else certifi's (what requests verified with).
+    # The environment's CA bundle as requests reads it (a file, or a hashed directory such as
+    # /etc/ssl/certs), else certifi's (what requests verified with).
     ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
-    manager = urllib3.PoolManager(num_pools=4, maxsize=MAX_IN_FLIGHT, retries=retry, ca_certs=ca_bundle)
+    directory = os.path.isdir(ca_bundle)
+    manager = urllib3.PoolManager(
+        num_pools=4,
+        maxsize=MAX_IN_FLIGHT,
+        retries=retry,
+        ca_certs=None if directory else ca_bundle,
+        ca_cert_dir=ca_bundle if directory else None,
+    )
     manager.pool_classes_by_scheme = _WATCHED_POOLS  # connections the watchdog can cut off
     return manager
 
 
 @functools.cache
 def _through(url: str) -> urllib3.PoolManager:
-    """The pool for this URL: a proxy's (HTTPS_PROXY / HTTP_PROXY, unless NO_PROXY excludes the host),
-    read once, or the direct one."""
-    host = urlsplit(url).hostname or ""
-    proxy = None if urllib.request.proxy_bypass(host) else urllib.request.getproxies().get(urlsplit(url).scheme)
+    """The pool for this URL, read once: the direct one, or a proxy's as requests would pick it from
+    the environment (HTTP(S)_PROXY, else ALL_PROXY, any case; an address without a scheme is http;
+    credentials in its URL answer its 407; NO_PROXY by name, suffix, port or address range)."""
+    if not urllib.request.getproxies():
+        return _POOL_MANAGER
+    import requests.utils  # only where a proxy is set: its reading is what users configured for
+
+    proxy = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
     if not proxy:
         return _POOL_MANAGER
-    manager = urllib3.ProxyManager(proxy, **_POOL_MANAGER.connection_pool_kw)
+    proxy = proxy if "://" in proxy else f"http://{proxy}"
+    username, password = requests.utils.get_auth_from_url(proxy)
+    credentials = urllib3.make_headers(proxy_basic_auth=f"{username}:{password}") if username else None
+    manager = urllib3.ProxyManager(proxy, proxy_headers=credentials, **_POOL_MANAGER.connection_pool_kw)
     manager.pool_classes_by_scheme = _WATCHED_POOLS
     return manager
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -13,8 +15,9 @@ import pytest
 from config import RateLimits
 from flashduty import RateLimiter
 from tests.support.callbacks import body, load_json, metric_callback
-from tests.support.flashduty import Fault, stub_process
-from tests.support.servers import unreachable_push_url
+from tests.support.flashduty import Fault, FlashdutyStub, stub_process
+from tests.support.proxy import ProxyStub
+from tests.support.servers import production_server, self_signed_certificate, unreachable_push_url
 
 KEY = "fd-integration-key-0123456789"
 SAMPLE = load_json("samples/metric.json")
@@ -232,3 +235,84 @@ def test_the_environments_proxy_is_used_and_no_proxy_respected(client, stub, mon
     )
     assert bypassed.post("/", data=sample).status_code == 503  # straight to a host that does not exist
     assert len(stub.received) == 1
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+def clear_proxy_settings(monkeypatch) -> None:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.mark.parametrize(
+    ("variable", "proxy_url"),
+    [
+        ("HTTP_PROXY", "http://relay:s%40cret@{address}"),  # credentials in the URL, quoted as URLs must
+        ("HTTP_PROXY", "{address}"),  # no scheme: http, as curl and requests read it
+        ("ALL_PROXY", "http://{address}"),  # for every scheme without its own
+        ("all_proxy", "http://relay:s%40cret@{address}"),
+    ],
+)
+def test_the_proxy_is_used_as_its_environment_variable_says(
+    client, stub, monkeypatch, variable: str, proxy_url: str
+) -> None:
+    clear_proxy_settings(monkeypatch)
+    with_credentials = "@" in proxy_url
+    proxy = ProxyStub(credentials="relay:s@cret" if with_credentials else None).start()
+    try:
+        monkeypatch.setenv(variable, proxy_url.format(address=proxy.origin.removeprefix("http://")))
+        app = client(FLASHDUTY_INTEGRATION_KEY=KEY, FLASHDUTY_PUSH_URL=stub.url, DELIVERY_DEADLINE_SECONDS="3")
+        answer = app.post("/", data=body(load_json("samples/event.json")))
+    finally:
+        proxy.stop()
+    assert answer.status_code == 200, answer.get_json()
+    assert (len(stub.accepted()), proxy.refused) == (1, 0)
+    assert [f.authorized for f in proxy.forwarded] == [with_credentials]
+
+
+def test_no_proxy_takes_an_address_range(client, stub, monkeypatch) -> None:
+    # A push URL by address (a private endpoint) that NO_PROXY's range excludes goes straight there:
+    # through the proxy it would leave the network, integration key and all.
+    clear_proxy_settings(monkeypatch)
+    proxy = ProxyStub().start()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", proxy.origin)
+        monkeypatch.setenv("NO_PROXY", "10.0.0.0/8,127.0.0.0/8")
+        app = client(FLASHDUTY_INTEGRATION_KEY=KEY, FLASHDUTY_PUSH_URL=stub.url, DELIVERY_DEADLINE_SECONDS="3")
+        answer = app.post("/", data=body(load_json("samples/event.json")))
+    finally:
+        proxy.stop()
+    assert answer.status_code == 200
+    assert (len(stub.accepted()), proxy.forwarded) == (1, [])
+
+
+@pytest.mark.parametrize("bundle", ["none", "file", "directory"])
+def test_tls_is_verified_against_the_environments_ca_bundle(tmp_path, bundle: str) -> None:
+    # A push URL whose certificate no CA vouches for is never delivered to, unless the bundle named
+    # by REQUESTS_CA_BUNDLE holds it: as a file, or as a hashed directory (/etc/ssl/certs is one).
+    certificate, key = self_signed_certificate(tmp_path)
+    authorities = tmp_path / "authorities"
+    authorities.mkdir()
+    (authorities / "ours.pem").write_bytes(certificate.read_bytes())
+    subprocess.run(["openssl", "rehash", str(authorities)], check=True)
+    named = {"none": "", "file": str(certificate), "directory": str(authorities)}[bundle]
+    server = FlashdutyStub().serve_tls(certificate, key).start()
+    try:
+        settings = {
+            "FLASHDUTY_INTEGRATION_KEY": KEY,
+            "FLASHDUTY_PUSH_URL": server.url,
+            "DELIVERY_DEADLINE_SECONDS": "2",
+            "REQUESTS_CA_BUNDLE": named,
+            "CURL_CA_BUNDLE": "",
+        }
+        with production_server(settings) as (url, _, _):
+            request = urllib.request.Request(url, data=body(load_json("samples/event.json")), method="POST")
+            try:
+                status = urllib.request.urlopen(request, timeout=30).status
+            except urllib.error.HTTPError as refused:
+                status = refused.code
+    finally:
+        server.stop()
+    assert (status, len(server.accepted())) == ((503, 0) if bundle == "none" else (200, 1))
