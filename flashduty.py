@@ -156,14 +156,17 @@ class _Watchdog:
         self._due: dict[int, tuple[float, socket.socket, _Progress]] = {}  # by thread: one request each
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._wakes_at = float("inf")  # when the watchdog's thread wakes next by itself
 
     def watch(self, sock: socket.socket) -> None:
         with self._changed:
-            self._due[threading.get_ident()] = (_sending.hard_deadline, sock, _sending.progress)
+            deadline = _sending.hard_deadline
+            self._due[threading.get_ident()] = (deadline, sock, _sending.progress)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="deliver-watchdog", daemon=True)
                 self._thread.start()
-            self._changed.notify()
+            if deadline < self._wakes_at:  # only then: waking its thread for each request costs a callback's time
+                self._changed.notify()
 
     def release(self) -> None:
         with self._changed:
@@ -180,6 +183,7 @@ class _Watchdog:
                         with contextlib.suppress(OSError):
                             sock.shutdown(socket.SHUT_RDWR)  # wakes the read blocked on it
                 nearest = min((deadline for deadline, _, _ in self._due.values()), default=None)
+                self._wakes_at = float("inf") if nearest is None else nearest
                 self._changed.wait(None if nearest is None else nearest - now)
 
 
