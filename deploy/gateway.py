@@ -3,6 +3,7 @@ whose public domain is the callback URL."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +26,9 @@ class Gateway:
     def route(self, function_id: str, name: str, gateway_name: str) -> str | None:
         """A route from the named API gateway to the function: VeFaas upstream, service, route; its URL."""
         api, models = self.api, self.models
-        gateways = self.caller.call(
+        gateway = self._named(
             "list API gateways",
+            gateway_name,
             lambda: (
                 api.list_gateways(
                     models.ListGatewaysRequest(
@@ -35,15 +37,14 @@ class Gateway:
                 ).items
             ),
         )
-        gateway_id = next((g.id for g in gateways or [] if g.name == gateway_name), None)
-        if gateway_id is None:
+        if gateway is None:
             raise DeployError(
                 f"API gateway {gateway_name!r} is not in this region: create one in the API gateway console "
                 "(it is billed as an instance), or name an existing one with --gateway."
             )
-        self.caller.say(f"API gateway {gateway_name!r}: found ({gateway_id})")
-        upstream_id = self._upstream(gateway_id, function_id, name)
-        service = self._service(gateway_id, name)
+        self.caller.say(f"API gateway {gateway_name!r}: found ({gateway.id})")
+        upstream_id = self._upstream(gateway.id, function_id, name)
+        service = self._service(gateway.id, name)
         self._route_to(service.id, upstream_id, name)
         domains = sorted(service.domains or [], key=lambda d: "public" not in str(d.type).lower())
         if not domains:
@@ -55,10 +56,15 @@ class Gateway:
         scheme = "https" if "HTTPS" in (service.protocol or []) else "http"
         return domain if "://" in domain else f"{scheme}://{domain}/"
 
+    def _named(self, what: str, name: str, items: Callable[[], Any]) -> Any:
+        """The item called exactly `name` among those a list call gives (its name filter), or None."""
+        return next((item for item in self.caller.call(what, items) or [] if item.name == name), None)
+
     def _upstream(self, gateway_id: str, function_id: str, name: str) -> str:
         api, models = self.api, self.models
-        upstreams = self.caller.call(
+        found = self._named(
             "list upstreams",
+            name,
             lambda: (
                 api.list_upstreams(
                     models.ListUpstreamsRequest(
@@ -67,7 +73,6 @@ class Gateway:
                 ).items
             ),
         )
-        found = next((u for u in upstreams or [] if u.name == name), None)
         if found is None:
             upstream_id: str = self.caller.call(
                 "create upstream",
@@ -98,8 +103,9 @@ class Gateway:
         api, models = self.api, self.models
 
         def find() -> Any:
-            services = self.caller.call(
+            return self._named(
                 "list gateway services",
+                name,
                 lambda: (
                     api.list_gateway_services(
                         models.ListGatewayServicesRequest(
@@ -110,7 +116,6 @@ class Gateway:
                     ).items
                 ),
             )
-            return next((s for s in services or [] if s.name == name), None)
 
         found = find()
         if found is not None:
@@ -135,23 +140,16 @@ class Gateway:
 
     def _route_to(self, service_id: str, upstream_id: str, name: str) -> None:
         routes, models = self.routes, self.route_models
-        found = next(
-            (
-                r
-                for r in self.caller.call(
-                    "list routes",
-                    lambda: (
-                        routes.list_routes(
-                            models.ListRoutesRequest(
-                                service_id=service_id, filter=models.FilterForListRoutesInput(name=name), page_size=100
-                            )
-                        ).items
-                    ),
-                )
-                or []
-                if r.name == name
+        found = self._named(
+            "list routes",
+            name,
+            lambda: (
+                routes.list_routes(
+                    models.ListRoutesRequest(
+                        service_id=service_id, filter=models.FilterForListRoutesInput(name=name), page_size=100
+                    )
+                ).items
             ),
-            None,
         )
         wanted = {**ROUTE_MATCH, "upstream_id": upstream_id}
         if found is None:
