@@ -246,15 +246,8 @@ class Relay:
     def _token_given(self, request: Request) -> bool:
         """Whether the request carries the callback token (or none is set)."""
         given = request.headers.get("token") or request.query.get("token") or ""
-        return self._is_token(given)
-
-    def _is_token(self, given: str) -> bool:
-        """Whether `given` is the token, byte for byte as it was sent (see _token_bytes)."""
         expected = self.settings.callback_token
-        if expected is None:
-            return True
-        given_bytes = _token_bytes(given)
-        return given_bytes is not None and hmac.compare_digest(given_bytes, _token_bytes(expected) or b"")
+        return expected is None or _same_token(given, expected)
 
     def _timer(self, event: Mapping[str, Any], authenticated: bool, record: dict[str, Any]) -> Response:
         """A veFaaS timer trigger's event: a bounded drain of the store, or a reconcile run. Its payload
@@ -268,8 +261,7 @@ class Relay:
         if not isinstance(payload, dict) or payload.get("relay") not in ("drain", "reconcile"):
             raise BadRequest('a timer event for the relay carries {"relay": "drain"} or {"relay": "reconcile"}')
         timer_token = self.settings.timer_token
-        given = str(payload.get("token") or "").encode("utf-8", "surrogatepass")
-        if not (authenticated or (timer_token and hmac.compare_digest(given, timer_token.encode("utf-8")))):
+        if not (authenticated or (timer_token and _same_token(str(payload.get("token") or ""), timer_token))):
             raise Unauthorized(UNAUTHORIZED)
         seconds = payload.get("seconds")
         # Bounded, whoever asks: no longer than veFaaS lets a request run.
@@ -298,6 +290,12 @@ class Relay:
         if name := last_segment(path):
             return NotFound(f"no route named {name!r}: use one of the paths {paths} or /")
         return NotFound(f"no integration for path '/': use one of the paths {paths}")
+
+
+def _same_token(given: str, expected: str) -> bool:
+    """Whether `given` is the token `expected`, byte for byte as each was sent (see _token_bytes)."""
+    given_bytes = _token_bytes(given)
+    return given_bytes is not None and hmac.compare_digest(given_bytes, _token_bytes(expected) or b"")
 
 
 def _token_bytes(text: str) -> bytes | None:
