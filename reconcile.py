@@ -362,9 +362,10 @@ class Run:
         """Each open alert of the relay's that Cloud Monitor has on nowhere: its Ok, once Flashduty,
         asked again just before, says nothing changed it since Cloud Monitor was read."""
         stale = []
+        seen = self.on_keys | self.handled
         for alert in open_alerts:
             routes = self.routes_of(alert)
-            if routes and not any((r, alert.alert_key) in self.on_keys | self.handled for r in routes):
+            if routes and not any((r, alert.alert_key) in seen for r in routes):
                 stale += [(route, alert) for route in routes]
         if not stale:
             return
@@ -466,7 +467,8 @@ def reconcile(
             alarms = [a for a in run.alarms(page) if a.ended is None]
             report.on += len(alarms)
             run.on_keys |= {(a.route, a.key) for a in alarms}
-            run.settle(alarms, datetime.now(UTC), [a for a in open_alerts if a.alert_key in {x.key for x in alarms}])
+            keys = {a.key for a in alarms}
+            run.settle(alarms, datetime.now(UTC), [a for a in open_alerts if a.alert_key in keys])
         if report.unread:
             return report  # what is on is not all known: no Ok may be sent on its absence
         for page in monitor.groups(rule_ids, now - since, now, [], report):
