@@ -209,17 +209,19 @@ class CloudMonitor:
                 ) from None
             raise ReconcileError(f"{what} ({action}) failed: {code}") from None
         except (urllib3.exceptions.NewConnectionError, ConnectionError) as error:  # before: it is a timeout's kind
-            raise ReconcileError(
-                f"{what} ({action}): cannot reach Volcengine ({type(error).__name__}); check the network, "
-                "VOLCENGINE_REGION and VOLCENGINE_OPENAPI_ENDPOINT"
-            ) from None
+            raise _unreachable(what, action, error) from None
         except (urllib3.exceptions.TimeoutError, TimeoutError):
             raise TimeoutError(f"{action} did not answer in time") from None
         except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise ReconcileError(
-                f"{what} ({action}): cannot reach Volcengine ({type(error).__name__}); check the network, "
-                "VOLCENGINE_REGION and VOLCENGINE_OPENAPI_ENDPOINT"
-            ) from None
+            raise _unreachable(what, action, error) from None
+
+
+def _unreachable(what: str, action: str, error: Exception) -> ReconcileError:
+    """A call that never reached Volcengine: its kind only (its text may hold the URL)."""
+    return ReconcileError(
+        f"{what} ({action}): cannot reach Volcengine ({type(error).__name__}); check the network, "
+        "VOLCENGINE_REGION and VOLCENGINE_OPENAPI_ENDPOINT"
+    )
 
 
 def decide(alarm: Alarm, alerts: Sequence[Alert], read_at: datetime) -> tuple[str, list[mapping.Event]]:
