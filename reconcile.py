@@ -32,7 +32,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
@@ -261,18 +261,20 @@ def _rank(severity: str) -> int:
 class Run:
     """One reconcile run's state: what it read of both sides and what it sent."""
 
-    monitor: CloudMonitor
     reader: AlertReader
     settings: config.Settings
     routes: dict[str, set[str]]  # alarm policy id: the routes it feeds
     policies: dict[str, dict[str, Any]]
-    now: datetime
     dry_run: bool
     out: TextIO
     report: Report = field(default_factory=Report)
     integrations: dict[str, tuple[datetime, int]] = field(default_factory=dict)  # route: (seen, integration id)
     on_keys: set[tuple[str, str]] = field(default_factory=set)  # (route, key) of every alarm on now
     handled: set[tuple[str, str]] = field(default_factory=set)
+
+    def ask(self, keys: Iterable[str], since: datetime) -> list[Alert]:
+        """What Flashduty holds now of these alert keys, changed since (less the clocks' skew)."""
+        return self.reader.alerts_of(sorted(set(keys)), since - CLOCK_SKEW, _until())
 
     def ours(self, alert: Alert) -> bool:
         """A metric alert the relay made for a reconciled policy."""
@@ -329,8 +331,7 @@ class Run:
         """Decide each alarm against what Flashduty holds of its key now, and send what is due."""
         if not alarms:
             return
-        since = min(a.started for a in alarms) - CLOCK_SKEW
-        alerts = [*known, *self.reader.alerts_of(sorted({a.key for a in alarms}), since, _until())]
+        alerts = [*known, *self.ask((a.key for a in alarms), min(a.started for a in alarms))]
         routes_of_key: dict[str, set[str]] = {}
         for alarm in alarms:
             routes_of_key.setdefault(alarm.key, set()).add(alarm.route)
@@ -371,8 +372,7 @@ class Run:
                 stale += [(route, alert) for route in routes]
         if not stale:
             return
-        since = min(alert.updated_at for _, alert in stale) - CLOCK_SKEW
-        asked = self.reader.alerts_of(sorted({alert.alert_key for _, alert in stale}), since, _until())
+        asked = self.ask((alert.alert_key for _, alert in stale), min(alert.updated_at for _, alert in stale))
         touched = {a.alert_key for a in asked if a.updated_at >= read_at - CLOCK_SKEW}
         still_open = {a.alert_id for a in asked if a.active}
         due: dict[str, list[mapping.Event]] = {}
@@ -386,12 +386,8 @@ class Run:
         if self.dry_run or not closing:
             return
         # An Ok closes an alert only in the integration its key pushes to: ask whether it did.
-        since = min(alert.updated_at for alert in closing.values()) - CLOCK_SKEW
-        still_open = {
-            a.alert_id
-            for a in self.reader.alerts_of(sorted({a.alert_key for a in closing.values()}), since, _until())
-            if a.active
-        }
+        closed_since = min(alert.updated_at for alert in closing.values())
+        still_open = {a.alert_id for a in self.ask((a.alert_key for a in closing.values()), closed_since) if a.active}
         for alert in closing.values():
             if alert.alert_key in failed:
                 continue
@@ -456,7 +452,7 @@ def reconcile(
             f"no alarm policy calls the callback URL {webhook!r} (RECONCILE_WEBHOOK): nothing to reconcile. "
             "Run the deploy with --alarm-policies, or set RECONCILE_WEBHOOK to your callback URL's name."
         )
-    run = Run(monitor, reader, settings, routes, monitor.policies(set(routes)), now, dry_run, out, report)
+    run = Run(reader, settings, routes, monitor.policies(set(routes)), dry_run, out, report)
     rule_ids = sorted(routes)
     try:
         open_alerts = [a for a in reader.open_alerts(now - HISTORY, now) if run.ours(a)]
