@@ -38,10 +38,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+import alert_groups
 import config
 import flashduty
 import logs
 import mapping
+import metric_alarms
 import volcengine_api
 from flashduty_alerts import DEFAULT_API_URL, Alert, AlertReader, ReadError
 from replay import duration, positive_seconds
@@ -237,7 +239,12 @@ def decide(alarm: Alarm, alerts: Sequence[Alert], read_at: datetime) -> tuple[st
                 return ESCALATED, [alarm.firing]
             return MATCHING, []
         latest = max(alerts, key=lambda a: a.updated_at, default=None)
-        if latest and latest.end_time and latest.end_time >= since and not mapping.recovered_by_event(latest.labels):
+        if (
+            latest
+            and latest.end_time
+            and latest.end_time >= since
+            and not alert_groups.recovered_by_event(latest.labels)
+        ):
             return BY_HAND, []
         return LOST_FIRING, [alarm.firing]
     assert alarm.recovery is not None  # an ended alarm has its recovery
@@ -281,7 +288,7 @@ class Run:
         labels = alert.labels
         return (
             labels.get("source") == "volcengine"
-            and labels.get("kind") in mapping.RECOVERY_TYPES
+            and labels.get("kind") in metric_alarms.RECOVERY_TYPES
             and labels.get("rule_id") in self.routes
         )
 
@@ -312,14 +319,14 @@ class Run:
         latest: dict[tuple[str, str], Alarm] = {}
         for raw in page:
             try:
-                group = mapping.alert_group(raw, self.policies.get(str(raw.get("RuleId"))))
+                group = alert_groups.alert_group(raw, self.policies.get(str(raw.get("RuleId"))))
             except ValueError as error:
                 self.report.errors.append(f"alarm {str(raw.get('Id'))[:40]!r} left out: {error}")
                 continue
-            firing = mapping.reconciled(group.firing, self.settings.mapping)
+            firing = alert_groups.reconciled(group.firing, self.settings.mapping)
             if firing is None:
                 continue  # below MIN_SEVERITY: the relay drops it too
-            recovery = mapping.reconciled(group.recovery, self.settings.mapping) if group.recovery else None
+            recovery = alert_groups.reconciled(group.recovery, self.settings.mapping) if group.recovery else None
             for route in sorted(self.routes.get(str(raw.get("RuleId")), ())):
                 alarm = Alarm(route, firing["alert_key"], group.started_at, group.ended_at, firing, recovery)
                 known = latest.get((route, alarm.key))
@@ -380,7 +387,7 @@ class Run:
         for route, alert in stale:
             if alert.alert_key not in touched and alert.alert_id in still_open:
                 closing[alert.alert_id] = alert
-                due.setdefault(route, []).append(mapping.closing(alert.alert_key, alert.title, alert.labels))
+                due.setdefault(route, []).append(alert_groups.closing(alert.alert_key, alert.title, alert.labels))
         self.report.found[CHANGED] += len({alert.alert_id for _, alert in stale if alert.alert_key in touched})
         failed = self.send(due)
         if self.dry_run or not closing:

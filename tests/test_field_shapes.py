@@ -18,6 +18,7 @@ import pytest
 
 import config
 import mapping
+import metric_alarms
 from tests.support.callbacks import body, load_json
 from tests.support.flashduty import FlashdutyStub
 from tests.support.snapshots import expected_path, recorded
@@ -161,7 +162,7 @@ def test_a_single_resource_field_as_veaiops_types_it(post, stub) -> None:
 @pytest.mark.parametrize("empty", [None, [], {}, "missing"])
 def test_a_known_type_with_no_resources_pages_nobody_and_says_why(post, stub, empty: Any) -> None:
     callback = load_json("tests/events/metric-recovered-no-resources.json")
-    for name, *_ in mapping.RESOURCE_LISTS:
+    for name, *_ in metric_alarms.RESOURCE_LISTS:
         if empty == "missing":
             callback.pop(name, None)
         else:

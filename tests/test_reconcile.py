@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+import alert_groups
 import mapping
 import reconcile
 from tests.support.flashduty import APP_KEY, Fault, FlashdutyStub, Limits, peak
@@ -354,7 +355,7 @@ def test_the_event_has_the_callbacks_alert_key_for_every_dimension_spelling() ->
         '[{"Name": "ResourceID", "Value": "i-1"}, {"Name": "DiskName", "Value": "vda"}]',
     ]
     for dimension in spellings:
-        event = mapping.reconciled(mapping.alert_group({**group, "Dimension": dimension}).firing)
+        event = alert_groups.reconciled(alert_groups.alert_group({**group, "Dimension": dimension}).firing)
         assert event is not None and event["alert_key"] == expected["alert_key"], dimension
 
 
@@ -372,7 +373,7 @@ def test_the_event_has_the_callbacks_alert_key_for_every_dimension_spelling() ->
     ],
 )
 def test_every_spelling_of_the_undocumented_state(state: str, end_at: int, recovered: bool) -> None:
-    group = mapping.alert_group(
+    group = alert_groups.alert_group(
         {"RuleId": "r", "ResourceId": "i-1", "StartAt": 1732400000, "AlertState": state, "EndAt": end_at}
     )
     assert (group.recovery is not None) is recovered
@@ -383,8 +384,8 @@ def test_every_spelling_of_the_undocumented_state(state: str, end_at: int, recov
 
 def test_a_no_data_alarm_keeps_its_own_alert() -> None:
     base = {"RuleId": "r", "ResourceId": "i-1", "StartAt": 1732400000}
-    threshold = mapping.reconciled(mapping.alert_group({**base, "AlertType": "Threshold"}).firing)
-    no_data = mapping.reconciled(mapping.alert_group({**base, "AlertType": "NO_DATA"}).firing)
+    threshold = alert_groups.reconciled(alert_groups.alert_group({**base, "AlertType": "Threshold"}).firing)
+    no_data = alert_groups.reconciled(alert_groups.alert_group({**base, "AlertType": "NO_DATA"}).firing)
     assert threshold and no_data and threshold["alert_key"] != no_data["alert_key"]
     assert no_data["labels"]["kind"] == mapping.NO_DATA
 

@@ -1,0 +1,158 @@
+"""Reconcile's translation of Cloud Monitor's alarm history: a ListAlertGroup entry as the metric
+callbacks it stands for (its start, and its end once it ended), the events the relay would have sent
+for them, and the Ok that closes an alert whose alarm is no longer on.
+
+Pure: no I/O, no clock, no environment. It translates through mapping.translate, so it sits above
+mapping: reconcile imports it, the translation never does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from event_fields import (
+    DEFAULT_OPTIONS,
+    DESCRIPTION_MAX,
+    OK,
+    TITLE_MAX,
+    Event,
+    Options,
+    _dicts,
+    _number,
+    _text,
+    _truncate,
+)
+from mapping import translate
+from metric_alarms import METRIC, RECOVERY_TYPES, RESOURCE_LISTS
+
+# The values of AlertState and AlertType are not documented: these are the spellings taken to mean an
+# alarm that is still on, one that ended, and a no-data alarm. Any other state is told by EndAt.
+ALERTING_STATES = frozenset({"alerting", "alarm", "alarming", "firing", "triggered", "active", "unrecovered"})
+RECOVERED_STATES = frozenset({"recovered", "ok", "resolved", "normal", "closed", "restored", "recovery"})
+RECONCILED_NOTE = (
+    "Sent by reconcile, from Cloud Monitor's alarm history: the callback of this change did not reach the relay."
+)
+
+
+class AlertGroup(NamedTuple):
+    """One ListAlertGroup entry as the relay reads it: the callbacks it stands for, and their times."""
+
+    firing: dict[str, Any]  # the callback of its start
+    recovery: dict[str, Any] | None  # the callback of its end, once it ended
+    started_at: datetime
+    ended_at: datetime | None
+
+
+def alert_group(group: Mapping[str, Any], policy: Mapping[str, Any] | None = None) -> AlertGroup:
+    """The metric callbacks Volcengine would have sent for an alert group: its start, and its end.
+
+    `policy` is its alarm policy as ListRules gives it: the project and tags a callback carries.
+    Raises ValueError when StartAt (or a given EndAt) is not a time: an alarm is never placed "now".
+    """
+    state = _text(group.get("AlertState")).lower()
+    started, ended = moment(group.get("StartAt")), moment(group.get("EndAt"))
+    if started is None:
+        raise ValueError(f"alarm {_text(group.get('Id'))!r} has no StartAt")
+    recovered = state in RECOVERED_STATES or (state not in ALERTING_STATES and ended is not None)
+    no_data = re.sub(r"[^a-z]", "", _text(group.get("AlertType")).lower()).startswith("nodata")
+    resource = {
+        "Id": _text(group.get("ResourceId")),
+        "Name": _text(group.get("ResourceName")),
+        "Region": _text(group.get("Region")),
+        "AlertGroupId": _text(group.get("Id")),
+        "Dimensions": [{"Name": name, "Value": value} for name, value in _dimension_pairs(group.get("Dimension"))],
+    }
+    policy = policy or {}
+    rule = {
+        "RuleId": _text(group.get("RuleId")),
+        "RuleName": _text(group.get("RuleName")),
+        "Level": _text(group.get("Level")),
+        "Namespace": _text(group.get("Namespace")),
+        "SubNamespace": _text(group.get("SubNamespace")),
+        "RuleCondition": _text(group.get("RuleTriggerCondition")),
+        "Project": _text(policy.get("ProjectName")),
+        "Tags": policy.get("Tags") or [],
+    }
+
+    def callback(recovers: bool, at: datetime | None) -> dict[str, Any]:
+        list_name, callback_type, *_ = RESOURCE_LISTS[2 * no_data + recovers]
+        happened = int(at.timestamp()) if at else None
+        return {"Type": callback_type, **rule, "HappenedAt": happened, list_name: [resource]}
+
+    return AlertGroup(callback(False, started), callback(True, ended) if recovered else None, started, ended)
+
+
+def reconciled(callback: Mapping[str, Any], options: Options = DEFAULT_OPTIONS) -> Event | None:
+    """The event the relay would have sent for this callback of an alert group (the same alert key),
+    marked as reconciled; None when MIN_SEVERITY would have dropped it."""
+    events = translate(callback, options).events
+    if not events:
+        return None
+    event = events[0]
+    description = _truncate(f"{RECONCILED_NOTE}\n{event.get('description', '')}", DESCRIPTION_MAX)
+    return {**event, "description": description, "labels": {**event.get("labels", {}), "reconciled": "true"}}
+
+
+CLOSING_NOTE = (
+    "Sent by reconcile: Cloud Monitor has no alarm of this alert on, and its recovery did not reach Flashduty."
+)
+
+
+def closing(alert_key: str, title: str, labels: Mapping[str, str]) -> Event:
+    """The Ok that closes an alert Flashduty holds open for a metric alarm Cloud Monitor no longer has
+    on, when the alarm itself is not in the history read: made of what the alert carries."""
+    callback_type = RECOVERY_TYPES.get(labels.get("kind", METRIC), RECOVERY_TYPES[METRIC])
+    headline = title.removeprefix("Recovered: ")
+    return {
+        "title_rule": _truncate(f"Recovered: {headline}", TITLE_MAX),
+        "event_status": OK,
+        "alert_key": alert_key,
+        "description": CLOSING_NOTE,
+        "labels": {**labels, "callback_type": callback_type, "reconciled": "true"},
+    }
+
+
+def recovered_by_event(labels: Mapping[str, str]) -> bool:
+    """Whether an alert's labels are those of a recovery event: Flashduty gives an alert the labels of
+    its last event, so an alert a person closed keeps its firing's."""
+    return labels.get("callback_type") in RECOVERY_TYPES.values()
+
+
+def _dimension_pairs(value: Any) -> list[tuple[str, str]]:
+    """ListAlertGroup's Dimension is a string of undocumented form: a JSON object or list of
+    {Name, Value}, or name=value (or name:value) pairs separated by commas, semicolons, & or lines."""
+    text = _text(value).strip()
+    try:
+        parsed = json.loads(text) if text[:1] in "[{" else None
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        return [(str(k), _text(v)) for k, v in parsed.items()]
+    if isinstance(parsed, list):
+        return [(_text(d.get("Name") or d.get("Key")), _text(d.get("Value"))) for d in _dicts(parsed)]
+    pairs = (re.split(r"\s*[=:]\s*", part, maxsplit=1) for part in re.split(r"[,;&\n]+", text) if part.strip())
+    return [(pair[0].strip(), pair[1].strip()) for pair in pairs if len(pair) == 2 and pair[0].strip()]
+
+
+def moment(value: Any) -> datetime | None:
+    """A time as ListAlertGroup may give it: epoch seconds or milliseconds, as a number or a numeric
+    string, or RFC 3339; None for 0 or empty (not yet). Anything else raises ValueError."""
+    text = "" if value is None else str(value).strip()
+    if text in ("", "0", "0.0"):
+        return None
+    number = None if isinstance(value, bool) else _number(text)
+    try:
+        if number is not None:
+            if number <= 0:
+                raise ValueError
+            return datetime.fromtimestamp(number / 1000 if number > 1e11 else number, UTC)
+        parsed = datetime.fromisoformat(text)
+    except (ValueError, OverflowError, OSError):
+        raise ValueError(f"not a time: {text[:40]!r}") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"a time without its zone: {text[:40]!r}")
+    return parsed.astimezone(UTC)

@@ -1,0 +1,314 @@
+"""Event Center callbacks (Type Event) as Flashduty events: the event catalog and its lifecycles, the
+states an event type ends in, and what Details (a CloudEvents object, or its JSON text) says.
+
+One alert per lifecycle of one event type on one resource. Pure: no I/O, no clock, no environment;
+nothing here raises on a JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from event_fields import (
+    OK,
+    SEVERITY_RANK,
+    WARNING,
+    Candidate,
+    EventStatus,
+    Options,
+    _dicts,
+    _event,
+    _field,
+    _json,
+    _snake,
+    _text,
+    _time_text,
+    severity,
+)
+
+EVENT = "event"  # the kind of alert, in its key and its labels
+
+# Event Center event states, from BytePlus ECS "Event monitoring overview": Inquiring, Scheduled,
+# Executing, Pending and Recovered are intermediate; Succeeded, Rejected, Failed and Canceled end
+# the event. "Inquring" is how the same docs' event list spells one of them; Completed is how
+# Volcengine's own event types name an ending (ecs:Disk:DiskError.Redeploy.Completed).
+EVENT_STATES = frozenset(
+    "inquiring inquring scheduled executing pending recovered succeeded rejected failed canceled completed".split()
+)
+
+
+class EventLifecycle(NamedTuple):
+    """What the catalog knows of one event type: the states it passes through, and those it ends in."""
+
+    intermediate: frozenset[str]
+    endings: frozenset[str]
+
+    @property
+    def ending_is_the_incident(self) -> bool:
+        # Published only once it happened: nothing earlier opened an alert for an ending to close.
+        return not self.intermediate
+
+
+def _lifecycle_of(intermediate: str, endings: str) -> EventLifecycle:
+    return EventLifecycle(frozenset(intermediate.lower().split()), frozenset(endings.lower().split()))
+
+
+# The event catalog: ECS event names (`<cause>.<impact>`, the part after `ecs:<ResourceType>:`) and
+# their states, from BytePlus ECS "Event type overview" (docs.byteplus.com/en/docs/ecs/Event-type-overview)
+# and "Event monitoring overview", the valid values of BytePlus ECS CreateSubscription /
+# ModifySubscriptionEventTypes, and Volcengine ECS DescribeEventTypes (volcengine.com docs 6396/196424).
+# An ending state closes an alert only for a type with earlier states that open one; a type published
+# only in an ending state (InstanceFailure:Succeeded: the instance failed) is the incident itself.
+EVENT_CATALOG: dict[str, EventLifecycle] = {
+    "diskerror.redeploy": _lifecycle_of(
+        "Inquiring Scheduled Executing", "Succeeded Completed Canceled Rejected Failed"
+    ),
+    "systemmaintenance.redeploy": _lifecycle_of("Inquiring Executing", "Succeeded Failed"),
+    "infrastructureupgrade.redeploy": _lifecycle_of("Inquiring Executing", "Succeeded Failed Canceled"),
+    "systemfailure.redeploy": _lifecycle_of("Inquiring Inquring Executing", "Succeeded Failed Canceled"),
+    "spotinstanceinterruption.delete": _lifecycle_of("Scheduled", "Succeeded"),
+    # A reboot the user asked for: its Executing is a documented event name (ModifySubscriptionEventTypes).
+    "rebootinstance": _lifecycle_of("Executing", "Succeeded Failed"),
+    "instancefailure": _lifecycle_of("", "Succeeded"),
+    "systemfailure.reboot": _lifecycle_of("", "Succeeded"),
+    "systemfailure.stop": _lifecycle_of("", "Succeeded"),
+    "accountunbalanced.stop": _lifecycle_of("", "Succeeded"),
+    "accountunbalanced.delete": _lifecycle_of("", "Succeeded"),
+}
+# A type the user names in EVENT_LIFECYCLE_TYPES: earlier states open its alert, any state may end it.
+MARKED_LIFECYCLE = EventLifecycle(frozenset({"earlier"}), EVENT_STATES)
+CATALOG_SOURCES = frozenset({"", "ecs"})  # the catalog's names are ECS's; a bare name is taken as one
+
+
+def candidate(callback: Mapping[str, Any], options: Options) -> Candidate:
+    """The event of one Event Center callback: the most severe matched rule decides its severity."""
+    details, details_text = _details(callback.get("Details"))
+    rules = _dicts(callback.get("Rules"))
+    # The most severe matched rule decides; the first one wins a tie, so the choice is stable.
+    ranked = [(rule, *severity(rule.get("Level"), options)) for rule in rules]
+    rule, level_status, _ = max(ranked, key=lambda r: SEVERITY_RANK[r[1]], default=({}, WARNING, False))
+    unknown_levels = [_text(r.get("Level")) or "(none)" for r, _, known in ranked if not known] if rules else ["(none)"]
+
+    event_type = _text(callback.get("EventType")) or _text(details.get("type"))
+    check, state = _lifecycle(event_type, options)
+    subject = _text(details.get("subject"))
+    fields = _service_fields(details)
+    resource = _text(details.get("volcresourcename")) or subject or _service_resource(fields, check)
+    event_id = _text(callback.get("Id")) or _text(details.get("id"))
+    account = _text(callback.get("AccountId")) or _text(details.get("volcaccountid"))
+    region = _text(callback.get("Region")) or _text(details.get("volcregion"))
+    source = _text(callback.get("Source")) or _text(details.get("source"))
+    summary = _event_summary(callback)
+    lifecycle = _known_lifecycle(check, options)
+    ending = state.lower() in options.closing_states
+    # An ending closes only what earlier states opened: where none did, or none is known to, it pages.
+    closes = ending and lifecycle is not None and not lifecycle.ending_is_the_incident
+    status: EventStatus = OK if closes else level_status
+    change = _state_change(fields) if check.rsplit(":", 1)[-1].lower() == "statechange" else ""
+
+    labels = {
+        "source": "volcengine",
+        "kind": EVENT,
+        "resource": resource,
+        "check": check,
+        "service": source,
+        "account_id": account,
+        "region": region,
+        "project": _text(callback.get("ProjectName")),
+        "resource_id": resource,
+        "resource_name": subject if subject != resource else "",
+        "rule_id": _text(rule.get("RuleId")),
+        "rule_name": _text(rule.get("RuleName")),
+        "level": _text(rule.get("Level")).lower(),
+        "event_type": event_type,
+        "event_state": state,
+        "event_source": source,
+        "event_id": event_id,
+    }
+    if unknown_levels and not closes:
+        labels["unknown_level"] = ",".join(dict.fromkeys(unknown_levels))
+
+    title = " ".join(part for part in (check or "Volcengine event", resource and f"on {resource}", change) if part)
+    if state:
+        title = f"{state}: {title}"
+    if summary:
+        title = f"{title}: {summary}"
+    lines = [
+        summary,
+        "",
+        _field("Event type", event_type),
+        _field("State", state),
+        _field("State change", change),
+        _field("Resource", resource),
+        _field("Happened at", _time_text(callback.get("HappenedAt"), options.display_zone)),
+        _field("Account / region", " / ".join(filter(None, (account, region)))),
+        _field("Matched rules", "; ".join(_rule_text(r) for r in rules)),
+        _field("Event id", event_id),
+        _field("Details", details_text or _details_extras(details)),
+        "",
+        _ending_text(check, state, lifecycle, closes, options),
+    ]
+    # One alert per lifecycle of one event type on one resource, whatever its state; an event that
+    # names no resource is an alert of its own, never merged with others of its type.
+    identity = resource or "event " + (event_id or details_text or _json(details))
+    event = _event(title=title, status=status, key_parts=(EVENT, check, identity), lines=lines, labels=labels)
+    return Candidate(event, filterable=not closes and not unknown_levels)
+
+
+def _known_lifecycle(check: str, options: Options) -> EventLifecycle | None:
+    """What the catalog (or the user, in EVENT_LIFECYCLE_TYPES) says of an event type; None if nothing."""
+    if check.lower() in options.lifecycle_types:
+        return MARKED_LIFECYCLE
+    source, _, name = check.rpartition(":")
+    if source.split(":")[0].lower() not in CATALOG_SOURCES:
+        return None
+    return EVENT_CATALOG.get(name.lower())
+
+
+def _ending_text(check: str, state: str, lifecycle: EventLifecycle | None, closes: bool, options: Options) -> str:
+    """The description's last paragraph: whether and when this alert closes."""
+    if closes:
+        return f"The event reached {state}, which ends its lifecycle: this closes the alert."
+    if not state:
+        return "Volcengine sends no recovery for events: resolve this alert in Flashduty."
+    if lifecycle is not None and lifecycle.ending_is_the_incident:
+        return (
+            f"Volcengine publishes {check} only once it happened: {state} is the incident itself, not the end of "
+            "an earlier alert. Resolve this alert in Flashduty."
+        )
+    if lifecycle is None:
+        return (
+            f"The relay's event catalog does not know {check}, so an ending state may be the incident itself: "
+            f"it pages at its rule's level instead of closing the alert. If earlier states of {check} open an "
+            "alert that its ending should close, add it to EVENT_LIFECYCLE_TYPES."
+        )
+    endings = sorted(s.capitalize() for s in lifecycle.endings & options.closing_states)
+    return f"The alert closes when the event reaches one of: {', '.join(endings) or '(none set)'}."
+
+
+def _lifecycle(event_type: str, options: Options) -> tuple[str, str]:
+    """An Event Center event type without its state suffix, and the state ("" when it has none).
+
+    `ecs:Disk:DiskError.Redeploy.Executing` and `...Redeploy:Succeeded` (both separators are in
+    Volcengine's and BytePlus's docs) give `ecs:Disk:DiskError.Redeploy`; only a known state is cut.
+    """
+    states = EVENT_STATES | options.closing_states
+    head, _, last = event_type.rpartition(":")
+    base, dot, state = last.rpartition(".")
+    if dot and state.lower() in states:
+        return f"{head}:{base}" if head else base, state
+    if head and last.lower() in states:
+        return head, last
+    return event_type, ""
+
+
+def _event_summary(callback: Mapping[str, Any]) -> str:
+    # The docs' table says Description, the docs' sample sends DescriptionCN: keep both.
+    texts = [_text(callback.get("Description")), _text(callback.get("DescriptionCN"))]
+    return " / ".join(dict.fromkeys(t for t in texts if t))
+
+
+def _details(value: Any) -> tuple[dict[str, Any], str]:
+    """Details as an object, and its text when it came as a string that is not an object."""
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except (ValueError, RecursionError):
+            return {}, _text(value)
+        return (parsed, "") if isinstance(parsed, dict) else ({}, _text(value))
+    return (value, "") if isinstance(value, dict) else ({}, "")
+
+
+# CloudEvents attributes every Details carries; the rest is what the producing service adds.
+_DETAILS_ENVELOPE = frozenset(
+    "specversion id source type volcpublishtime volcregion volcaccountid volceventbusname "
+    "volcresourcename subject time".split()
+)
+# Service fields that name a resource, most specific first, after `<resource type>_id`.
+_RESOURCE_FIELDS = (
+    "resource_id",
+    "instance_id",
+    "listener_id",
+    "server_id",
+    "load_balancer_id",
+    "loadbalancer_id",
+    "clb_id",
+    "alb_id",
+    "disk_id",
+    "volume_id",
+    "db_instance_id",
+    "cluster_id",
+    "node_id",
+)
+
+
+def _service_fields(details: Mapping[str, Any]) -> dict[str, str]:
+    """A service's own Details fields (at the top or in one nested object), by snake_case name."""
+    extras = {k: v for k, v in details.items() if k not in _DETAILS_ENVELOPE}
+    fields: dict[str, str] = {}
+    for value in [extras, *(v for v in extras.values() if isinstance(v, dict))]:
+        for key, item in value.items():
+            text = _text(item) if isinstance(item, (str, int)) and not isinstance(item, bool) else ""
+            fields.setdefault(_snake(_text(key)), text)
+    return fields
+
+
+def _service_resource(fields: Mapping[str, str], check: str) -> str:
+    """The resource a service names in its own Details fields.
+
+    The event type's resource type goes first: a `clb:Listener:...` event is about its listener,
+    even when the load balancer is named too.
+    """
+    parts = check.split(":")
+    resource_type = _snake(parts[1]) if len(parts) > 2 else ""
+    for name in (f"{resource_type}_id", *_RESOURCE_FIELDS):
+        if fields.get(name):
+            return fields[name]
+    return ""
+
+
+# How a state-change event (ecs:Instance:StateChange, which has no state suffix) may name the states
+# it went from and to: Volcengine documents no field names, so these are the usual spellings.
+_NEW_STATE_FIELDS = (
+    "current_state",
+    "new_state",
+    "to_state",
+    "after_state",
+    "current_status",
+    "new_status",
+    "state",
+    "status",
+)
+_OLD_STATE_FIELDS = (
+    "previous_state",
+    "old_state",
+    "from_state",
+    "before_state",
+    "pre_state",
+    "last_state",
+    "previous_status",
+    "old_status",
+    "pre_status",
+    "last_status",
+)
+
+
+def _state_change(fields: Mapping[str, str]) -> str:
+    """`Running → Stopped` (or `→ Stopped` without the old state) when Details names the new state."""
+    new = next((fields[name] for name in _NEW_STATE_FIELDS if fields.get(name)), "")
+    old = next((fields[name] for name in _OLD_STATE_FIELDS if fields.get(name)), "")
+    if not new:
+        return ""
+    return f"{old} → {new}" if old and old != new else f"→ {new}"
+
+
+def _details_extras(details: Mapping[str, Any]) -> str:
+    return ", ".join(f"{_text(key)}={_text(value)}" for key, value in details.items() if key not in _DETAILS_ENVELOPE)
+
+
+def _rule_text(rule: Mapping[str, Any]) -> str:
+    name = _text(rule.get("RuleName")) or _text(rule.get("RuleId")) or "?"
+    level = _text(rule.get("Level"))
+    return f"{name} ({level})" if level else name
