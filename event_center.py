@@ -19,12 +19,12 @@ from event_fields import (
     EventStatus,
     Options,
     _dicts,
-    _event,
     _field,
     _json,
     _snake,
     _text,
     _time_text,
+    on_its_alerts,
     severity,
 )
 
@@ -55,12 +55,17 @@ def _lifecycle_of(intermediate: str, endings: str) -> EventLifecycle:
     return EventLifecycle(frozenset(intermediate.lower().split()), frozenset(endings.lower().split()))
 
 
-# The event catalog: ECS event names (`<cause>.<impact>`, the part after `ecs:<ResourceType>:`) and
-# their states, from BytePlus ECS "Event type overview" (docs.byteplus.com/en/docs/ecs/Event-type-overview)
-# and "Event monitoring overview", the valid values of BytePlus ECS CreateSubscription /
-# ModifySubscriptionEventTypes, and Volcengine ECS DescribeEventTypes (volcengine.com docs 6396/196424).
-# An ending state closes an alert only for a type with earlier states that open one; a type published
-# only in an ending state (InstanceFailure:Succeeded: the instance failed) is the incident itself.
+# The event catalog: every ECS event name (`<cause>.<impact>`, the part after `ecs:<ResourceType>:`)
+# that Volcengine ECS DescribeEventTypes / DescribeSystemEvents list (volcengine.com docs 6396/196424;
+# BytePlus ECS DescribeEventTypes), with the states documented for it: BytePlus ECS "Event type
+# overview" and "Event monitoring overview", the valid values of CreateSubscription (docs 6396/166016)
+# and ModifySubscriptionEventTypes, and DescribeEventTypes' example (CreateInstance: Executing,
+# Succeeded, Failed). An ending closes an alert only for a type documented with earlier states that
+# open one. A type documented only in an ending state (InstanceFailure:Succeeded: the instance failed)
+# is the incident itself; so is, on the safe side, a type whose states no page documents: its ending
+# pages rather than closing what may never have been opened.
+_INCIDENT = _lifecycle_of("", "Succeeded")
+_UNDOCUMENTED = EventLifecycle(frozenset(), frozenset())
 EVENT_CATALOG: dict[str, EventLifecycle] = {
     "diskerror.redeploy": _lifecycle_of(
         "Inquiring Scheduled Executing", "Succeeded Completed Canceled Rejected Failed"
@@ -68,21 +73,35 @@ EVENT_CATALOG: dict[str, EventLifecycle] = {
     "systemmaintenance.redeploy": _lifecycle_of("Inquiring Executing", "Succeeded Failed"),
     "infrastructureupgrade.redeploy": _lifecycle_of("Inquiring Executing", "Succeeded Failed Canceled"),
     "systemfailure.redeploy": _lifecycle_of("Inquiring Inquring Executing", "Succeeded Failed Canceled"),
+    "gpuerror.redeploy": _lifecycle_of("Inquiring", "Succeeded"),
     "spotinstanceinterruption.delete": _lifecycle_of("Scheduled", "Succeeded"),
-    # A reboot the user asked for: its Executing is a documented event name (ModifySubscriptionEventTypes).
+    # Operations the user asked for: a reboot's Executing is a documented event name
+    # (ModifySubscriptionEventTypes), and so are CreateInstance's states (DescribeEventTypes).
     "rebootinstance": _lifecycle_of("Executing", "Succeeded Failed"),
-    "instancefailure": _lifecycle_of("", "Succeeded"),
-    "systemfailure.reboot": _lifecycle_of("", "Succeeded"),
-    "systemfailure.stop": _lifecycle_of("", "Succeeded"),
-    "accountunbalanced.stop": _lifecycle_of("", "Succeeded"),
-    "accountunbalanced.delete": _lifecycle_of("", "Succeeded"),
+    "createinstance": _lifecycle_of("Executing", "Succeeded Failed"),
+    "instancefailure": _INCIDENT,
+    "systemfailure.reboot": _INCIDENT,
+    "systemfailure.stop": _INCIDENT,
+    "accountunbalanced.stop": _INCIDENT,
+    "accountunbalanced.delete": _INCIDENT,
+    "filesystemreadonly.change": _INCIDENT,
+    **dict.fromkeys(
+        """systemfailure.pleasecheck systemfailure.repair systemmaintenance.stopandrepair applicationfailure
+        diskerrordetected diskerror.replacedisk gpuriskdetected memoryriskdetected instanceoom
+        instancefilesystemfailure.stopandrepair runinstance stopinstance deleteinstance
+        instancechargetype.change instanceconfiguration.change deploymentset.modify servermigrationtask
+        servermigration.firstsync servermigration.additionalsync elasticscheduledinstance.create
+        elasticscheduledinstance.cancel elasticscheduledinstance.deliver elasticscheduledinstance.autorelease
+        elasticscheduledinstance.invalid unknowntype""".split(),
+        _UNDOCUMENTED,
+    ),
 }
 # A type the user names in EVENT_LIFECYCLE_TYPES: earlier states open its alert, any state may end it.
 MARKED_LIFECYCLE = EventLifecycle(frozenset({"earlier"}), EVENT_STATES)
 CATALOG_SOURCES = frozenset({"", "ecs"})  # the catalog's names are ECS's; a bare name is taken as one
 
 
-def candidate(callback: Mapping[str, Any], options: Options) -> Candidate:
+def candidates(callback: Mapping[str, Any], options: Options) -> list[Candidate]:
     """The event of one Event Center callback: the most severe matched rule decides its severity."""
     details, details_text = _details(callback.get("Details"))
     rules = _dicts(callback.get("Rules"))
@@ -150,11 +169,12 @@ def candidate(callback: Mapping[str, Any], options: Options) -> Candidate:
         "",
         _ending_text(check, state, lifecycle, closes, options),
     ]
-    # One alert per lifecycle of one event type on one resource, whatever its state; an event that
-    # names no resource is an alert of its own, never merged with others of its type.
+    # One alert per lifecycle of one event type on one resource (and severity: states matched by rules
+    # of other levels), whatever its state; an event that names no resource is an alert of its own,
+    # never merged with others of its type.
     identity = resource or "event " + (event_id or details_text or _json(details))
-    event = _event(title=title, status=status, key_parts=(EVENT, check, identity), lines=lines, labels=labels)
-    return Candidate(event, filterable=not closes and not unknown_levels)
+    events = on_its_alerts(title=title, status=status, identities=[(EVENT, check, identity)], lines=lines, labels=labels)
+    return [Candidate(event, filterable=not closes and not unknown_levels) for event in events]
 
 
 def _known_lifecycle(check: str, options: Options) -> EventLifecycle | None:
@@ -173,14 +193,15 @@ def _ending_text(check: str, state: str, lifecycle: EventLifecycle | None, close
         return f"The event reached {state}, which ends its lifecycle: this closes the alert."
     if not state:
         return "Volcengine sends no recovery for events: resolve this alert in Flashduty."
-    if lifecycle is not None and lifecycle.ending_is_the_incident:
+    if lifecycle is not None and lifecycle.endings and lifecycle.ending_is_the_incident:
         return (
             f"Volcengine publishes {check} only once it happened: {state} is the incident itself, not the end of "
             "an earlier alert. Resolve this alert in Flashduty."
         )
-    if lifecycle is None:
+    if lifecycle is None or lifecycle.ending_is_the_incident:
+        known = "does not know" if lifecycle is None else "knows no documented states of"
         return (
-            f"The relay's event catalog does not know {check}, so an ending state may be the incident itself: "
+            f"The relay's event catalog {known} {check}, so an ending state may be the incident itself: "
             f"it pages at its rule's level instead of closing the alert. If earlier states of {check} open an "
             "alert that its ending should close, add it to EVENT_LIFECYCLE_TYPES."
         )

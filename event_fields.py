@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from types import MappingProxyType
 from typing import Any, Final, Literal, NamedTuple, NotRequired, TypedDict
@@ -111,6 +111,39 @@ def alert_key(*parts: str) -> str:
     """A stable key of at most 255 characters identifying one alert."""
     digest = hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
     return f"volc-{parts[0]}-{digest[:40]}"
+
+
+# Flashduty's field reference fixes an alert's severity when it opens (its incident page says the
+# highest of its events): so each severity a problem reaches is an alert of its own, and a change of
+# level opens the alert of the new one, paged at its severity under either reading.
+ALERT_SEVERITIES: tuple[Severity, ...] = (CRITICAL, WARNING, INFO)
+
+
+def on_its_alerts(
+    *,
+    title: str,
+    status: EventStatus,
+    identities: Sequence[tuple[str, ...]],
+    lines: Iterable[str | None],
+    labels: Mapping[str, str],
+    extra_labels: Iterable[tuple[str, str]] = (),
+) -> list[Event]:
+    """A firing on the alert of its severity and identity (the first); an Ok on the alert of every
+    severity and identity it may have opened, as nothing in a recovery says which levels its problem
+    reached (its Level may be the last, the policy's, or `recovery`). An Ok where no alert is open
+    opens nothing."""
+    first = _event(
+        title=title,
+        status=status,
+        key_parts=(*identities[0], ALERT_SEVERITIES[0] if status == OK else status),
+        lines=lines,
+        labels=labels,
+        extra_labels=extra_labels,
+    )
+    if status != OK:
+        return [first]
+    keys = [alert_key(*identity, level) for identity in identities for level in ALERT_SEVERITIES]
+    return [first, *({**first, "alert_key": key} for key in keys[1:])]
 
 
 def _labels(core: Mapping[str, str], extra: Iterable[tuple[str, str]]) -> dict[str, str]:

@@ -87,7 +87,7 @@ def translate(callback: Mapping[str, Any], options: Options = DEFAULT_OPTIONS) -
     kind_of_callback = _kind(callback)
     over_cap = 0
     if kind_of_callback == EVENT:
-        candidates = [event_center.candidate(callback, options)]
+        candidates = event_center.candidates(callback, options)
     elif kind_of_callback == METRIC:
         candidates, over_cap = metric_alarms.candidates(callback, options)
         if not candidates:

@@ -27,6 +27,7 @@ from event_fields import (
     _snake,
     _text,
     _time_text,
+    on_its_alerts,
     severity,
 )
 
@@ -42,6 +43,10 @@ RESOURCE_LISTS = (
     ("NoDataRecoveredResources", "NoDataRecovered", NO_DATA, True),
 )
 RECOVERY_TYPES = {kind: callback_type for _, callback_type, kind, recovers in RESOURCE_LISTS if recovers}
+# A resource's id and name, in the fields public receivers read them from (Volcengine's docs name
+# Id and Name; VeAIOps also reads ResourceId / InstanceId and ResourceName / InstanceName).
+RESOURCE_ID_FIELDS = ("Id", "ResourceId", "ResourceID", "InstanceId", "InstanceID")
+RESOURCE_NAME_FIELDS = ("Name", "ResourceName", "InstanceName")
 # Dimensions that name the resource itself when a thin callback leaves out its Id.
 RESOURCE_DIMENSIONS = frozenset({"resourceid", "resource_id", "instanceid", "instance_id"})
 # What one callback may produce. BytePlus documents at most 5,000 resources for an alarm policy that
@@ -50,7 +55,8 @@ RESOURCE_DIMENSIONS = frozenset({"resourceid", "resource_id", "instanceid", "ins
 RESOURCES_MAX = 5000
 METRICS_MAX = 20
 # Units as people write them; any other unit is shown as sent.
-UNITS = {"percent": "%", "milliseconds": "ms", "seconds": "s", "bytes": "B", "count": ""}
+# "None" is how Volcengine names the unit of a unit-less metric (its MCP server's metric schema).
+UNITS = {"percent": "%", "milliseconds": "ms", "seconds": "s", "bytes": "B", "count": "", "none": ""}
 
 
 class _Policy(NamedTuple):
@@ -64,7 +70,7 @@ class _Policy(NamedTuple):
 
 
 def candidates(callback: Mapping[str, Any], options: Options) -> tuple[list[Candidate], int]:
-    """One event per distinct resource in each list, up to RESOURCES_MAX; and how many were past it."""
+    """The events of each distinct resource in each list, up to RESOURCES_MAX; and how many were past it."""
     status, known = severity(callback.get("Level"), options)
     # Callback-wide parts are built once, not once per resource (2,000 tags x 2,000 resources).
     policy = _Policy(callback, status, known, _tags(callback.get("Tags")), options)
@@ -81,11 +87,11 @@ def candidates(callback: Mapping[str, Any], options: Options) -> tuple[list[Cand
             if identity in seen:
                 continue  # a resource listed twice is one alert, not two
             seen.add(identity)
-            if len(candidates) >= RESOURCES_MAX:
+            if len(seen) > RESOURCES_MAX:
                 over_cap += 1
                 continue
-            event = _metric_event(policy, resource, kind, recovers)
-            candidates.append(Candidate(event, filterable=known and not recovers))
+            events = _metric_events(policy, resource, kind, recovers)
+            candidates += [Candidate(event, filterable=known and not recovers) for event in events]
     return candidates, over_cap
 
 
@@ -117,7 +123,7 @@ class _Dimension(NamedTuple):
     value: str
 
 
-def _metric_event(policy: _Policy, resource: Mapping[str, Any], kind: str, recovers: bool) -> Event:
+def _metric_events(policy: _Policy, resource: Mapping[str, Any], kind: str, recovers: bool) -> list[Event]:
     callback, options = policy.callback, policy.options
     rule_name = _text(callback.get("RuleName"))
     rule_id = _text(callback.get("RuleId"))
@@ -130,10 +136,11 @@ def _metric_event(policy: _Policy, resource: Mapping[str, Any], kind: str, recov
         )
         for d in _dicts(resource.get("Dimensions"))
     ]
-    resource_id = _text(resource.get("Id")) or next(
+    resource_id = _first_text(resource, RESOURCE_ID_FIELDS) or next(
         (d.value for d in dimensions if d.name.lower() in RESOURCE_DIMENSIONS and d.value), ""
     )
-    resource_name = _text(resource.get("Name"))
+    resource_name = _first_text(resource, RESOURCE_NAME_FIELDS)
+    alert_group = _text(resource.get("AlertGroupId"))
     # Only the dimensions that tell sub-resources apart (a disk, a mount point): one that repeats
     # the resource id says nothing more, and a thin recovery leaves it out.
     siblings = [d for d in dimensions if d.value and d.value != resource_id]
@@ -170,7 +177,7 @@ def _metric_event(policy: _Policy, resource: Mapping[str, Any], kind: str, recov
         "metric_value": _text(lead.get("CurrentValue")),
         "metric_threshold": _text(lead.get("Threshold")),
         "metric_unit": _unit(lead.get("Unit")),
-        "alert_group_id": _text(resource.get("AlertGroupId")),
+        "alert_group_id": alert_group,
     }
     if not policy.level_known and not recovers:
         labels["unknown_level"] = _text(callback.get("Level")) or "(none)"
@@ -205,23 +212,36 @@ def _metric_event(policy: _Policy, resource: Mapping[str, Any], kind: str, recov
         _field("Namespace", "/".join(filter(None, (labels["namespace"], labels["sub_namespace"])))),
         _field("Account", account),
     ]
-    return _event(
+    identities = metric_identities(kind, rule_id or rule_name, resource_id or resource_name, alert_group, siblings)
+    return on_its_alerts(
         title=title,
         status=status,
-        key_parts=metric_key_parts(kind, rule_id or rule_name, resource_id or resource_name, siblings),
+        identities=identities if recovers else identities[:1],
         lines=lines,
         labels=labels,
         extra_labels=extra_labels,
     )
 
 
-def metric_key_parts(kind: str, rule: str, resource: str, siblings: Iterable[_Dimension]) -> tuple[str, ...]:
-    """What the alert key of a metric alarm is made of: what both its firing and recovery carry.
+def metric_identities(
+    kind: str, rule: str, resource: str, alert_group: str, siblings: Iterable[_Dimension]
+) -> list[tuple[str, ...]]:
+    """What the alert keys of a metric alarm may be made of (with the severity: on_its_alerts), the
+    firing's first: what both its firing and its recovery carry.
 
-    No level (warning -> critical updates the same alert) and no account (a thin recovery leaves it
-    out); no-data alerts have their own kind, so a no-data recovery never closes a threshold alert.
+    A part of a resource (a disk, a GPU card, a listener: the dimensions that tell siblings apart) is
+    named by its AlertGroupId where there is one, Volcengine's own tie between a firing and its
+    recovery, which a thin recovery keeps when it drops the dimensions; without one, by those
+    dimensions. A whole resource is named by itself, as a thin recovery may drop its AlertGroupId too.
+    A recovery cannot tell which its firing was, so it closes both. No account (a thin recovery leaves
+    it out); no-data alerts have their own kind, so a no-data recovery never closes a threshold alert.
     """
-    return (kind, rule, resource, *sorted(f"{d.name}={d.value}" for d in siblings))
+    parts = sorted(f"{d.name}={d.value}" for d in siblings)
+    by_dimensions = (kind, rule, resource, *parts)
+    if not alert_group:
+        return [by_dimensions]
+    by_group = (kind, rule, resource, f"alert_group={alert_group}")
+    return [by_group, by_dimensions] if parts else [by_dimensions, by_group]
 
 
 def _breaching_first(metrics: list[dict[str, Any]], rule_condition: str) -> list[dict[str, Any]]:
@@ -296,6 +316,10 @@ def _dropped(value: Any) -> list[str]:
         reason = _text(metric.get("Reason"))
         texts.append(f"{name}: {reason}" if reason else name)
     return [text for text in texts if text]
+
+
+def _first_text(item: Mapping[str, Any], names: Iterable[str]) -> str:
+    return next((text for text in (_text(item.get(name)) for name in names) if text), "")
 
 
 def _unit(value: Any) -> str:

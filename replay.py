@@ -120,11 +120,14 @@ class _Work:
     pending: Pending
     stored: list[StoredEvent]  # not superseded: what stays unless Flashduty accepts it now
     to_send: list[mapping.Event]
+    whole: bool = False  # to_send is today's translation of the callback, none of it filtered out
     accepted: set[int] = field(default_factory=set)  # indexes into to_send
 
     def remaining(self, retranslated: bool) -> list[StoredEvent]:
-        if retranslated:  # what today's mapping sent under the same alert key, and Flashduty accepted
-            keys = {self.to_send[i].get("alert_key") for i in self.accepted}
+        if retranslated:
+            if self.whole and len(self.accepted) == len(self.to_send):
+                return []  # today's translation of the whole callback went: its keys may differ (a level's)
+            keys = {self.to_send[i].get("alert_key") for i in self.accepted}  # else what went under the same key
             return [s for s in self.stored if s.event.get("alert_key") not in keys]
         done = {id(self.to_send[i]) for i in self.accepted}  # to_send holds the stored events themselves
         return [s for s in self.stored if id(s.event) not in done]
@@ -184,11 +187,13 @@ def send(
         superseded += verdicts.count(True)
         held |= {s.event.get("alert_key", "") for s, v in zip(pending.events, verdicts, strict=True) if v is None}
         if retranslate:
-            fresh = mapping.translate(json.loads(pending.body), settings.mapping).events
-            to_send = [e for e in fresh if sent.supersedes(e, at) is False]
+            fresh = mapping.translate(json.loads(pending.body), settings.mapping)
+            fresh_verdicts = [sent.supersedes(e, at) for e in fresh.events]
+            to_send = [e for e, verdict in zip(fresh.events, fresh_verdicts, strict=True) if verdict is False]
+            work.append(_Work(pending, stored, to_send, whole=not fresh.filtered and None not in fresh_verdicts))
         else:
             to_send = [s.event for s, verdict in zip(pending.events, verdicts, strict=True) if verdict is False]
-        work.append(_Work(pending, stored, to_send))
+            work.append(_Work(pending, stored, to_send))
 
     total = sum(len(w.to_send) for w in work)
     print(f"{'would send' if dry_run else 'sending'} {total} events from {len(work)} callbacks", file=out)

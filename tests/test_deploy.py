@@ -277,10 +277,10 @@ def test_the_wiring_test_sends_exactly_a_labelled_test_event_and_its_ok(stub) ->
     with production_server(env) as (url, _, _):
         out = io.StringIO()
         assert cli.main(["test", "--url", url, "--token", "tok-w"], out=out) == 0, out.getvalue()
-    fired, closed = [r.event for r in stub.accepted()]
-    assert (fired["event_status"], closed["event_status"]) == ("Info", "Ok")
-    assert fired["alert_key"] == closed["alert_key"]
-    assert all(e["labels"]["test"] == "true" and e["title_rule"].startswith("[TEST") for e in (fired, closed))
+    fired, *closed = [r.event for r in stub.accepted()]
+    assert (fired["event_status"], {e["event_status"] for e in closed}) == ("Info", {"Ok"})
+    assert fired["alert_key"] in {e["alert_key"] for e in closed}
+    assert all(e["labels"]["test"] == "true" and e["title_rule"].startswith("[TEST") for e in (fired, *closed))
     assert "wiring works" in out.getvalue() and stub.open_alerts() == []
 
 

@@ -7,10 +7,11 @@ requests in any second and 1,000 in any minute; a minute can be scaled down for 
 and Retry-After beyond either, and answers as Flashduty does; faults can be scripted per request.
 Which requests count against the limits Flashduty does not document: here, the accepted ones.
 
-Alerts: accepted events merge into alerts as Flashduty's docs say (one alert per integration and
-alert key while it is open; its severity the highest of its events, its labels the last event's;
-an Ok closes it; an Ok with no open alert opens nothing; after it closed, a firing opens a new
-alert). A person can close an alert by hand (`close_by_hand`): it then reads like one closed by an
+Alerts: accepted events merge into alerts as Flashduty's docs say: one alert per integration and
+alert key while it is open; its severity the first event's, fixed for good, and its status the last
+event's (Flashduty's field reference; its incident page says "the highest of its events": the
+harsher reading is served); its labels the last event's; an Ok closes it; an Ok with no open alert
+opens nothing; after it closed, a firing opens a new alert. A person can close an alert by hand (`close_by_hand`): it then reads like one closed by an
 Ok (the docs do not say how it reads: the harsher reading), but keeps its last event's labels.
 `POST /alert/list` serves them with the documented filters (required start_time/end_time at most
 31 days apart, is_active, integration_ids, alert_keys, by_updated_at), 100 a page at most with a
@@ -46,7 +47,6 @@ ALERT_LIST = "/alert/list"
 APP_KEY = "fd-app-key-standin-0123456789abcdef"
 WINDOW_MAX_SECONDS = 31 * 86400
 PAGE_MAX = 100
-SEVERITY_RANK = {"Info": 1, "Warning": 2, "Critical": 3}
 STATUSES = {"Critical", "Warning", "Info", "Ok"}
 LABEL_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
@@ -165,8 +165,10 @@ class FlashdutyStub(LocalServer):
             return [r for r in self.received if r.accepted]
 
     def alerts(self) -> dict[str, str]:
-        """Each alert key's state as Flashduty merges events: the status of its last accepted event (Ok: closed)."""
-        return {r.event["alert_key"]: r.event["event_status"] for r in self.accepted()}
+        """Each alert key's state as Flashduty holds it: its latest alert's status (Ok: closed). An Ok
+        where no alert was open made none."""
+        with self._lock:
+            return {a["alert_key"]: a["alert_status"] for a in self.alert_records}
 
     def open_alerts(self) -> list[str]:
         return sorted(key for key, status in self.alerts().items() if status != "Ok")
@@ -225,10 +227,10 @@ class FlashdutyStub(LocalServer):
             self.alert_records.append(alert)
         alert.update(title=event["title_rule"], labels=dict(event.get("labels", {})), last_time=now, updated_at=now)
         alert["event_cnt"] += 1
+        # alert_severity stays what the alert opened with: a later, more severe event never raises it.
+        alert["alert_status"] = status
         if status == "Ok":
-            alert.update(end_time=now, alert_status="Ok")
-        elif SEVERITY_RANK[status] > SEVERITY_RANK[alert["alert_severity"]]:
-            alert.update(alert_severity=status, alert_status=status)
+            alert["end_time"] = now
 
     def _list(self, query: dict[str, list[str]], body: Any) -> tuple[int, dict[str, Any]]:
         """POST /alert/list: (HTTP status, answer)."""
