@@ -42,9 +42,9 @@ class AlertGroup(NamedTuple):
     """One ListAlertGroup entry as the relay reads it: the callbacks it stands for, and their times."""
 
     firing: dict[str, Any]  # the callback of its start
-    recovery: dict[str, Any] | None  # the callback of its end, once it ended
+    recovery: dict[str, Any]  # the callback of its end: sent once it ended; its Oks name every key it may have
     started_at: datetime
-    ended_at: datetime | None
+    ended_at: datetime | None  # None while it is on
 
 
 def alert_group(group: Mapping[str, Any], policy: Mapping[str, Any] | None = None) -> AlertGroup:
@@ -52,12 +52,16 @@ def alert_group(group: Mapping[str, Any], policy: Mapping[str, Any] | None = Non
 
     `policy` is its alarm policy as ListRules gives it: the project and tags a callback carries.
     Raises ValueError when StartAt (or a given EndAt) is not a time: an alarm is never placed "now".
+    A state that says it is on wins over an EndAt (what EndAt holds while an alarm is on is not
+    documented); any other state is told by EndAt.
     """
     state = _text(group.get("AlertState")).lower()
     started, ended = moment(group.get("StartAt")), moment(group.get("EndAt"))
     if started is None:
         raise ValueError(f"alarm {_text(group.get('Id'))!r} has no StartAt")
     recovered = state in RECOVERED_STATES or (state not in ALERTING_STATES and ended is not None)
+    if recovered and ended is None:
+        ended = started  # it says it ended, not when: no later than anything since it started
     no_data = re.sub(r"[^a-z]", "", _text(group.get("AlertType")).lower()).startswith("nodata")
     resource = {
         "Id": _text(group.get("ResourceId")),
@@ -83,18 +87,20 @@ def alert_group(group: Mapping[str, Any], policy: Mapping[str, Any] | None = Non
         happened = int(at.timestamp()) if at else None
         return {"Type": callback_type, **rule, "HappenedAt": happened, list_name: [resource]}
 
-    return AlertGroup(callback(False, started), callback(True, ended) if recovered else None, started, ended)
+    return AlertGroup(callback(False, started), callback(True, ended), started, ended if recovered else None)
 
 
-def reconciled(callback: Mapping[str, Any], options: Options = DEFAULT_OPTIONS) -> Event | None:
-    """The event the relay would have sent for this callback of an alert group (the same alert key),
-    marked as reconciled; None when MIN_SEVERITY would have dropped it."""
-    events = translate(callback, options).events
-    if not events:
-        return None
-    event = events[0]
-    description = _truncate(f"{RECONCILED_NOTE}\n{event.get('description', '')}", DESCRIPTION_MAX)
-    return {**event, "description": description, "labels": {**event.get("labels", {}), "reconciled": "true"}}
+def reconciled(callback: Mapping[str, Any], options: Options = DEFAULT_OPTIONS) -> list[Event]:
+    """The events the relay would have sent for this callback of an alert group (the same alert keys),
+    marked as reconciled; none when MIN_SEVERITY would have dropped them."""
+    return [
+        {
+            **event,
+            "description": _truncate(f"{RECONCILED_NOTE}\n{event.get('description', '')}", DESCRIPTION_MAX),
+            "labels": {**event.get("labels", {}), "reconciled": "true"},
+        }
+        for event in translate(callback, options).events
+    ]
 
 
 CLOSING_NOTE = (

@@ -173,7 +173,9 @@ def candidates(callback: Mapping[str, Any], options: Options) -> list[Candidate]
     # of other levels), whatever its state; an event that names no resource is an alert of its own,
     # never merged with others of its type.
     identity = resource or "event " + (event_id or details_text or _json(details))
-    events = on_its_alerts(title=title, status=status, identities=[(EVENT, check, identity)], lines=lines, labels=labels)
+    events = on_its_alerts(
+        title=title, status=status, identities=[(EVENT, check, identity)], lines=lines, labels=labels
+    )
     return [Candidate(event, filterable=not closes and not unknown_levels) for event in events]
 
 

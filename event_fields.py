@@ -142,8 +142,11 @@ def on_its_alerts(
     )
     if status != OK:
         return [first]
-    keys = [alert_key(*identity, level) for identity in identities for level in ALERT_SEVERITIES]
-    return [first, *({**first, "alert_key": key} for key in keys[1:])]
+    events = [first]
+    for key in [alert_key(*identity, level) for identity in identities for level in ALERT_SEVERITIES][1:]:
+        closing: Event = {**first, "alert_key": key}
+        events.append(closing)
+    return events
 
 
 def _labels(core: Mapping[str, str], extra: Iterable[tuple[str, str]]) -> dict[str, str]:

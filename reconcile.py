@@ -108,11 +108,12 @@ class Alarm:
     """A Cloud Monitor alarm as the relay would have sent it to one route."""
 
     route: str
-    key: str
+    key: str  # its firing's
     started: datetime
     ended: datetime | None  # None while it is on
     firing: mapping.Event
-    recovery: mapping.Event | None
+    # The Ok of each alert the relay may have opened for it (one a level and identity), by alert key.
+    closing: dict[str, mapping.Event]
 
 
 @dataclass
@@ -227,17 +228,15 @@ def _unreachable(what: str, action: str, error: Exception) -> ReconcileError:
 
 
 def decide(alarm: Alarm, alerts: Sequence[Alert], read_at: datetime) -> tuple[str, list[mapping.Event]]:
-    """What to send for an alarm, given Flashduty's alerts of its key in its route's integration and
+    """What to send for an alarm, given Flashduty's alerts of its keys in its route's integration and
     when Cloud Monitor was read."""
     if any(a.updated_at >= read_at - CLOCK_SKEW for a in alerts):
         return CHANGED, []  # the relay delivered something since: the next run judges
     open_ = [a for a in alerts if a.active]
     since = alarm.started - CLOCK_SKEW
     if alarm.ended is None:
-        if open_:
-            if _rank(alarm.firing["event_status"]) > max(_rank(a.severity) for a in open_):
-                return ESCALATED, [alarm.firing]
-            return MATCHING, []
+        if any(_rank(a.severity) >= _rank(alarm.firing["event_status"]) for a in open_):
+            return MATCHING, []  # on-call has it at its level, or above (kept until it recovers)
         latest = max(alerts, key=lambda a: a.updated_at, default=None)
         if (
             latest
@@ -246,13 +245,12 @@ def decide(alarm: Alarm, alerts: Sequence[Alert], read_at: datetime) -> tuple[st
             and not alert_groups.recovered_by_event(latest.labels)
         ):
             return BY_HAND, []
-        return LOST_FIRING, [alarm.firing]
-    assert alarm.recovery is not None  # an ended alarm has its recovery
+        return (ESCALATED if open_ else LOST_FIRING), [alarm.firing]
     if open_:
-        return LOST_RECOVERY, [alarm.recovery]
+        return LOST_RECOVERY, list({a.alert_key: alarm.closing[a.alert_key] for a in open_}.values())
     if any(a.updated_at >= since for a in alerts):
         return MATCHING, []
-    return MISSED, [alarm.firing, alarm.recovery]
+    return MISSED, [alarm.firing, alarm.closing[alarm.key]]
 
 
 def _until() -> datetime:
@@ -276,7 +274,7 @@ class Run:
     out: TextIO
     report: Report = field(default_factory=Report)
     integrations: dict[str, tuple[datetime, int]] = field(default_factory=dict)  # route: (seen, integration id)
-    on_keys: set[tuple[str, str]] = field(default_factory=set)  # (route, key) of every alarm on now
+    on_keys: set[tuple[str, str]] = field(default_factory=set)  # (route, key) of every alert of an alarm on now
     handled: set[tuple[str, str]] = field(default_factory=set)
 
     def ask(self, keys: Iterable[str], since: datetime) -> list[Alert]:
@@ -324,24 +322,25 @@ class Run:
                 self.report.errors.append(f"alarm {str(raw.get('Id'))[:40]!r} left out: {error}")
                 continue
             firing = alert_groups.reconciled(group.firing, self.settings.mapping)
-            if firing is None:
+            if not firing:
                 continue  # below MIN_SEVERITY: the relay drops it too
-            recovery = alert_groups.reconciled(group.recovery, self.settings.mapping) if group.recovery else None
+            closing = {e["alert_key"]: e for e in alert_groups.reconciled(group.recovery, self.settings.mapping)}
             for route in sorted(self.routes.get(str(raw.get("RuleId")), ())):
-                alarm = Alarm(route, firing["alert_key"], group.started_at, group.ended_at, firing, recovery)
+                alarm = Alarm(route, firing[0]["alert_key"], group.started_at, group.ended_at, firing[0], closing)
                 known = latest.get((route, alarm.key))
                 if known is None or known.started <= alarm.started:
                     latest[(route, alarm.key)] = alarm
         return list(latest.values())
 
     def settle(self, alarms: list[Alarm], read_at: datetime, known: Sequence[Alert] = ()) -> None:
-        """Decide each alarm against what Flashduty holds of its key now, and send what is due."""
+        """Decide each alarm against what Flashduty holds of its keys now, and send what is due."""
         if not alarms:
             return
-        alerts = [*known, *self.ask((a.key for a in alarms), min(a.started for a in alarms))]
+        alerts = [*known, *self.ask((k for a in alarms for k in a.closing), min(a.started for a in alarms))]
         routes_of_key: dict[str, set[str]] = {}
         for alarm in alarms:
-            routes_of_key.setdefault(alarm.key, set()).add(alarm.route)
+            for alert_key in alarm.closing:
+                routes_of_key.setdefault(alert_key, set()).add(alarm.route)
         for alert in alerts:
             if len(routes_of_key.get(alert.alert_key, ())) == 1:
                 self.learn(next(iter(routes_of_key[alert.alert_key])), alert)
@@ -355,7 +354,8 @@ class Run:
             others = {i for r, (_, i) in self.integrations.items() if self.settings.integration_key_for(r) != key}
             theirs = [
                 a
-                for a in by_key.get(alarm.key, {}).values()
+                for k in alarm.closing
+                for a in by_key.get(k, {}).values()
                 if a.integration_id == integration or (integration is None and a.integration_id not in others)
             ]
             if alarm.ended is None and self.unsure(alarm, routes_of_key[alarm.key], theirs):
@@ -364,7 +364,7 @@ class Run:
                 theirs = [a for a in theirs if not a.active]
             action, events = decide(alarm, theirs, read_at)
             self.report.found[action] += 1
-            self.handled.add((alarm.route, alarm.key))
+            self.handled |= {(alarm.route, k) for k in alarm.closing}
             due.setdefault(alarm.route, []).extend(events)
         self.send(due)
 
@@ -471,8 +471,8 @@ def reconcile(
         for page in monitor.groups(rule_ids, now - HISTORY, now, ["alerting"], report):
             alarms = [a for a in run.alarms(page) if a.ended is None]
             report.on += len(alarms)
-            run.on_keys |= {(a.route, a.key) for a in alarms}
-            keys = {a.key for a in alarms}
+            run.on_keys |= {(a.route, k) for a in alarms for k in a.closing}
+            keys = {k for a in alarms for k in a.closing}
             run.settle(alarms, datetime.now(UTC), [a for a in open_alerts if a.alert_key in keys])
         if report.unread:
             return report  # what is on is not all known: no Ok may be sent on its absence

@@ -29,7 +29,13 @@ def at_level(callback: dict[str, Any], level: str) -> dict[str, Any]:
 def recovery_of(firing: dict[str, Any], level: str) -> dict[str, Any]:
     """The firing's recovery, as thin as Volcengine may send it: each resource by its id alone."""
     thin = [{"Id": r["Id"], "Region": r.get("Region")} for r in firing["Resources"]]
-    return {**copy.deepcopy(firing), "Type": "MetricRecovered", "Level": level, "Resources": [], "RecoveredResources": thin}
+    return {
+        **copy.deepcopy(firing),
+        "Type": "MetricRecovered",
+        "Level": level,
+        "Resources": [],
+        "RecoveredResources": thin,
+    }
 
 
 def open_severities(stub) -> list[str]:

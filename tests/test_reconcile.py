@@ -12,8 +12,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
 
 import alert_groups
+import event_fields
 import mapping
 import reconcile
 from tests.support.flashduty import APP_KEY, Fault, FlashdutyStub, Limits, peak
@@ -195,8 +197,59 @@ def test_a_lost_escalation_raises_the_open_alert_to_its_level(run, openapi, poli
     stub.age_alerts(AGO)
     code, out = run()
     assert code == 0 and "1 escalations" in out, out
-    (alert,) = stub.open_alert_records()
-    assert alert["alert_severity"] == "Critical"
+    assert sorted(a["alert_severity"] for a in stub.open_alert_records()) == ["Critical", "Warning"]
+
+
+def gpu_callback_of(group: dict, card: str, *, recovered: bool = False, grouped: bool = True) -> dict:
+    """The callback of one GPU card's alarm: its dimensions on the firing; its recovery as thin as
+    Volcengine may send it (the resource and its AlertGroupId, or its dimensions without one)."""
+    resource: dict = {"Id": group["ResourceId"], "Name": group["ResourceName"]}
+    if grouped:
+        resource["AlertGroupId"] = group["Id"]
+    if not (recovered and grouped):
+        resource["Dimensions"] = [{"Name": "ResourceID", "Value": group["ResourceId"]}, {"Name": "GPU", "Value": card}]
+    return {**callback_of(group, recovered), "RecoveredResources" if recovered else "Resources": [resource]}
+
+
+@pytest.mark.parametrize("grouped", [True, False], ids=["with AlertGroupId", "without"])
+def test_the_parts_of_a_resource_meet_the_relays_alerts_and_close_when_they_end(
+    run, openapi, policy, stub, relay, grouped: bool
+) -> None:
+    cards = {
+        card: openapi.add_alert_group(policy, "i-gpu", epoch(20), Dimension=f"ResourceID=i-gpu,GPU={card}")
+        for card in ("0", "1")
+    }
+    for card, group in cards.items():
+        relay(gpu_callback_of(group, card, grouped=grouped))
+    stub.age_alerts(AGO)
+    delivered = len(stub.accepted())
+    code, out = run()
+    assert code == 0 and "2 already matching" in out and len(stub.accepted()) == delivered, out
+    cards["1"].update(AlertState="Recovered", EndAt=epoch(5))  # its recovery was lost
+    code, out = run()
+    assert code == 0 and "1 recoveries" in out, out
+    assert [a["labels"]["dim_gpu"] for a in stub.open_alert_records()] == ["0"]
+
+
+def test_alerts_open_under_the_keys_before_levels_are_closed_and_the_alarm_still_on_paged_anew(
+    run, openapi, policy, stub
+) -> None:
+    """docs/upgrading.md: what reconcile does with alerts the relay opened before 0.4."""
+    on = openapi.add_alert_group(policy, "i-still-on", epoch(20))
+    openapi.add_alert_group(policy, "i-ended", epoch(40), AlertState="Recovered", EndAt=epoch(35))
+    for resource in ("i-still-on", "i-ended"):
+        (event,) = mapping.translate(callback_of({**on, "ResourceId": resource, "ResourceName": resource})).events
+        old_key = event_fields.alert_key("metric", policy["Id"], resource)  # 0.3's key: no level
+        pushed = requests.post(
+            stub.url, params={"integration_key": KEY}, json={**event, "alert_key": old_key}, timeout=5
+        )
+        assert pushed.status_code == 200
+    stub.age_alerts(AGO)
+    code, out = run()
+    assert code == 0 and "1 lost firings" in out and "2 recoveries" in out, out
+    (alert,) = stub.open_alert_records()  # the alarm still on, under its new key, paged once more
+    assert alert["labels"]["resource_id"] == "i-still-on" and alert["alert_severity"] == "Critical"
+    assert alert["alert_key"] != event_fields.alert_key("metric", policy["Id"], "i-still-on")
 
 
 def test_a_run_beside_a_healthy_relay_sends_nothing(run, openapi, policy, stub, relay) -> None:
@@ -204,9 +257,10 @@ def test_a_run_beside_a_healthy_relay_sends_nothing(run, openapi, policy, stub, 
     on = openapi.add_alert_group(policy, "i-on", epoch(15))
     for body in (callback_of(done), callback_of(done, recovered=True), callback_of(on)):
         relay(body)
+    delivered = len(stub.accepted())
     stub.age_alerts(AGO)
     code, out = run()
-    assert code == 0 and len(stub.accepted()) == 3, out
+    assert code == 0 and len(stub.accepted()) == delivered, out
     assert "2 already matching" in out
 
 
@@ -347,7 +401,9 @@ def test_the_event_has_the_callbacks_alert_key_for_every_dimension_spelling() ->
             {"Id": "i-1", "Dimensions": [{"Name": "ResourceID", "Value": "i-1"}, {"Name": "DiskName", "Value": "vda"}]}
         ],
     }
-    (expected,) = mapping.translate(callback).events
+    (expected,) = mapping.translate(callback).events  # a callback without AlertGroupId
+    callback["Resources"][0]["AlertGroupId"] = "7"
+    (grouped,) = mapping.translate(callback).events  # and one with it, as the firing of alert group 7
     spellings = [
         "ResourceID=i-1,DiskName=vda",
         "ResourceID:i-1; DiskName:vda",
@@ -355,8 +411,10 @@ def test_the_event_has_the_callbacks_alert_key_for_every_dimension_spelling() ->
         '[{"Name": "ResourceID", "Value": "i-1"}, {"Name": "DiskName", "Value": "vda"}]',
     ]
     for dimension in spellings:
-        event = alert_groups.reconciled(alert_groups.alert_group({**group, "Dimension": dimension}).firing)
-        assert event is not None and event["alert_key"] == expected["alert_key"], dimension
+        alarm = alert_groups.alert_group({**group, "Dimension": dimension})
+        (event,) = alert_groups.reconciled(alarm.firing)
+        assert event["alert_key"] == grouped["alert_key"], dimension
+        assert expected["alert_key"] in {e["alert_key"] for e in alert_groups.reconciled(alarm.recovery)}, dimension
 
 
 @pytest.mark.parametrize(
@@ -376,17 +434,15 @@ def test_every_spelling_of_the_undocumented_state(state: str, end_at: int, recov
     group = alert_groups.alert_group(
         {"RuleId": "r", "ResourceId": "i-1", "StartAt": 1732400000, "AlertState": state, "EndAt": end_at}
     )
-    assert (group.recovery is not None) is recovered
-    if recovered:
-        (event,) = mapping.translate(group.recovery).events
-        assert event["event_status"] == "Ok"
+    assert (group.ended_at is not None) is recovered
+    assert {event["event_status"] for event in mapping.translate(group.recovery).events} == {"Ok"}
 
 
 def test_a_no_data_alarm_keeps_its_own_alert() -> None:
     base = {"RuleId": "r", "ResourceId": "i-1", "StartAt": 1732400000}
-    threshold = alert_groups.reconciled(alert_groups.alert_group({**base, "AlertType": "Threshold"}).firing)
-    no_data = alert_groups.reconciled(alert_groups.alert_group({**base, "AlertType": "NO_DATA"}).firing)
-    assert threshold and no_data and threshold["alert_key"] != no_data["alert_key"]
+    (threshold,) = alert_groups.reconciled(alert_groups.alert_group({**base, "AlertType": "Threshold"}).firing)
+    (no_data,) = alert_groups.reconciled(alert_groups.alert_group({**base, "AlertType": "NO_DATA"}).firing)
+    assert threshold["alert_key"] != no_data["alert_key"]
     assert no_data["labels"]["kind"] == mapping.NO_DATA
 
 

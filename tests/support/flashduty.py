@@ -11,8 +11,9 @@ Alerts: accepted events merge into alerts as Flashduty's docs say: one alert per
 alert key while it is open; its severity the first event's, fixed for good, and its status the last
 event's (Flashduty's field reference; its incident page says "the highest of its events": the
 harsher reading is served); its labels the last event's; an Ok closes it; an Ok with no open alert
-opens nothing; after it closed, a firing opens a new alert. A person can close an alert by hand (`close_by_hand`): it then reads like one closed by an
-Ok (the docs do not say how it reads: the harsher reading), but keeps its last event's labels.
+opens nothing; after it closed, a firing opens a new alert. A person can close an alert by hand
+(`close_by_hand`): it then reads like one closed by an Ok (the docs do not say how it reads: the
+harsher reading), but keeps its last event's labels.
 `POST /alert/list` serves them with the documented filters (required start_time/end_time at most
 31 days apart, is_active, integration_ids, alert_keys, by_updated_at), 100 a page at most with a
 search_after_ctx cursor, the `app_key` check (401), a refusal for a key without Channels Read
