@@ -445,7 +445,8 @@ def reconcile(
     report: Report,
 ) -> Report:
     """One run: read both sides, and send what makes Flashduty match Cloud Monitor. `report` is filled
-    as it goes, so that a run that fails midway still says what it sent."""
+    as it goes, so that a run that stops midway (a failure, TimeoutError when its time runs out)
+    still says what it sent."""
     routes = monitor.wiring(webhook, settings, report)
     if not routes:
         raise ReconcileError(
@@ -454,44 +455,45 @@ def reconcile(
         )
     run = Run(reader, settings, routes, monitor.policies(set(routes)), dry_run, out, report)
     rule_ids = sorted(routes)
-    try:
-        open_alerts = [a for a in reader.open_alerts(now - HISTORY, now) if run.ours(a)]
-        report.open_in_flashduty = len(open_alerts)
-        for alert in open_alerts:  # where a policy feeds one route, its alerts say that route's integration
-            if len(routes[alert.labels["rule_id"]]) == 1:
-                run.learn(next(iter(routes[alert.labels["rule_id"]])), alert)
-        on_read_at = datetime.now(UTC)
-        for page in monitor.groups(rule_ids, now - HISTORY, now, ["alerting"], report):
-            alarms = [a for a in run.alarms(page) if a.ended is None]
-            report.on += len(alarms)
-            run.on_keys |= {(a.route, a.key) for a in alarms}
-            keys = {a.key for a in alarms}
-            run.settle(alarms, datetime.now(UTC), [a for a in open_alerts if a.alert_key in keys])
-        if report.unread:
-            return report  # what is on is not all known: no Ok may be sent on its absence
-        for page in monitor.groups(rule_ids, now - since, now, [], report):
-            alarms = [a for a in run.alarms(page) if a.ended and (a.route, a.key) not in run.on_keys]
-            report.ended += len(alarms)
-            run.settle(alarms, datetime.now(UTC))
-        run.close_stale(open_alerts, on_read_at)
-    except TimeoutError as error:
-        report.unread += 1
-        report.errors.append(f"stopped: {error}")
+    open_alerts = [a for a in reader.open_alerts(now - HISTORY, now) if run.ours(a)]
+    report.open_in_flashduty = len(open_alerts)
+    for alert in open_alerts:  # where a policy feeds one route, its alerts say that route's integration
+        if len(routes[alert.labels["rule_id"]]) == 1:
+            run.learn(next(iter(routes[alert.labels["rule_id"]])), alert)
+    on_read_at = datetime.now(UTC)
+    for page in monitor.groups(rule_ids, now - HISTORY, now, ["alerting"], report):
+        alarms = [a for a in run.alarms(page) if a.ended is None]
+        report.on += len(alarms)
+        run.on_keys |= {(a.route, a.key) for a in alarms}
+        keys = {a.key for a in alarms}
+        run.settle(alarms, datetime.now(UTC), [a for a in open_alerts if a.alert_key in keys])
+    if report.unread:
+        return report  # what is on is not all known: no Ok may be sent on its absence
+    for page in monitor.groups(rule_ids, now - since, now, [], report):
+        alarms = [a for a in run.alarms(page) if a.ended and (a.route, a.key) not in run.on_keys]
+        report.ended += len(alarms)
+        run.settle(alarms, datetime.now(UTC))
+    run.close_stale(open_alerts, on_read_at)
     return report
 
 
 def run(environ: Mapping[str, str], *, since: timedelta, max_seconds: float, dry_run: bool, out: TextIO) -> int:
     """0 when Flashduty matches Cloud Monitor, 1 when something is left for the next run, 2 when it
-    cannot run. Either way, one JSON summary line in the log."""
+    cannot run: it stopped (a setting, a refusal, a service out of reach or failing, its time ran
+    out) before it could send anything. Either way, one JSON summary line in the log."""
     now = datetime.now(UTC)
     deadline = time.monotonic() + max_seconds
     report = Report()
     try:
         _run(environ, report, since=since, deadline=deadline, dry_run=dry_run, now=now, out=out)
-    except (ReconcileError, ReadError, config.ConfigError, ValueError) as failure:
-        print(f"reconcile: {failure}", file=out)
-        logger.error(json.dumps({**report.line(), "exit_code": 2, "error": str(failure)}, ensure_ascii=False))
-        return 2
+    except (ReconcileError, ReadError, config.ConfigError, ValueError, TimeoutError) as failure:
+        stopped = f"stopped: {failure}" if isinstance(failure, TimeoutError) else str(failure)
+        if not report.sent:  # nothing done: the next run would meet the same
+            print(f"reconcile: {stopped}", file=out)
+            logger.error(json.dumps({**report.line(), "exit_code": 2, "error": stopped}, ensure_ascii=False))
+            return 2
+        report.unread += 1  # what it sent stands, and is reported; the rest is the next run's
+        report.errors.append(stopped)
     code = 1 if report.left or report.unread or report.errors else 0
     for error in report.errors:
         print(f"  {error}", file=out)
@@ -539,20 +541,17 @@ def _run(
         volcenginesdkcloudmonitor.CLOUDMONITORApi(client), volcengine_api.models(volcenginesdkcloudmonitor), deadline
     )
     webhook = environ.get("RECONCILE_WEBHOOK", "").strip() or DEFAULT_WEBHOOK
-    try:
-        reconcile(
-            monitor,
-            AlertReader(api_url, app_key, deadline),
-            settings,
-            webhook=webhook,
-            since=since,
-            dry_run=dry_run,
-            now=now,
-            out=out,
-            report=report,
-        )
-    except TimeoutError as error:
-        raise ReconcileError(f"{error}: the run's time ran out before Cloud Monitor's wiring was read") from None
+    reconcile(
+        monitor,
+        AlertReader(api_url, app_key, deadline),
+        settings,
+        webhook=webhook,
+        since=since,
+        dry_run=dry_run,
+        now=now,
+        out=out,
+        report=report,
+    )
     print(
         f"Cloud Monitor: {report.on} alarms on, {report.ended} triggered and ended in the last {since}; "
         f"Flashduty: {report.open_in_flashduty} of their alerts open",
