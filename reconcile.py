@@ -198,28 +198,37 @@ class CloudMonitor:
         remaining = min(CALL_TIMEOUT_SECONDS, self.deadline - time.monotonic())
         if remaining < 1.0:
             raise TimeoutError(f"no time left to {what}")
-        try:
-            return method(request, _request_timeout=(min(5.0, remaining), remaining))
-        except self.models.ApiException as error:
-            code, denied = volcengine_api.refusal(error)
-            if denied:
-                raise ReconcileError(
-                    f"{what}: Cloud Monitor refused it ({code}). The key in VOLCENGINE_ACCESS_KEY needs the "
-                    f"read-only action {action} (docs/reconcile.md: least privilege)."
-                ) from None
-            raise ReconcileError(f"{what} ({action}) failed: {code}") from None
-        except (urllib3.exceptions.NewConnectionError, ConnectionError) as error:  # before: it is a timeout's kind
-            raise _unreachable(what, action, error) from None
-        except (urllib3.exceptions.TimeoutError, TimeoutError):
-            raise TimeoutError(f"{action} did not answer in time") from None
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise _unreachable(what, action, error) from None
+        with flashduty.watched(self.deadline) as progress:  # an answer still arriving then is cut off
+            try:
+                return method(request, _request_timeout=(min(5.0, remaining), remaining))
+            except self.models.ApiException as error:
+                code, denied = volcengine_api.refusal(error)
+                if denied:
+                    raise ReconcileError(
+                        f"{what}: Cloud Monitor refused it ({code}). The key in VOLCENGINE_ACCESS_KEY needs the "
+                        f"read-only action {action} (docs/reconcile.md: least privilege)."
+                    ) from None
+                raise ReconcileError(f"{what} ({action}) failed: {code}") from None
+            except (urllib3.exceptions.HTTPError, OSError) as error:  # its text may hold the URL
+                raise _unanswered(what, action, error) from None
+            finally:
+                if progress.cut:  # shut mid-answer, perhaps mid-headers: whatever came of it is not the answer
+                    raise TimeoutError(f"{action} was still answering at the run's deadline: cut off")
 
 
-def _unreachable(what: str, action: str, error: Exception) -> ReconcileError:
-    """A call that never reached Volcengine: its kind only (its text may hold the URL)."""
+def _unanswered(what: str, action: str, error: Exception) -> Exception:
+    """A call that got no answer: the run's time ran out (TimeoutError), or it never reached
+    Volcengine (its kind only)."""
+    import urllib3
+
+    reason = error.reason if isinstance(error, urllib3.exceptions.MaxRetryError) else error
+    if isinstance(reason, flashduty.PastDeadline):
+        return TimeoutError(f"{action} {reason}")
+    slow = isinstance(reason, (urllib3.exceptions.TimeoutError, TimeoutError))
+    if slow and not isinstance(reason, urllib3.exceptions.NewConnectionError):  # urllib3's kind of timeout
+        return TimeoutError(f"{action} did not answer in time")
     return ReconcileError(
-        f"{what} ({action}): cannot reach Volcengine ({type(error).__name__}); check the network, "
+        f"{what} ({action}): cannot reach Volcengine ({type(reason).__name__}); check the network, "
         "VOLCENGINE_REGION and VOLCENGINE_OPENAPI_ENDPOINT"
     )
 
@@ -536,7 +545,7 @@ def _run(
     import volcenginesdkcloudmonitor  # deferred: the callback path never needs it
 
     region = environ.get("VOLCENGINE_REGION", "cn-beijing")
-    client = volcengine_api.client(access_key, secret_key, region, endpoint, retries=False)
+    client = volcengine_api.client(access_key, secret_key, region, endpoint, reads=flashduty.read_retry(deadline))
     monitor = CloudMonitor(
         volcenginesdkcloudmonitor.CLOUDMONITORApi(client), volcengine_api.models(volcenginesdkcloudmonitor), deadline
     )

@@ -7,6 +7,9 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -15,14 +18,16 @@ import pytest
 
 import mapping
 import reconcile
+from tests.support.callbacks import ROOT
 from tests.support.flashduty import APP_KEY, Fault, FlashdutyStub, Limits, peak
 from tests.support.openapi import ACCESS_KEY, SECRET_KEY, OpenAPIStub
-from tests.support.servers import free_port
+from tests.support.servers import always, every_other, free_port, in_turn
 
 KEY = "fd-reconcile-key-0123456789"
 TEAM_KEY = "fd-team-a-key-0123456789"
 WEBHOOK = "volc-flashduty-relay"
 AGO = 600  # seconds: how long ago what Flashduty holds happened, once a test lets time pass
+STARTUP_SECONDS = 3.0  # a `python -m reconcile` process starting (the SDK's import) and exiting
 
 
 def epoch(minutes_ago: float) -> int:
@@ -437,6 +442,86 @@ def test_a_hanging_list_alert_group_never_holds_the_run_past_its_limit(run, open
     code, out = run(max_seconds=4.0)
     assert time.monotonic() - started < 6.0 and code == 2, out  # it could do nothing: it cannot run
     assert out.strip() == "reconcile: stopped: ListAlertGroup did not answer in time"
+
+
+def reconcile_process(settings: dict[str, str], max_seconds: float, limit: float) -> tuple[int, str, str, float]:
+    """`python -m reconcile --max-seconds N` in a process of its own, as a shell runs it: its exit code,
+    what it printed, its log and how long it took (past `limit` seconds, the test fails)."""
+    env = {"PATH": os.environ["PATH"], **settings}
+    started = time.monotonic()
+    command = [sys.executable, "-m", "reconcile", "--max-seconds", str(max_seconds)]
+    ran = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=limit)
+    for secret in (SECRET_KEY, APP_KEY, KEY):
+        assert secret not in ran.stdout + ran.stderr
+    return ran.returncode, ran.stdout, ran.stderr, time.monotonic() - started
+
+
+@pytest.mark.parametrize("side", ["flashduty", "volcengine"])
+def test_an_answer_dripped_a_byte_at_a_time_is_cut_at_the_runs_deadline(side, openapi, policy, stub, settings) -> None:
+    """Each byte comes well within the read timeout, so no socket timeout ever fires: the run's deadline
+    cuts the answer off (it used to run for minutes past --max-seconds)."""
+    openapi.add_alert_group(policy, "i-lost", epoch(20))
+    if side == "flashduty":
+        stub.list_faults = always(Fault(drip=0.1))
+        slow = f"Flashduty's Open API ({stub.origin.split('//')[1]})"
+    else:
+        openapi.faults["ListAlertGroup"] = always(Fault(drip=0.1))
+        slow = "ListAlertGroup"
+    code, out, log, took = reconcile_process(settings, max_seconds=3, limit=12)
+    assert took < 3 + STARTUP_SECONDS, out
+    assert code == 2 and out == f"reconcile: stopped: {slow} was still answering at the run's deadline: cut off\n"
+    assert json.loads(log.splitlines()[-1])["exit_code"] == 2  # nothing was sent: it cannot run
+
+
+def test_busy_services_answering_every_other_read_with_a_5xx_are_asked_again(openapi, policy, stub, settings) -> None:
+    openapi.add_alert_group(policy, "i-lost", epoch(20))
+    busy = (Fault(500), Fault(502, "BadGateway"), Fault(503, "ServiceUnavailable"))
+    stub.list_faults = every_other(*busy)
+    for action in ("ListWebhooks", "ListRules", "ListAlertGroup"):
+        openapi.faults[action] = every_other(*busy)
+    code, out, _, _ = reconcile_process(settings, max_seconds=20, limit=20)
+    assert code == 0 and statuses(stub) == [("Critical", "i-lost")], out
+    assert {status for _, status in stub.list_answers} == {200, 500, 502, 503}
+    assert [c.action for c in openapi.calls][:4] == ["ListWebhooks"] * 2 + ["ListRules"] * 2  # each asked again
+    assert stub.violations == [] and openapi.violations == []
+
+
+def test_a_429s_retry_after_is_waited_for_then_the_read_is_asked_again(openapi, policy, stub, settings) -> None:
+    openapi.add_alert_group(policy, "i-lost", epoch(20))
+    stub.list_faults = in_turn(Fault(429, "RequestTooFrequently", {"Retry-After": "2"}))
+    openapi.faults["ListWebhooks"] = in_turn(Fault(429, "FlowLimitExceeded", {"Retry-After": "1"}))
+    code, out, _, _ = reconcile_process(settings, max_seconds=20, limit=20)
+    assert code == 0 and statuses(stub) == [("Critical", "i-lost")], out
+    (refused, _), (again, _) = stub.list_answers[:2]
+    assert again - refused >= 2.0
+    hooks = [c.at for c in openapi.calls if c.action == "ListWebhooks"]
+    assert len(hooks) == 2 and hooks[1] - hooks[0] >= 1.0
+
+
+def test_a_retry_after_past_the_deadline_stops_the_run_at_once_and_what_it_sent_is_reported(
+    openapi, policy, stub, settings
+) -> None:
+    """It neither sleeps past its deadline nor calls a run that sent events one that cannot run."""
+    openapi.add_alert_group(policy, "i-lost", epoch(20))
+    # The alarms on now are read, and the lost firing sent; the alarms that ended are not.
+    openapi.faults["ListAlertGroup"] = in_turn(None, Fault(429, "FlowLimitExceeded", {"Retry-After": "120"}))
+    code, out, log, took = reconcile_process(settings, max_seconds=60, limit=20)
+    assert code == 1 and statuses(stub) == [("Critical", "i-lost")], out
+    assert took < 3 + STARTUP_SECONDS  # not the 120 s asked for, nor the run's 60
+    assert "  stopped: ListAlertGroup answered HTTP 429 and asked to wait 120 s: past the deadline\n" in out
+    assert "done: 1 events sent (1 lost firings" in out
+    line = json.loads(log.splitlines()[-1])
+    assert line["exit_code"] == 1 and line["sent"] == 1 and line["unread"] == 1
+
+
+def test_a_retry_after_past_the_deadline_before_anything_was_sent_cannot_run(openapi, policy, stub, settings) -> None:
+    openapi.add_alert_group(policy, "i-lost", epoch(20))
+    stub.list_faults = always(Fault(429, "RequestTooFrequently", {"Retry-After": "120"}))
+    code, out, _, took = reconcile_process(settings, max_seconds=60, limit=20)
+    assert code == 2 and took < 3 + STARTUP_SECONDS, out
+    waited = f"Flashduty's Open API ({stub.origin.split('//')[1]}) answered HTTP 429 and asked to wait 120 s"
+    assert out == f"reconcile: stopped: {waited}: past the deadline\n"
+    assert len(stub.list_answers) == 1
 
 
 @pytest.mark.parametrize("side", ["volcengine", "flashduty"])
