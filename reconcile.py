@@ -74,6 +74,10 @@ class ReconcileError(Exception):
     """What stopped the run, said so that the operator knows what to do (never a secret)."""
 
 
+class CannotRun(Exception):
+    """A timer run that could do nothing (exit 2): its one line, never a secret."""
+
+
 @dataclass
 class Report:
     on: int = 0  # alarms on in Cloud Monitor
@@ -569,11 +573,15 @@ def _run(
 
 
 def timer(environ: Mapping[str, str], seconds_left: float | None = None) -> dict[str, Any]:
-    """A bounded run for a timer trigger: what it printed and how it ended."""
+    """A bounded run for a timer trigger: what it printed and how it ended. A run that cannot run
+    raises CannotRun, so that the platform counts the invocation as failed and its alarms see it."""
     seconds = TIMER_SECONDS if seconds_left is None else min(TIMER_SECONDS, max(1.0, seconds_left - 5.0))
     out = io.StringIO()
     code = run(environ, since=DEFAULT_SINCE, max_seconds=seconds, dry_run=False, out=out)
-    return {"exit_code": code, "output": out.getvalue().splitlines()}
+    lines = out.getvalue().splitlines()
+    if code == 2:
+        raise CannotRun(lines[-1].removeprefix("reconcile: "))  # its one line
+    return {"exit_code": code, "output": lines}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -21,7 +23,7 @@ import reconcile
 from tests.support.callbacks import ROOT
 from tests.support.flashduty import APP_KEY, Fault, FlashdutyStub, Limits, peak
 from tests.support.openapi import ACCESS_KEY, SECRET_KEY, OpenAPIStub
-from tests.support.servers import always, every_other, free_port, in_turn
+from tests.support.servers import always, every_other, free_port, in_turn, production_server
 
 KEY = "fd-reconcile-key-0123456789"
 TEAM_KEY = "fd-team-a-key-0123456789"
@@ -456,6 +458,12 @@ def reconcile_process(settings: dict[str, str], max_seconds: float, limit: float
     return ran.returncode, ran.stdout, ran.stderr, time.monotonic() - started
 
 
+def timer_event(seconds: int, token: str = "tok-timer") -> dict:
+    """What a veFaaS timer trigger posts for the reconcile timer the deploy makes."""
+    event = {"type": "faas.timer.event", "specversion": "1.0", "id": "1", "source": "/faas/event/timer/t-1"}
+    return {**event, "data": json.dumps({"relay": "reconcile", "seconds": seconds, "token": token})}
+
+
 @pytest.mark.parametrize("side", ["flashduty", "volcengine"])
 def test_an_answer_dripped_a_byte_at_a_time_is_cut_at_the_runs_deadline(side, openapi, policy, stub, settings) -> None:
     """Each byte comes well within the read timeout, so no socket timeout ever fires: the run's deadline
@@ -522,6 +530,48 @@ def test_a_retry_after_past_the_deadline_before_anything_was_sent_cannot_run(ope
     waited = f"Flashduty's Open API ({stub.origin.split('//')[1]}) answered HTTP 429 and asked to wait 120 s"
     assert out == f"reconcile: stopped: {waited}: past the deadline\n"
     assert len(stub.list_answers) == 1
+
+
+def test_a_timer_run_that_cannot_run_fails_its_invocation_saying_why_in_one_line(
+    client, openapi, policy, stub, settings
+) -> None:
+    """veFaaS's web-server timer route: a revoked APP key is a 5xx the platform counts, not a 200."""
+    app = client(**{**settings, "FLASHDUTY_APP_KEY": "revoked-app-key-0123456789"}, TIMER_TOKEN="tok-timer")
+    answer = app.post("/", json=timer_event(seconds=30))
+    assert answer.status_code == 500, answer.get_json()
+    error = "Flashduty refused FLASHDUTY_APP_KEY (Unauthorized): set an APP key of your account"
+    assert answer.get_json() == {"exit_code": 2, "error": error}
+    assert "revoked-app-key" not in answer.get_data(as_text=True) and "\n" not in answer.get_data(as_text=True)
+    # Something left for the next run is no failure of the invocation: the next run carries on.
+    openapi.add_alert_group(policy, "i-bad", epoch(10))["EndAt"] = "yesterday-ish"
+    answer = client(**settings, TIMER_TOKEN="tok-timer").post("/", json=timer_event(seconds=30))
+    assert answer.status_code == 200 and answer.get_json()["exit_code"] == 1, answer.get_json()
+
+
+def test_the_event_functions_timer_entry_raises_when_reconcile_cannot_run(openapi, policy, stub, settings) -> None:
+    """index.reconcile (veFaaS event functions) and main.reconcile (Lambda): an error the platform counts."""
+    env = {"PATH": os.environ["PATH"], **settings, "FLASHDUTY_APP_KEY": "revoked-app-key-0123456789"}
+    entry = "import index, json; print(json.dumps(index.reconcile({}, None)))"
+    ran = subprocess.run([sys.executable, "-c", entry], cwd=ROOT, env=env, capture_output=True, text=True, timeout=20)
+    assert ran.returncode == 1 and ran.stdout == "", ran.stderr
+    error = "Flashduty refused FLASHDUTY_APP_KEY (Unauthorized): set an APP key of your account"
+    assert ran.stderr.splitlines()[-1] == f"reconcile.CannotRun: {error}"
+    assert "revoked-app-key" not in ran.stderr
+
+
+def test_the_timer_answers_by_its_deadline_as_a_failure_when_flashduty_drips(openapi, policy, stub, settings) -> None:
+    """Through run.sh: the timer's answer comes within its seconds, not minutes later."""
+    openapi.add_alert_group(policy, "i-lost", epoch(20))
+    stub.list_faults = always(Fault(drip=0.1))
+    with production_server({**settings, "TIMER_TOKEN": "tok-timer"}) as (url, _, _):
+        started = time.monotonic()
+        request = urllib.request.Request(url, data=json.dumps(timer_event(seconds=8)).encode())
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            urllib.request.urlopen(request, timeout=10)
+        took = time.monotonic() - started
+        body = json.loads(failed.value.read())
+    assert failed.value.code == 500 and took < 3 + 1, took  # a run of 8 - 5 s
+    assert body["exit_code"] == 2 and body["error"].endswith("was still answering at the run's deadline: cut off")
 
 
 @pytest.mark.parametrize("side", ["volcengine", "flashduty"])
