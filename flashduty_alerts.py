@@ -4,7 +4,9 @@ Reconcile compares Cloud Monitor's alarms with what Flashduty has, not with a re
 relay meant to send: a record is an intent, an alert is what arrived. The APP key
 (FLASHDUTY_APP_KEY, a secret: it travels in the query and is never logged) must belong to a role
 with Channels Read. The account may make 50 requests a second and 1,000 a minute: one limiter per
-key keeps inside both. A window is at most 31 days, a page at most 100 alerts.
+key keeps inside both. A window is at most 31 days, a page at most 100 alerts. Each read goes
+through the delivery's pool, its answer cut off at the run's deadline and a 429 or 5xx asked again
+within it (flashduty.watched, flashduty.read_retry).
 """
 
 from __future__ import annotations
