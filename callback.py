@@ -270,7 +270,12 @@ class Relay:
         if payload["relay"] == "reconcile":
             import reconcile  # deferred: the callback path never needs it
 
-            return Response(200, reconcile.timer(os.environ, left))
+            try:
+                return Response(200, reconcile.timer(os.environ, left))
+            except reconcile.CannotRun as failure:
+                # A failed invocation to the platform, so that its own alarms see the safety net off;
+                # something left for the next run (exit 1) is not one.
+                return Response(500, {"exit_code": 2, "error": str(failure)})
         import replay
 
         result = replay.drain(self.settings, left)

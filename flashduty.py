@@ -5,6 +5,9 @@ Session would add its per-request preparation, a fifth of a callback's time, for
 uses), urllib3 Retry for connection errors, 429 and 5xx (honouring a capped Retry-After), both of
 Flashduty's rate limits per integration, and a deadline for the whole callback: Volcengine stops
 waiting after 8 s. The events that matter most go first; events of one alert go one after another.
+
+Reconcile's reads (Flashduty's Open API, Cloud Monitor through its SDK) are bounded by the same
+watchdog (`watched`, `watch`) and tried again by `read_retry`: one piece of code for one job.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ import contextlib
 import contextvars
 import functools
 import json
+import math
 import os
 import random
 import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from types import TracebackType
 from typing import Any, NamedTuple, Self
@@ -52,6 +56,10 @@ SLOW_ANSWER = "slow-answer"  # the answer was still arriving at the deadline (dr
 BUSY = "busy"  # the process had MAX_IN_FLIGHT requests out until the deadline
 MAX_IN_FLIGHT = MAX_CONCURRENCY  # requests to Flashduty at once, from every callback and thread of the process
 WATCHDOG_GRACE_SECONDS = 0.25
+# A read's 429 or 5xx is asked again this many times (backing off 0, 1, 2, 4, 4... s), within its
+# deadline: a busy service answers in time, one that is down is said so within half a minute.
+READ_RETRIES = 8
+READ_BACKOFF_MAX_SECONDS = 4.0
 # What goes first when not everything fits in the deadline: a firing pages someone; a recovery
 # stops an incident from escalating; Info pages nobody.
 PRIORITY = {CRITICAL: 0, WARNING: 1, OK: 2, INFO: 3}
@@ -221,8 +229,8 @@ _WATCHED_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
 _sending = threading.local()
 
 
-class _PastDeadline(Exception):
-    """A retry could not start before the callback's deadline."""
+class PastDeadline(TimeoutError):
+    """A retry could not start before the deadline (a read's says what its last try met)."""
 
 
 class _CappedRetry(Retry):
@@ -253,12 +261,79 @@ class _CappedRetry(Retry):
             _sending.limiter.hold_off(retry_after or 1.0)
         pause = self.get_backoff_time() if retry_after is None else retry_after
         if time.monotonic() + pause >= _sending.deadline:
-            raise _PastDeadline  # a retry after the deadline is no use to this callback
+            raise PastDeadline  # a retry after the deadline is no use to this callback
         super().sleep(response)
         # A retry is a request too: it waits for its slot under the integration's rate limits.
         if not _sending.limiter.wait_for_slot(_sending.deadline):
-            raise _PastDeadline
+            raise PastDeadline
         _sending.progress.attempts += 1
+
+
+class _ReadRetry(Retry):
+    """urllib3's Retry for a read, whose tries never outlive `deadline` (a time.monotonic() value): a
+    wait (Retry-After's, honoured whole, or the backoff's) that would end past it raises PastDeadline
+    at once, saying what the last try met, instead of sleeping."""
+
+    def __init__(self, *args: Any, deadline: float = math.inf, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deadline = deadline
+
+    def new(self, **kw: Any) -> Self:
+        return super().new(**{"deadline": self.deadline, **kw})
+
+    def sleep(self, response: BaseHTTPResponse | None = None) -> None:
+        retry_after = self.get_retry_after(response) if response is not None else None
+        pause = retry_after or self.get_backoff_time()
+        if time.monotonic() + pause < self.deadline:
+            time.sleep(pause)
+            return
+        if response is not None and retry_after:
+            wait = f"asked to wait {retry_after:g} s"
+            raise PastDeadline(f"answered HTTP {response.status} and {wait}: past the deadline")
+        error = self.history[-1].error if self.history else None
+        slow = isinstance(error, (urllib3.exceptions.TimeoutError, TimeoutError))
+        if slow and not isinstance(error, urllib3.exceptions.NewConnectionError):  # urllib3's kind of timeout
+            raise PastDeadline("did not answer in time")
+        met = f"HTTP {response.status}" if response is not None else type(error).__name__
+        raise PastDeadline(f"answered {met}, and no time was left to ask again")
+
+
+def read_retry(deadline: float) -> Retry:
+    """How a read (never a push: a write is not tried again blindly) is tried again: a 429 or a 5xx
+    a service or its gateway gives when busy, soon, up to READ_RETRIES times, and a connection that
+    failed twice; each within `deadline`."""
+    return _ReadRetry(
+        total=None,
+        connect=2,
+        read=2,
+        other=0,
+        status=READ_RETRIES,
+        backoff_factor=BACKOFF_FACTOR,
+        backoff_max=READ_BACKOFF_MAX_SECONDS,
+        status_forcelist=[429, 500, 502, 503, 504],
+        allowed_methods=["POST"],  # the Open API's and Cloud Monitor's reads are POSTs
+        raise_on_status=False,  # the last answer is returned: its caller says what it was
+        redirect=False,
+        deadline=deadline,
+    )
+
+
+def watch(manager: urllib3.PoolManager) -> urllib3.PoolManager:
+    """This pool manager's connections (those it makes from now on) are ones `watched` can cut."""
+    manager.pool_classes_by_scheme = _WATCHED_POOLS
+    return manager
+
+
+@contextlib.contextmanager
+def watched(deadline: float) -> Iterator[_Progress]:
+    """Within it, a request this thread makes through a watched pool has its socket shut when its
+    answer is still arriving at `deadline` (a peer dripping it a byte at a time never trips a read
+    timeout); the progress yielded says whether it was (`cut`). For reads: deliver watches its own."""
+    _sending.hard_deadline, _sending.progress = deadline + WATCHDOG_GRACE_SECONDS, _Progress()
+    try:
+        yield _sending.progress
+    finally:
+        _WATCHDOG.release()
 
 
 logs.install()  # urllib3 logs the push URL, and with it the key, in several places
@@ -290,7 +365,7 @@ def _new_pool() -> urllib3.PoolManager:
 
 
 @functools.cache
-def _through(url: str) -> urllib3.PoolManager:
+def pool_for(url: str) -> urllib3.PoolManager:
     """The pool for this URL, read once: the direct one, or a proxy's as requests would pick it from
     the environment (HTTP(S)_PROXY, else ALL_PROXY, any case; an address without a scheme is http;
     credentials in its URL answer its 407; NO_PROXY by name, suffix, port or address range)."""
@@ -401,7 +476,7 @@ def _post(
     progress.attempts = 1
     remaining = max(0.1, min(deadline - time.monotonic(), READ_TIMEOUT_SECONDS))
     try:
-        response = _through(push_url).request(
+        response = pool_for(push_url).request(
             "POST",
             f"{push_url}?{urlencode({'integration_key': integration_key})}",
             body=json.dumps(event, ensure_ascii=False).encode("utf-8"),
@@ -410,7 +485,7 @@ def _post(
             preload_content=False,  # read below, outside the retries, while the watchdog still guards it
         )
         body = response.read()
-    except _PastDeadline:
+    except PastDeadline:
         return _unanswered(event, progress)  # the cause its last attempt met, not just "deadline"
     except HTTPError as exc:
         if progress.cut:

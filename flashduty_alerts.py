@@ -4,24 +4,26 @@ Reconcile compares Cloud Monitor's alarms with what Flashduty has, not with a re
 relay meant to send: a record is an intent, an alert is what arrived. The APP key
 (FLASHDUTY_APP_KEY, a secret: it travels in the query and is never logged) must belong to a role
 with Channels Read. The account may make 50 requests a second and 1,000 a minute: one limiter per
-key keeps inside both. A window is at most 31 days, a page at most 100 alerts.
+key keeps inside both. A window is at most 31 days, a page at most 100 alerts. Each read goes
+through the delivery's pool, its answer cut off at the run's deadline and a 429 or 5xx asked again
+within it (flashduty.watched, flashduty.read_retry).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
+import urllib3
+from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError
 
 from config import RateLimits
-from flashduty import limiter
+from flashduty import PastDeadline, limiter, pool_for, read_retry, watched
 
 DEFAULT_API_URL = "https://api.flashcat.cloud"
 WINDOW = timedelta(days=31)  # the widest start_time..end_time one query takes
@@ -59,7 +61,6 @@ class AlertReader:
     api_url: str
     app_key: str
     deadline: float
-    session: requests.Session = field(default_factory=lambda: _session())
 
     def open_alerts(self, since: datetime, until: datetime) -> list[Alert]:
         """Every open alert that started in [since, until], of every integration the key may see."""
@@ -94,37 +95,57 @@ class AlertReader:
         if not limiter(self.app_key, READ_LIMITS).wait_for_slot(self.deadline):
             raise TimeoutError("no time left to read Flashduty's alerts")
         remaining = self.deadline - time.monotonic()
+        api_url = self.api_url.rstrip("/")
+        with watched(self.deadline) as progress:
+            try:
+                response = pool_for(api_url).request(
+                    "POST",
+                    f"{api_url}/alert/list?{urlencode({'app_key': self.app_key})}",
+                    body=json.dumps(body).encode(),
+                    headers={"Content-Type": "application/json"},
+                    timeout=urllib3.Timeout(
+                        connect=min(CONNECT_TIMEOUT_SECONDS, remaining), read=min(READ_TIMEOUT_SECONDS, remaining)
+                    ),
+                    retries=read_retry(self.deadline),
+                )
+            except (HTTPError, OSError) as error:  # its text holds the URL, and with it the key
+                raise _unanswered(host, error) from None
+            finally:
+                if progress.cut:  # shut mid-answer, perhaps mid-headers: what came is not the answer
+                    raise TimeoutError(
+                        f"Flashduty's Open API ({host}) was still answering at the run's deadline: cut off"
+                    )
         try:
-            response = self.session.post(
-                f"{self.api_url.rstrip('/')}/alert/list",
-                params={"app_key": self.app_key},
-                json=body,
-                timeout=(min(CONNECT_TIMEOUT_SECONDS, remaining), min(READ_TIMEOUT_SECONDS, remaining)),
-                allow_redirects=False,
-            )
-        except requests.Timeout:
-            raise TimeoutError(f"Flashduty's Open API ({host}) did not answer in time") from None
-        except requests.RequestException as error:  # its text holds the URL, and with it the key
-            raise ReadError(
-                f"list Flashduty's alerts: cannot reach {host} ({type(error).__name__}); "
-                "check FLASHDUTY_API_URL and the network"
-            ) from None
-        try:
-            answer = response.json()
-        except ValueError:
+            answer = json.loads(response.data)
+        except (ValueError, RecursionError):
             answer = None
         refusal = answer.get("error") if isinstance(answer, dict) else None
         code = str(refusal.get("code", "")) if isinstance(refusal, dict) else ""
-        if response.status_code == 401 or code == "Unauthorized":
+        if response.status == 401 or code == "Unauthorized":
             raise ReadError("Flashduty refused FLASHDUTY_APP_KEY (Unauthorized): set an APP key of your account")
-        if response.status_code == 403 or code == "AccessDenied":
+        if response.status == 403 or code == "AccessDenied":
             raise ReadError(
                 "list Flashduty's alerts: refused (AccessDenied): the APP key's role needs Channels Read (on-call)"
             )
         data = answer.get("data") if isinstance(answer, dict) else None
-        if response.status_code != 200 or code or not isinstance(data, dict):
-            raise ReadError(f"list Flashduty's alerts failed: {code or f'HTTP {response.status_code}'}")
+        if response.status != 200 or code or not isinstance(data, dict):
+            raise ReadError(f"list Flashduty's alerts failed: {code or f'HTTP {response.status}'}")
         return data
+
+
+def _unanswered(host: str, error: Exception) -> Exception:
+    """What a read that got no answer met, said without the URL: the run's time ran out (TimeoutError)
+    or Flashduty could not be reached (ReadError)."""
+    reason = error.reason if isinstance(error, MaxRetryError) else error
+    if isinstance(reason, PastDeadline):
+        return TimeoutError(f"Flashduty's Open API ({host}) {reason}")
+    slow = isinstance(reason, (urllib3.exceptions.TimeoutError, TimeoutError))
+    if slow and not isinstance(reason, NewConnectionError):  # urllib3 counts a refused connection a timeout
+        return TimeoutError(f"Flashduty's Open API ({host}) did not answer in time")
+    return ReadError(
+        f"list Flashduty's alerts: cannot reach {host} ({type(reason).__name__}); "
+        "check FLASHDUTY_API_URL and the network"
+    )
 
 
 def windows(since: datetime, until: datetime) -> Iterator[tuple[datetime, datetime]]:
@@ -162,19 +183,3 @@ def _fields(item: dict[str, Any]) -> Alert:
 
 def _time(value: Any) -> datetime:
     return datetime.fromtimestamp(int(value or 0), UTC)
-
-
-def _session() -> requests.Session:
-    # A 429 or a 5xx is tried again twice, soon; what still fails is left for the next run.
-    retry = Retry(
-        total=2,
-        backoff_factor=0.5,
-        status_forcelist=[429, 500, 502, 503, 504],
-        allowed_methods=["POST"],  # /alert/list only reads
-        respect_retry_after_header=False,
-        raise_on_status=False,
-    )
-    session = requests.Session()
-    session.mount("https://", HTTPAdapter(max_retries=retry))
-    session.mount("http://", HTTPAdapter(max_retries=retry))
-    return session

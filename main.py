@@ -60,7 +60,8 @@ def drain(event: Any = None, context: Any = None) -> dict[str, Any]:
 
 
 def reconcile(event: Any = None, context: Any = None) -> dict[str, Any]:
-    """Timer entry (every 5 minutes): send what Cloud Monitor's alarm history has and the relay never had."""
+    """Timer entry (every 5 minutes): send what Cloud Monitor's alarm history has and the relay never had.
+    Raises reconcile.CannotRun when it cannot run: the platform counts an error."""
     import reconcile as reconciler  # deferred: the callback path never needs it
 
     remaining = getattr(context, "get_remaining_time_in_millis", None)

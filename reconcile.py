@@ -76,6 +76,10 @@ class ReconcileError(Exception):
     """What stopped the run, said so that the operator knows what to do (never a secret)."""
 
 
+class CannotRun(Exception):
+    """A timer run that could do nothing (exit 2): its one line, never a secret."""
+
+
 @dataclass
 class Report:
     on: int = 0  # alarms on in Cloud Monitor
@@ -201,28 +205,37 @@ class CloudMonitor:
         remaining = min(CALL_TIMEOUT_SECONDS, self.deadline - time.monotonic())
         if remaining < 1.0:
             raise TimeoutError(f"no time left to {what}")
-        try:
-            return method(request, _request_timeout=(min(5.0, remaining), remaining))
-        except self.models.ApiException as error:
-            code, denied = volcengine_api.refusal(error)
-            if denied:
-                raise ReconcileError(
-                    f"{what}: Cloud Monitor refused it ({code}). The key in VOLCENGINE_ACCESS_KEY needs the "
-                    f"read-only action {action} (docs/reconcile.md: least privilege)."
-                ) from None
-            raise ReconcileError(f"{what} ({action}) failed: {code}") from None
-        except (urllib3.exceptions.NewConnectionError, ConnectionError) as error:  # before: it is a timeout's kind
-            raise _unreachable(what, action, error) from None
-        except (urllib3.exceptions.TimeoutError, TimeoutError):
-            raise TimeoutError(f"{action} did not answer in time") from None
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise _unreachable(what, action, error) from None
+        with flashduty.watched(self.deadline) as progress:  # an answer still arriving then is cut off
+            try:
+                return method(request, _request_timeout=(min(5.0, remaining), remaining))
+            except self.models.ApiException as error:
+                code, denied = volcengine_api.refusal(error)
+                if denied:
+                    raise ReconcileError(
+                        f"{what}: Cloud Monitor refused it ({code}). The key in VOLCENGINE_ACCESS_KEY needs the "
+                        f"read-only action {action} (docs/reconcile.md: least privilege)."
+                    ) from None
+                raise ReconcileError(f"{what} ({action}) failed: {code}") from None
+            except (urllib3.exceptions.HTTPError, OSError) as error:  # its text may hold the URL
+                raise _unanswered(what, action, error) from None
+            finally:
+                if progress.cut:  # shut mid-answer, perhaps mid-headers: whatever came of it is not the answer
+                    raise TimeoutError(f"{action} was still answering at the run's deadline: cut off")
 
 
-def _unreachable(what: str, action: str, error: Exception) -> ReconcileError:
-    """A call that never reached Volcengine: its kind only (its text may hold the URL)."""
+def _unanswered(what: str, action: str, error: Exception) -> Exception:
+    """A call that got no answer: the run's time ran out (TimeoutError), or it never reached
+    Volcengine (its kind only)."""
+    import urllib3
+
+    reason = error.reason if isinstance(error, urllib3.exceptions.MaxRetryError) else error
+    if isinstance(reason, flashduty.PastDeadline):
+        return TimeoutError(f"{action} {reason}")
+    slow = isinstance(reason, (urllib3.exceptions.TimeoutError, TimeoutError))
+    if slow and not isinstance(reason, urllib3.exceptions.NewConnectionError):  # urllib3's kind of timeout
+        return TimeoutError(f"{action} did not answer in time")
     return ReconcileError(
-        f"{what} ({action}): cannot reach Volcengine ({type(error).__name__}); check the network, "
+        f"{what} ({action}): cannot reach Volcengine ({type(reason).__name__}); check the network, "
         "VOLCENGINE_REGION and VOLCENGINE_OPENAPI_ENDPOINT"
     )
 
@@ -452,7 +465,8 @@ def reconcile(
     report: Report,
 ) -> Report:
     """One run: read both sides, and send what makes Flashduty match Cloud Monitor. `report` is filled
-    as it goes, so that a run that fails midway still says what it sent."""
+    as it goes, so that a run that stops midway (a failure, TimeoutError when its time runs out)
+    still says what it sent."""
     routes = monitor.wiring(webhook, settings, report)
     if not routes:
         raise ReconcileError(
@@ -461,44 +475,45 @@ def reconcile(
         )
     run = Run(reader, settings, routes, monitor.policies(set(routes)), dry_run, out, report)
     rule_ids = sorted(routes)
-    try:
-        open_alerts = [a for a in reader.open_alerts(now - HISTORY, now) if run.ours(a)]
-        report.open_in_flashduty = len(open_alerts)
-        for alert in open_alerts:  # where a policy feeds one route, its alerts say that route's integration
-            if len(routes[alert.labels["rule_id"]]) == 1:
-                run.learn(next(iter(routes[alert.labels["rule_id"]])), alert)
-        on_read_at = datetime.now(UTC)
-        for page in monitor.groups(rule_ids, now - HISTORY, now, ["alerting"], report):
-            alarms = [a for a in run.alarms(page) if a.ended is None]
-            report.on += len(alarms)
-            run.on_keys |= {(a.route, k) for a in alarms for k in a.closing}
-            keys = {k for a in alarms for k in a.closing}
-            run.settle(alarms, datetime.now(UTC), [a for a in open_alerts if a.alert_key in keys])
-        if report.unread:
-            return report  # what is on is not all known: no Ok may be sent on its absence
-        for page in monitor.groups(rule_ids, now - since, now, [], report):
-            alarms = [a for a in run.alarms(page) if a.ended and (a.route, a.key) not in run.on_keys]
-            report.ended += len(alarms)
-            run.settle(alarms, datetime.now(UTC))
-        run.close_stale(open_alerts, on_read_at)
-    except TimeoutError as error:
-        report.unread += 1
-        report.errors.append(f"stopped: {error}")
+    open_alerts = [a for a in reader.open_alerts(now - HISTORY, now) if run.ours(a)]
+    report.open_in_flashduty = len(open_alerts)
+    for alert in open_alerts:  # where a policy feeds one route, its alerts say that route's integration
+        if len(routes[alert.labels["rule_id"]]) == 1:
+            run.learn(next(iter(routes[alert.labels["rule_id"]])), alert)
+    on_read_at = datetime.now(UTC)
+    for page in monitor.groups(rule_ids, now - HISTORY, now, ["alerting"], report):
+        alarms = [a for a in run.alarms(page) if a.ended is None]
+        report.on += len(alarms)
+        run.on_keys |= {(a.route, k) for a in alarms for k in a.closing}
+        keys = {k for a in alarms for k in a.closing}
+        run.settle(alarms, datetime.now(UTC), [a for a in open_alerts if a.alert_key in keys])
+    if report.unread:
+        return report  # what is on is not all known: no Ok may be sent on its absence
+    for page in monitor.groups(rule_ids, now - since, now, [], report):
+        alarms = [a for a in run.alarms(page) if a.ended and (a.route, a.key) not in run.on_keys]
+        report.ended += len(alarms)
+        run.settle(alarms, datetime.now(UTC))
+    run.close_stale(open_alerts, on_read_at)
     return report
 
 
 def run(environ: Mapping[str, str], *, since: timedelta, max_seconds: float, dry_run: bool, out: TextIO) -> int:
     """0 when Flashduty matches Cloud Monitor, 1 when something is left for the next run, 2 when it
-    cannot run. Either way, one JSON summary line in the log."""
+    cannot run: it stopped (a setting, a refusal, a service out of reach or failing, its time ran
+    out) before it could send anything. Either way, one JSON summary line in the log."""
     now = datetime.now(UTC)
     deadline = time.monotonic() + max_seconds
     report = Report()
     try:
         _run(environ, report, since=since, deadline=deadline, dry_run=dry_run, now=now, out=out)
-    except (ReconcileError, ReadError, config.ConfigError, ValueError) as failure:
-        print(f"reconcile: {failure}", file=out)
-        logger.error(json.dumps({**report.line(), "exit_code": 2, "error": str(failure)}, ensure_ascii=False))
-        return 2
+    except (ReconcileError, ReadError, config.ConfigError, ValueError, TimeoutError) as failure:
+        stopped = f"stopped: {failure}" if isinstance(failure, TimeoutError) else str(failure)
+        if not report.sent:  # nothing done: the next run would meet the same
+            print(f"reconcile: {stopped}", file=out)
+            logger.error(json.dumps({**report.line(), "exit_code": 2, "error": stopped}, ensure_ascii=False))
+            return 2
+        report.unread += 1  # what it sent stands, and is reported; the rest is the next run's
+        report.errors.append(stopped)
     code = 1 if report.left or report.unread or report.errors else 0
     for error in report.errors:
         print(f"  {error}", file=out)
@@ -541,25 +556,22 @@ def _run(
     import volcenginesdkcloudmonitor  # deferred: the callback path never needs it
 
     region = environ.get("VOLCENGINE_REGION", "cn-beijing")
-    client = volcengine_api.client(access_key, secret_key, region, endpoint, retries=False)
+    client = volcengine_api.client(access_key, secret_key, region, endpoint, reads=flashduty.read_retry(deadline))
     monitor = CloudMonitor(
         volcenginesdkcloudmonitor.CLOUDMONITORApi(client), volcengine_api.models(volcenginesdkcloudmonitor), deadline
     )
     webhook = environ.get("RECONCILE_WEBHOOK", "").strip() or DEFAULT_WEBHOOK
-    try:
-        reconcile(
-            monitor,
-            AlertReader(api_url, app_key, deadline),
-            settings,
-            webhook=webhook,
-            since=since,
-            dry_run=dry_run,
-            now=now,
-            out=out,
-            report=report,
-        )
-    except TimeoutError as error:
-        raise ReconcileError(f"{error}: the run's time ran out before Cloud Monitor's wiring was read") from None
+    reconcile(
+        monitor,
+        AlertReader(api_url, app_key, deadline),
+        settings,
+        webhook=webhook,
+        since=since,
+        dry_run=dry_run,
+        now=now,
+        out=out,
+        report=report,
+    )
     print(
         f"Cloud Monitor: {report.on} alarms on, {report.ended} triggered and ended in the last {since}; "
         f"Flashduty: {report.open_in_flashduty} of their alerts open",
@@ -568,11 +580,15 @@ def _run(
 
 
 def timer(environ: Mapping[str, str], seconds_left: float | None = None) -> dict[str, Any]:
-    """A bounded run for a timer trigger: what it printed and how it ended."""
+    """A bounded run for a timer trigger: what it printed and how it ended. A run that cannot run
+    raises CannotRun, so that the platform counts the invocation as failed and its alarms see it."""
     seconds = TIMER_SECONDS if seconds_left is None else min(TIMER_SECONDS, max(1.0, seconds_left - 5.0))
     out = io.StringIO()
     code = run(environ, since=DEFAULT_SINCE, max_seconds=seconds, dry_run=False, out=out)
-    return {"exit_code": code, "output": out.getvalue().splitlines()}
+    lines = out.getvalue().splitlines()
+    if code == 2:
+        raise CannotRun(lines[-1].removeprefix("reconcile: "))  # its one line
+    return {"exit_code": code, "output": lines}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

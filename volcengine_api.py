@@ -11,8 +11,13 @@ import itertools
 import json
 from collections.abc import Callable, Mapping
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+import flashduty
+
+if TYPE_CHECKING:
+    from urllib3.util.retry import Retry
 
 DEFAULT_ENDPOINT = "https://open.volcengineapi.com"
 DENIED_WORDS = ("AccessKey", "Signature", "Authorization", "Denied", "Forbidden")
@@ -27,18 +32,24 @@ def endpoint(environ: Mapping[str, str]) -> str:
     return value
 
 
-def client(access_key: str, secret_key: str, region: str, url: str, *, retries: bool = True) -> Any:
-    """A signed ApiClient for every SDK (they share volcenginesdkcore). Without `retries`, a failed
-    call is not tried again by the SDK (a bounded run leaves it to the next)."""
+def client(access_key: str, secret_key: str, region: str, url: str, *, reads: Retry | None = None) -> Any:
+    """A signed ApiClient for every SDK (they share volcenginesdkcore). With `reads` (a bounded run's
+    read-only calls), the SDK's own retries are off: a call is tried again as that urllib3 Retry
+    says, on connections whose answer flashduty.watched() cuts at the run's deadline."""
     import volcenginesdkcore
 
     configuration = volcenginesdkcore.Configuration()
-    configuration.auto_retry = retries
+    configuration.auto_retry = reads is None
     _give_logging_back(configuration)
     configuration.ak, configuration.sk, configuration.region = access_key, secret_key, region
     parts = urlsplit(url)
     configuration.scheme, configuration.host = parts.scheme, parts.netloc
-    return volcenginesdkcore.ApiClient(configuration)
+    api_client = volcenginesdkcore.ApiClient(configuration)
+    if reads is not None:
+        pool = api_client.rest_client.pool_manager  # the SDK's urllib3 PoolManager: its calls' retries
+        pool.connection_pool_kw["retries"] = reads
+        flashduty.watch(pool)
+    return api_client
 
 
 def models(*modules: ModuleType) -> argparse.Namespace:

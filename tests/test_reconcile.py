@@ -7,7 +7,12 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import os
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -18,14 +23,16 @@ import alert_groups
 import event_fields
 import mapping
 import reconcile
+from tests.support.callbacks import ROOT
 from tests.support.flashduty import APP_KEY, Fault, FlashdutyStub, Limits, peak
 from tests.support.openapi import ACCESS_KEY, SECRET_KEY, OpenAPIStub
-from tests.support.servers import free_port
+from tests.support.servers import always, every_other, free_port, in_turn, production_server
 
 KEY = "fd-reconcile-key-0123456789"
 TEAM_KEY = "fd-team-a-key-0123456789"
 WEBHOOK = "volc-flashduty-relay"
 AGO = 600  # seconds: how long ago what Flashduty holds happened, once a test lets time pass
+STARTUP_SECONDS = 3.0  # a `python -m reconcile` process starting (the SDK's import) and exiting
 
 
 def epoch(minutes_ago: float) -> int:
@@ -492,8 +499,136 @@ def test_a_hanging_list_alert_group_never_holds_the_run_past_its_limit(run, open
     openapi.delays["ListAlertGroup"] = 30.0
     started = time.monotonic()
     code, out = run(max_seconds=4.0)
-    assert time.monotonic() - started < 6.0 and code == 1, out
-    assert "ListAlertGroup did not answer in time" in out
+    assert time.monotonic() - started < 6.0 and code == 2, out  # it could do nothing: it cannot run
+    assert out.strip() == "reconcile: stopped: ListAlertGroup did not answer in time"
+
+
+def reconcile_process(settings: dict[str, str], max_seconds: float, limit: float) -> tuple[int, str, str, float]:
+    """`python -m reconcile --max-seconds N` in a process of its own, as a shell runs it: its exit code,
+    what it printed, its log and how long it took (past `limit` seconds, the test fails)."""
+    env = {"PATH": os.environ["PATH"], **settings}
+    started = time.monotonic()
+    command = [sys.executable, "-m", "reconcile", "--max-seconds", str(max_seconds)]
+    ran = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=limit)
+    for secret in (SECRET_KEY, APP_KEY, KEY):
+        assert secret not in ran.stdout + ran.stderr
+    return ran.returncode, ran.stdout, ran.stderr, time.monotonic() - started
+
+
+def timer_event(seconds: int, token: str = "tok-timer") -> dict:
+    """What a veFaaS timer trigger posts for the reconcile timer the deploy makes."""
+    event = {"type": "faas.timer.event", "specversion": "1.0", "id": "1", "source": "/faas/event/timer/t-1"}
+    return {**event, "data": json.dumps({"relay": "reconcile", "seconds": seconds, "token": token})}
+
+
+@pytest.mark.parametrize("side", ["flashduty", "volcengine"])
+def test_an_answer_dripped_a_byte_at_a_time_is_cut_at_the_runs_deadline(side, openapi, policy, stub, settings) -> None:
+    """Each byte comes well within the read timeout, so no socket timeout ever fires: the run's deadline
+    cuts the answer off (it used to run for minutes past --max-seconds)."""
+    openapi.add_alert_group(policy, "i-lost", epoch(20))
+    if side == "flashduty":
+        stub.list_faults = always(Fault(drip=0.1))
+        slow = f"Flashduty's Open API ({stub.origin.split('//')[1]})"
+    else:
+        openapi.faults["ListAlertGroup"] = always(Fault(drip=0.1))
+        slow = "ListAlertGroup"
+    code, out, log, took = reconcile_process(settings, max_seconds=3, limit=12)
+    assert took < 3 + STARTUP_SECONDS, out
+    assert code == 2 and out == f"reconcile: stopped: {slow} was still answering at the run's deadline: cut off\n"
+    assert json.loads(log.splitlines()[-1])["exit_code"] == 2  # nothing was sent: it cannot run
+
+
+def test_busy_services_answering_every_other_read_with_a_5xx_are_asked_again(openapi, policy, stub, settings) -> None:
+    openapi.add_alert_group(policy, "i-lost", epoch(20))
+    busy = (Fault(500), Fault(502, "BadGateway"), Fault(503, "ServiceUnavailable"))
+    stub.list_faults = every_other(*busy)
+    for action in ("ListWebhooks", "ListRules", "ListAlertGroup"):
+        openapi.faults[action] = every_other(*busy)
+    code, out, _, _ = reconcile_process(settings, max_seconds=20, limit=20)
+    assert code == 0 and statuses(stub) == [("Critical", "i-lost")], out
+    assert {status for _, status in stub.list_answers} == {200, 500, 502, 503}
+    assert [c.action for c in openapi.calls][:4] == ["ListWebhooks"] * 2 + ["ListRules"] * 2  # each asked again
+    assert stub.violations == [] and openapi.violations == []
+
+
+def test_a_429s_retry_after_is_waited_for_then_the_read_is_asked_again(openapi, policy, stub, settings) -> None:
+    openapi.add_alert_group(policy, "i-lost", epoch(20))
+    stub.list_faults = in_turn(Fault(429, "RequestTooFrequently", {"Retry-After": "2"}))
+    openapi.faults["ListWebhooks"] = in_turn(Fault(429, "FlowLimitExceeded", {"Retry-After": "1"}))
+    code, out, _, _ = reconcile_process(settings, max_seconds=20, limit=20)
+    assert code == 0 and statuses(stub) == [("Critical", "i-lost")], out
+    (refused, _), (again, _) = stub.list_answers[:2]
+    assert again - refused >= 2.0
+    hooks = [c.at for c in openapi.calls if c.action == "ListWebhooks"]
+    assert len(hooks) == 2 and hooks[1] - hooks[0] >= 1.0
+
+
+def test_a_retry_after_past_the_deadline_stops_the_run_at_once_and_what_it_sent_is_reported(
+    openapi, policy, stub, settings
+) -> None:
+    """It neither sleeps past its deadline nor calls a run that sent events one that cannot run."""
+    openapi.add_alert_group(policy, "i-lost", epoch(20))
+    # The alarms on now are read, and the lost firing sent; the alarms that ended are not.
+    openapi.faults["ListAlertGroup"] = in_turn(None, Fault(429, "FlowLimitExceeded", {"Retry-After": "120"}))
+    code, out, log, took = reconcile_process(settings, max_seconds=60, limit=20)
+    assert code == 1 and statuses(stub) == [("Critical", "i-lost")], out
+    assert took < 3 + STARTUP_SECONDS  # not the 120 s asked for, nor the run's 60
+    assert "  stopped: ListAlertGroup answered HTTP 429 and asked to wait 120 s: past the deadline\n" in out
+    assert "done: 1 events sent (1 lost firings" in out
+    line = json.loads(log.splitlines()[-1])
+    assert line["exit_code"] == 1 and line["sent"] == 1 and line["unread"] == 1
+
+
+def test_a_retry_after_past_the_deadline_before_anything_was_sent_cannot_run(openapi, policy, stub, settings) -> None:
+    openapi.add_alert_group(policy, "i-lost", epoch(20))
+    stub.list_faults = always(Fault(429, "RequestTooFrequently", {"Retry-After": "120"}))
+    code, out, _, took = reconcile_process(settings, max_seconds=60, limit=20)
+    assert code == 2 and took < 3 + STARTUP_SECONDS, out
+    waited = f"Flashduty's Open API ({stub.origin.split('//')[1]}) answered HTTP 429 and asked to wait 120 s"
+    assert out == f"reconcile: stopped: {waited}: past the deadline\n"
+    assert len(stub.list_answers) == 1
+
+
+def test_a_timer_run_that_cannot_run_fails_its_invocation_saying_why_in_one_line(
+    client, openapi, policy, stub, settings
+) -> None:
+    """veFaaS's web-server timer route: a revoked APP key is a 5xx the platform counts, not a 200."""
+    app = client(**{**settings, "FLASHDUTY_APP_KEY": "revoked-app-key-0123456789"}, TIMER_TOKEN="tok-timer")
+    answer = app.post("/", json=timer_event(seconds=30))
+    assert answer.status_code == 500, answer.get_json()
+    error = "Flashduty refused FLASHDUTY_APP_KEY (Unauthorized): set an APP key of your account"
+    assert answer.get_json() == {"exit_code": 2, "error": error}
+    assert "revoked-app-key" not in answer.get_data(as_text=True) and "\n" not in answer.get_data(as_text=True)
+    # Something left for the next run is no failure of the invocation: the next run carries on.
+    openapi.add_alert_group(policy, "i-bad", epoch(10))["EndAt"] = "yesterday-ish"
+    answer = client(**settings, TIMER_TOKEN="tok-timer").post("/", json=timer_event(seconds=30))
+    assert answer.status_code == 200 and answer.get_json()["exit_code"] == 1, answer.get_json()
+
+
+def test_the_event_functions_timer_entry_raises_when_reconcile_cannot_run(openapi, policy, stub, settings) -> None:
+    """index.reconcile (veFaaS event functions) and main.reconcile (Lambda): an error the platform counts."""
+    env = {"PATH": os.environ["PATH"], **settings, "FLASHDUTY_APP_KEY": "revoked-app-key-0123456789"}
+    entry = "import index, json; print(json.dumps(index.reconcile({}, None)))"
+    ran = subprocess.run([sys.executable, "-c", entry], cwd=ROOT, env=env, capture_output=True, text=True, timeout=20)
+    assert ran.returncode == 1 and ran.stdout == "", ran.stderr
+    error = "Flashduty refused FLASHDUTY_APP_KEY (Unauthorized): set an APP key of your account"
+    assert ran.stderr.splitlines()[-1] == f"reconcile.CannotRun: {error}"
+    assert "revoked-app-key" not in ran.stderr
+
+
+def test_the_timer_answers_by_its_deadline_as_a_failure_when_flashduty_drips(openapi, policy, stub, settings) -> None:
+    """Through run.sh: the timer's answer comes within its seconds, not minutes later."""
+    openapi.add_alert_group(policy, "i-lost", epoch(20))
+    stub.list_faults = always(Fault(drip=0.1))
+    with production_server({**settings, "TIMER_TOKEN": "tok-timer"}) as (url, _, _):
+        started = time.monotonic()
+        request = urllib.request.Request(url, data=json.dumps(timer_event(seconds=8)).encode())
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            urllib.request.urlopen(request, timeout=10)
+        took = time.monotonic() - started
+        body = json.loads(failed.value.read())
+    assert failed.value.code == 500 and took < 3 + 1, took  # a run of 8 - 5 s
+    assert body["exit_code"] == 2 and body["error"].endswith("was still answering at the run's deadline: cut off")
 
 
 @pytest.mark.parametrize("side", ["volcengine", "flashduty"])
@@ -599,14 +734,18 @@ def test_one_policy_feeding_two_routes_opens_and_closes_its_alert_in_both(run, o
     assert code == 0 and stub.open_alert_records() == [], out
 
 
-def test_a_run_that_fails_midway_logs_what_it_had_sent(run, openapi, policy, stub, caplog) -> None:
+def test_a_run_that_fails_after_sending_reports_what_it_sent_and_is_not_cannot_run(
+    run, openapi, policy, stub, caplog
+) -> None:
     openapi.add_alert_group(policy, "i-lost", epoch(20))
     openapi.after["ListAlertGroup"] = lambda: openapi.deny.add("ListAlertGroup")  # the second read is refused
     with caplog.at_level("INFO", logger="relay.reconcile"):
         code, out = run()
-    assert code == 2 and statuses(stub) == [("Critical", "i-lost")], out
+    assert code == 1 and statuses(stub) == [("Critical", "i-lost")], out  # it did something: the next run goes on
+    assert "Cloud Monitor refused it (AccessDenied)" in out and "done: 1 events sent (1 lost firings" in out
     (line,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == "relay.reconcile"]
-    assert line["exit_code"] == 2 and line["sent"] == 1 and line["lost_firing"] == 1 and "AccessDenied" in line["error"]
+    assert line["exit_code"] == 1 and line["sent"] == 1 and line["lost_firing"] == 1
+    assert any("AccessDenied" in error for error in line["errors"])
 
 
 def test_an_alert_left_in_an_integration_its_route_moved_from_is_reported_never_counted_closed(

@@ -36,12 +36,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.support.callbacks import ROOT
-from tests.support.servers import LocalServer, free_port
+from tests.support.servers import LocalServer, drip, free_port
 
 PATH = "/event/push/alert/standard"
 ALERT_LIST = "/alert/list"
@@ -93,7 +94,7 @@ class Fault:
     reset: bool = False  # drop the connection with a TCP reset instead of answering
     body: bytes | None = None  # answer exactly this (a proxy's HTML page, a malformed body) with `status`
     wire: bytes | None = None  # write exactly these bytes as the whole answer (a malformed header line)
-    drip: float = 0.0  # seconds between the bytes of a success answer, each under any read timeout
+    drip: float = 0.0  # seconds between the bytes of the answer (a push's: a success), each under any read timeout
 
 
 @dataclass
@@ -146,7 +147,10 @@ class FlashdutyStub(LocalServer):
         self.integration_ids: dict[str, int] = {}  # integration key: its id
         self.denied_read = False  # the APP key's role lacks Channels Read
         self.list_delay = 0.0  # seconds before each /alert/list answer
-        self.list_calls: list[dict[str, Any]] = []  # each /alert/list request body
+        self.list_calls: list[dict[str, Any]] = []  # each /alert/list request body it served
+        # How to answer each /alert/list request instead of serving it (None: serve it); a drip serves it, dripped.
+        self.list_faults: Callable[[], Fault | None] | None = None
+        self.list_answers: list[tuple[float, int]] = []  # each /alert/list request: time.monotonic() of arrival, status
         self.read_limits = Limits(per_second=50, per_minute=1000)  # the account's Open API limits
         self._read_at: collections.deque[float] = collections.deque()
         self._lock = threading.Lock()
@@ -318,15 +322,23 @@ class FlashdutyStub(LocalServer):
             def do_POST(self) -> None:
                 url = urlsplit(self.path)
                 if url.path == ALERT_LIST:
+                    arrived = time.monotonic()
                     body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                     try:
                         request = json.loads(body)
                     except ValueError:
                         request = None
+                    fault = stub.list_faults() if stub.list_faults else None
                     with stub._lock:
-                        status, answer = stub._list(parse_qs(url.query), request)
+                        if fault is None or fault.status == 200:
+                            status, answer = stub._list(parse_qs(url.query), request)
+                        else:
+                            status, answer = fault.status, _error(fault.code or "InternalError", "scripted fault")
+                        stub.list_answers.append((arrived, status))
                     time.sleep(stub.list_delay)
-                    return self._reply(status, answer)
+                    if fault is not None and fault.drip:
+                        return self._drip(status, answer, fault.drip)
+                    return self._reply(status, answer, fault.headers if fault else None)
                 arrived = time.monotonic()
                 with stub._lock:
                     stub.in_flight += 1
@@ -380,17 +392,7 @@ class FlashdutyStub(LocalServer):
                 if problems:
                     return self._reply(400, {"error": {"code": "InvalidParameter", "message": "; ".join(problems)}})
                 if fault.drip:
-                    success = json.dumps({"request_id": "stub", "data": {"alert_key": "dripped"}}).encode()
-                    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(success), success)
-                    self.close_connection = True
-                    try:
-                        for byte in answer:
-                            self.wfile.write(bytes([byte]))
-                            self.wfile.flush()
-                            time.sleep(fault.drip)
-                    except OSError:
-                        pass  # the relay closed it: what the drip is there to make it do
-                    return
+                    return self._drip(200, {"request_id": "stub", "data": {"alert_key": "dripped"}}, fault.drip)
                 if fault.wire is not None:
                     self.wfile.write(fault.wire)
                     self.close_connection = True
@@ -404,6 +406,12 @@ class FlashdutyStub(LocalServer):
 
             def _reply(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 self._reply_raw(status, json.dumps(payload).encode(), headers)
+
+            def _drip(self, status: int, payload: dict[str, Any], seconds: float) -> None:
+                data = json.dumps(payload).encode()
+                head = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Length: {len(data)}\r\n\r\n"
+                self.close_connection = True
+                drip(self.wfile, head.encode() + data, seconds)
 
             def _reply_raw(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
                 self.send_response(status)

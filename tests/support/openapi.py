@@ -19,11 +19,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.support.servers import LocalServer
+from tests.support.flashduty import Fault
+from tests.support.servers import LocalServer, drip
 
 ACCESS_KEY = "AKLTlocalstandin"
 SECRET_KEY = "c2VjcmV0LW9mLXRoZS1zdGFuZC1pbg=="
@@ -106,6 +108,7 @@ class Call:
     action: str
     version: str
     body: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
@@ -129,6 +132,9 @@ class OpenAPIStub(LocalServer):
         self.violations: list[str] = []
         self.deny: set[str] = set()
         self.delays: dict[str, float] = {}  # action: seconds before it answers (the service's latency)
+        # Action: how to answer each of its requests instead of serving it (None: serve it), as a busy
+        # service or its gateway does (a 429 with Retry-After, a 5xx); a drip serves it, dripped.
+        self.faults: dict[str, Callable[[], Fault | None]] = {}
         self.functions: dict[str, Function] = {}
         self.release_status = "Succeeded"
         self.gateways: dict[str, dict[str, Any]] = {}  # id: {"Id", "Name", "Upstreams", "Services"}
@@ -645,9 +651,12 @@ class OpenAPIStub(LocalServer):
                 except ValueError:
                     body = None
                 metadata: dict[str, Any] = {"RequestId": "standin", "Action": action, "Version": version}
+                fault = stub.faults[action]() if action in stub.faults else None
                 with stub._lock:
                     stub.calls.append(Call(action, version, body if isinstance(body, dict) else {}))
                     try:
+                        if fault is not None and fault.status != 200:
+                            raise _Refusal(fault.status, fault.code or "InternalError", "scripted fault")
                         if not isinstance(body, dict):
                             stub.violations.append(f"{action}: body is not a JSON object")
                             raise _Refusal(400, "InvalidParameter", "the body is not a JSON object")
@@ -658,12 +667,21 @@ class OpenAPIStub(LocalServer):
                         error = {"Code": refusal.code, "Message": refusal.message}
                         answer = {"ResponseMetadata": {**metadata, "Error": error}}
                 time.sleep(stub.delays.get(action, 0.0))
-                self._reply(status, json.dumps(answer).encode(), "application/json")
+                data = json.dumps(answer).encode()
+                if fault is not None and fault.drip:
+                    head = f"HTTP/1.0 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
+                    head += f"Content-Length: {len(data)}\r\n\r\n"
+                    return drip(self.wfile, head.encode() + data, fault.drip)
+                self._reply(status, data, "application/json", fault.headers if fault else {})
 
-            def _reply(self, status: int, data: bytes, content_type: str = "text/plain") -> None:
+            def _reply(
+                self, status: int, data: bytes, content_type: str = "text/plain", headers: dict[str, str] | None = None
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 try:
                     self.wfile.write(data)

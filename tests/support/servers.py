@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import itertools
 import os
 import socket
 import ssl
@@ -13,11 +14,11 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO, Self
+from typing import IO, BinaryIO, Self, TypeVar
 
 from tests.support.callbacks import ROOT
 
@@ -62,6 +63,45 @@ class LocalServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+T = TypeVar("T")
+
+
+def drip(wfile: BinaryIO, answer: bytes, seconds: float) -> None:
+    """Write a whole answer (status line, headers, body) one byte every `seconds`, each under any
+    read timeout, until the peer closes the connection."""
+    try:
+        for byte in answer:
+            wfile.write(bytes([byte]))
+            wfile.flush()
+            time.sleep(seconds)
+    except OSError:
+        pass  # the peer closed it: what the drip is there to make it do
+
+
+def in_turn(*faults: T | None) -> Callable[[], T | None]:
+    """A stand-in's way to answer its next requests: these in turn (None: served as usual), then served."""
+    return _turns(itertools.chain(faults, itertools.repeat(None)))
+
+
+def every_other(*faults: T) -> Callable[[], T | None]:
+    """These faults in turn for every other request, from the first (those between are served), cycling."""
+    return _turns(itertools.cycle(f for fault in faults for f in (fault, None)))
+
+
+def always(fault: T) -> Callable[[], T | None]:
+    return _turns(itertools.repeat(fault))
+
+
+def _turns(answers: Iterator[T | None]) -> Callable[[], T | None]:
+    lock = threading.Lock()  # each request of a threaded server takes its own turn
+
+    def next_answer() -> T | None:
+        with lock:
+            return next(answers)
+
+    return next_answer
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
