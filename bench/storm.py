@@ -1,4 +1,5 @@
-"""Storms: one callback of many resources against both of Flashduty's limits, then timed drains.
+"""Storms: one callback of many resources against both of Flashduty's limits, then timed drains: a
+firing of 600 and of 5,000 resources, and the recovery of 5,000, whose Oks go to every level.
 
 The relay runs as deployed (run.sh) with a dead-letter store on moto's S3 server; Flashduty's
 stand-in, in its own process, enforces both limits with the minute scaled down so that a storm's
@@ -36,10 +37,22 @@ def storm(resources: int) -> dict:
     return callback
 
 
-def run(sizes: tuple[int, ...] = (600, 5000)) -> None:
+def recoveries(resources: int) -> dict:
+    """The recovery of such a storm as Volcengine may send it: each resource by its id and its
+    AlertGroupId only, the shape whose Ok goes to every level of both identities (6 a resource)."""
+    callback = storm(resources)
+    callback["RecoveredResources"] = [
+        {"Id": r["Id"], "AlertGroupId": f"ag-{n:06d}"} for n, r in enumerate(callback.pop("Resources"))
+    ]
+    return {**callback, "Type": "MetricRecovered", "Level": "recovery"}
+
+
+def run(sizes: tuple[int, ...] = (600, 5000), recovered: int = 5000) -> None:
     rows = []
-    for resources in sizes:
-        callback = storm(resources)
+    storms = [(f"{n} firing", n, storm(n)) for n in sizes] + [
+        (f"{recovered} recovered", recovered, recoveries(recovered))
+    ]
+    for label, resources, callback in storms:
         expected = {e["alert_key"] for e in mapping.translate(callback).events}
         with environment(s3.CREDENTIALS), s3.moto_server() as endpoint, stub_process(limits=LIMITS) as push_url:
             bucket = f"storm-{resources}"  # moto keeps buckets process-wide: one of its own for each storm
@@ -74,7 +87,9 @@ def run(sizes: tuple[int, ...] = (600, 5000)) -> None:
         lost = len(expected - {e["alert_key"] for e in seen["accepted"]}) - left
         rows.append(
             (
-                resources,
+                label,
+                len(expected),
+                resources / LIMITS.per_minute * LIMITS.minute_seconds,  # one event a resource, as before 0.4
                 f"{status}",
                 answered,
                 summary.get("delivered"),
@@ -93,6 +108,8 @@ def run(sizes: tuple[int, ...] = (600, 5000)) -> None:
         f"{LIMITS.per_second}/s and {LIMITS.per_minute} per {LIMITS.minute_seconds:g} s 'minute'",
         (
             "resources",
+            "pushes (events)",
+            "floor s at one push a resource (before 0.4)",
             "answer",
             "answered in s (Volcengine waits 8)",
             "delivered at once",
