@@ -248,9 +248,11 @@ def decide(alarm: Alarm, alerts: Sequence[Alert], read_at: datetime) -> tuple[st
     open_ = [a for a in alerts if a.active]
     since = alarm.started - CLOCK_SKEW
     if alarm.ended is None:
-        if any(_rank(a.severity) >= _rank(alarm.firing["event_status"]) for a in open_):
+        level = _rank(alarm.firing["event_status"])
+        if any(_rank(a.severity) >= level for a in open_):
             return MATCHING, []  # on-call has it at its level, or above (kept until it recovers)
-        latest = max(alerts, key=lambda a: a.updated_at, default=None)
+        # A person's close of the alert of this level (or above) is theirs to keep; one of a lower level is not.
+        latest = max((a for a in alerts if _rank(a.severity) >= level), key=lambda a: a.updated_at, default=None)
         if (
             latest
             and latest.end_time
@@ -335,10 +337,15 @@ class Run:
                 self.report.errors.append(f"alarm {str(raw.get('Id'))[:40]!r} left out: {error}")
                 continue
             firing = alert_groups.reconciled(group.firing, self.settings.mapping)
-            if not firing:
-                continue  # below MIN_SEVERITY: the relay drops it too
             closing = {e["alert_key"]: e for e in alert_groups.reconciled(group.recovery, self.settings.mapping)}
-            for route in sorted(self.routes.get(str(raw.get("RuleId")), ())):
+            routes = sorted(self.routes.get(str(raw.get("RuleId")), ()))
+            if not firing:
+                # Below MIN_SEVERITY: the relay drops its firing too, but an alert it opened at another
+                # level (before a de-escalation) stays open while the alarm is on.
+                if group.ended_at is None:
+                    self.on_keys |= {(route, key) for route in routes for key in closing}
+                continue
+            for route in routes:
                 alarm = Alarm(route, firing[0]["alert_key"], group.started_at, group.ended_at, firing[0], closing)
                 known = latest.get((route, alarm.key))
                 if known is None or known.started <= alarm.started:

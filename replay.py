@@ -109,6 +109,15 @@ def list_store(store: Store, now: datetime, out: TextIO) -> int:
     return 0
 
 
+# The labels that name an event's alarm, whatever its alert key (labels kept their names across versions).
+_ALARM_LABELS = frozenset({"kind", "check", "rule_id", "resource", "alert_group_id"})
+
+
+def _alarm_of(event: mapping.Event) -> tuple[tuple[str, str], ...]:
+    labels = event.get("labels", {})
+    return tuple(sorted((k, v) for k, v in labels.items() if k in _ALARM_LABELS or k.startswith("dim_")))
+
+
 def _age_bucket(age: timedelta) -> str:
     return next(name for name, limit in AGES if limit is None or age < limit)
 
@@ -188,7 +197,10 @@ def send(
         held |= {s.event.get("alert_key", "") for s, v in zip(pending.events, verdicts, strict=True) if v is None}
         if retranslate:
             fresh = mapping.translate(json.loads(pending.body), settings.mapping)
-            fresh_verdicts = [sent.supersedes(e, at) for e in fresh.events]
+            # Keys change between versions (0.4 put the level in them): an alarm whose stored event is
+            # superseded is superseded under its new keys too.
+            gone = {_alarm_of(s.event) for s, verdict in zip(pending.events, verdicts, strict=True) if verdict}
+            fresh_verdicts = [True if _alarm_of(e) in gone else sent.supersedes(e, at) for e in fresh.events]
             to_send = [e for e, verdict in zip(fresh.events, fresh_verdicts, strict=True) if verdict is False]
             work.append(_Work(pending, stored, to_send, whole=not fresh.filtered and None not in fresh_verdicts))
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -15,7 +16,9 @@ import pytest
 from moto import mock_aws
 
 import config
+import event_fields
 import mapping
+import metric_alarms
 import replay
 from deadletter import Store, StoreError
 from flashduty import Outcome
@@ -306,3 +309,34 @@ def test_replay_command_runs_as_a_module(relay, stub) -> None:
         timeout=60,
     )
     assert out.returncode == 0 and "1 undelivered events from 1 callbacks" in out.stdout
+
+
+def _keys_of_0_3(**event: object) -> list[event_fields.Event]:
+    """The relay as 0.3 translated a metric alarm: one alert key per alarm, no level in it."""
+    first = event_fields.on_its_alerts(**event)[0]  # type: ignore[arg-type]
+    return [{**first, "alert_key": event_fields.alert_key(*event["identities"][0])}]  # type: ignore[index]
+
+
+def test_retranslate_after_the_upgrade_never_reopens_an_alarm_that_recovered(
+    client, stub, environment, bucket, s3_endpoint, monkeypatch
+) -> None:
+    """Alert never closing: 0.3 stored a firing (Flashduty refused it), then delivered its recovery.
+    After upgrading, `replay send` knows the firing is superseded, but `replay send --retranslate`
+    (docs/guarantees.md) gives it 0.4's key, which nothing sent since: it opens an alert for an alarm
+    that has recovered, and no recovery will ever come for it."""
+    store = {"DEADLETTER_URI": f"s3://{bucket}/dlq/prod", "DEADLETTER_ENDPOINT_URL": s3_endpoint}
+    relay_settings = {"FLASHDUTY_INTEGRATION_KEY": KEY, "FLASHDUTY_PUSH_URL": stub.url, **store}
+    firing = json.loads((ROOT / "samples/metric.json").read_bytes())
+    recovery = {**copy.deepcopy(firing), "Type": "MetricRecovered", "RecoveredResources": firing["Resources"]}
+    recovery["Resources"] = []
+    with monkeypatch.context() as old:
+        old.setattr(metric_alarms, "on_its_alerts", _keys_of_0_3)
+        app = client(**relay_settings)
+        stub.script(Fault(400, "InvalidParameter"), Fault(400, "InvalidParameter"))
+        assert app.post("/", json=firing).get_json()["dead_lettered"] == 2
+        assert app.post("/", json=recovery).get_json()["delivered"] == 2
+    assert stub.open_alert_records() == []
+    environment(**relay_settings)
+    out = io.StringIO()
+    replay.main(["send", "--retranslate"], out=out)
+    assert stub.open_alert_records() == [], out.getvalue()

@@ -259,6 +259,41 @@ def test_alerts_open_under_the_keys_before_levels_are_closed_and_the_alarm_still
     assert alert["alert_key"] != event_fields.alert_key("metric", policy["Id"], "i-still-on")
 
 
+def test_a_warning_closed_by_hand_does_not_silence_a_lost_escalation_to_critical(
+    run, openapi, policy, stub, relay
+) -> None:
+    """Loss of a page: a person closed the Warning alert; the alarm is now critical and its callback was
+    lost. The Critical alert is another alert that nobody closed, but decide() reads the Warning's
+    closing by hand as "never fight a person" and sends no Critical."""
+    group = openapi.add_alert_group(policy, "i-hot", epoch(20))  # on, at the policy's level: critical
+    relay(callback_of(group, level="warning"))  # the relay had the warning; the critical never arrived
+    stub.close_by_hand(stub.accepted()[-1].event["alert_key"])
+    stub.age_alerts(AGO)
+    code, out = run()
+    assert [a["alert_severity"] for a in stub.open_alert_records()] == ["Critical"], out
+
+
+def test_reconcile_keeps_a_de_escalated_alarms_critical_open_below_min_severity(
+    run, openapi, policy, stub, client, settings
+) -> None:
+    """Alert closed while its alarm is on: with MIN_SEVERITY=critical, a de-escalation to warning is
+    dropped and (docs: one alert per level) the Critical alert stays open until recovery; reconcile
+    skips the alarm (its firing is below MIN_SEVERITY), so its keys are not "on", and its stale rule
+    sends the Critical alert an Ok while Cloud Monitor still has the alarm on."""
+    app = client(
+        **{k: v for k, v in settings.items() if k.startswith("FLASHDUTY_") and "APP" not in k},
+        MIN_SEVERITY="critical",
+    )
+    group = openapi.add_alert_group(policy, "i-down", epoch(20))
+    assert app.post("/", json=callback_of(group, level="critical")).status_code == 200
+    group["Level"] = "warning"  # it de-escalated, and is still on
+    assert app.post("/", json=callback_of(group, level="warning")).status_code == 200
+    assert [a["alert_severity"] for a in stub.open_alert_records()] == ["Critical"]
+    stub.age_alerts(AGO)
+    code, out = run(MIN_SEVERITY="critical")
+    assert [a["alert_severity"] for a in stub.open_alert_records()] == ["Critical"], out
+
+
 def test_a_run_beside_a_healthy_relay_sends_nothing(run, openapi, policy, stub, relay) -> None:
     done = openapi.add_alert_group(policy, "i-done", epoch(25), AlertState="Recovered", EndAt=epoch(10))
     on = openapi.add_alert_group(policy, "i-on", epoch(15))
