@@ -21,10 +21,10 @@ from event_fields import (
     TITLE_MAX,
     Event,
     Options,
-    _dicts,
-    _number,
-    _text,
-    _truncate,
+    as_dicts,
+    as_number,
+    as_text,
+    truncate,
 )
 from mapping import translate
 from metric_alarms import METRIC, RECOVERY_TYPES, RESOURCE_LISTS
@@ -55,30 +55,30 @@ def alert_group(group: Mapping[str, Any], policy: Mapping[str, Any] | None = Non
     A state that says it is on wins over an EndAt (what EndAt holds while an alarm is on is not
     documented); any other state is told by EndAt.
     """
-    state = _text(group.get("AlertState")).lower()
+    state = as_text(group.get("AlertState")).lower()
     started, ended = moment(group.get("StartAt")), moment(group.get("EndAt"))
     if started is None:
-        raise ValueError(f"alarm {_text(group.get('Id'))!r} has no StartAt")
+        raise ValueError(f"alarm {as_text(group.get('Id'))!r} has no StartAt")
     recovered = state in RECOVERED_STATES or (state not in ALERTING_STATES and ended is not None)
     if recovered and ended is None:
         ended = started  # it says it ended, not when: no later than anything since it started
-    no_data = re.sub(r"[^a-z]", "", _text(group.get("AlertType")).lower()).startswith("nodata")
+    no_data = re.sub(r"[^a-z]", "", as_text(group.get("AlertType")).lower()).startswith("nodata")
     resource = {
-        "Id": _text(group.get("ResourceId")),
-        "Name": _text(group.get("ResourceName")),
-        "Region": _text(group.get("Region")),
-        "AlertGroupId": _text(group.get("Id")),
+        "Id": as_text(group.get("ResourceId")),
+        "Name": as_text(group.get("ResourceName")),
+        "Region": as_text(group.get("Region")),
+        "AlertGroupId": as_text(group.get("Id")),
         "Dimensions": [{"Name": name, "Value": value} for name, value in _dimension_pairs(group.get("Dimension"))],
     }
     policy = policy or {}
     rule = {
-        "RuleId": _text(group.get("RuleId")),
-        "RuleName": _text(group.get("RuleName")),
-        "Level": _text(group.get("Level")),
-        "Namespace": _text(group.get("Namespace")),
-        "SubNamespace": _text(group.get("SubNamespace")),
-        "RuleCondition": _text(group.get("RuleTriggerCondition")),
-        "Project": _text(policy.get("ProjectName")),
+        "RuleId": as_text(group.get("RuleId")),
+        "RuleName": as_text(group.get("RuleName")),
+        "Level": as_text(group.get("Level")),
+        "Namespace": as_text(group.get("Namespace")),
+        "SubNamespace": as_text(group.get("SubNamespace")),
+        "RuleCondition": as_text(group.get("RuleTriggerCondition")),
+        "Project": as_text(policy.get("ProjectName")),
         "Tags": policy.get("Tags") or [],
     }
 
@@ -96,7 +96,7 @@ def reconciled(callback: Mapping[str, Any], options: Options = DEFAULT_OPTIONS) 
     return [
         {
             **event,
-            "description": _truncate(f"{RECONCILED_NOTE}\n{event.get('description', '')}", DESCRIPTION_MAX),
+            "description": truncate(f"{RECONCILED_NOTE}\n{event.get('description', '')}", DESCRIPTION_MAX),
             "labels": {**event.get("labels", {}), "reconciled": "true"},
         }
         for event in translate(callback, options).events
@@ -114,7 +114,7 @@ def closing(alert_key: str, title: str, labels: Mapping[str, str]) -> Event:
     callback_type = RECOVERY_TYPES.get(labels.get("kind", METRIC), RECOVERY_TYPES[METRIC])
     headline = title.removeprefix("Recovered: ")
     return {
-        "title_rule": _truncate(f"Recovered: {headline}", TITLE_MAX),
+        "title_rule": truncate(f"Recovered: {headline}", TITLE_MAX),
         "event_status": OK,
         "alert_key": alert_key,
         "description": CLOSING_NOTE,
@@ -131,15 +131,15 @@ def recovered_by_event(labels: Mapping[str, str]) -> bool:
 def _dimension_pairs(value: Any) -> list[tuple[str, str]]:
     """ListAlertGroup's Dimension is a string of undocumented form: a JSON object or list of
     {Name, Value}, or name=value (or name:value) pairs separated by commas, semicolons, & or lines."""
-    text = _text(value).strip()
+    text = as_text(value).strip()
     try:
         parsed = json.loads(text) if text[:1] in "[{" else None
     except ValueError:
         parsed = None
     if isinstance(parsed, dict):
-        return [(str(k), _text(v)) for k, v in parsed.items()]
+        return [(str(k), as_text(v)) for k, v in parsed.items()]
     if isinstance(parsed, list):
-        return [(_text(d.get("Name") or d.get("Key")), _text(d.get("Value"))) for d in _dicts(parsed)]
+        return [(as_text(d.get("Name") or d.get("Key")), as_text(d.get("Value"))) for d in as_dicts(parsed)]
     pairs = (re.split(r"\s*[=:]\s*", part, maxsplit=1) for part in re.split(r"[,;&\n]+", text) if part.strip())
     return [(pair[0].strip(), pair[1].strip()) for pair in pairs if len(pair) == 2 and pair[0].strip()]
 
@@ -150,7 +150,7 @@ def moment(value: Any) -> datetime | None:
     text = "" if value is None else str(value).strip()
     if text in ("", "0", "0.0"):
         return None
-    number = None if isinstance(value, bool) else _number(text)
+    number = None if isinstance(value, bool) else as_number(text)
     try:
         if number is not None:
             if number <= 0:

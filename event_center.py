@@ -18,14 +18,14 @@ from event_fields import (
     Candidate,
     EventStatus,
     Options,
-    _dicts,
-    _field,
-    _json,
-    _snake,
-    _text,
-    _time_text,
+    as_dicts,
+    as_text,
+    compact_json,
+    field_line,
     on_its_alerts,
     severity,
+    snake,
+    time_text,
 )
 
 EVENT = "event"  # the kind of alert, in its key and its labels
@@ -104,21 +104,23 @@ CATALOG_SOURCES = frozenset({"", "ecs"})  # the catalog's names are ECS's; a bar
 def candidates(callback: Mapping[str, Any], options: Options) -> list[Candidate]:
     """The event of one Event Center callback: the most severe matched rule decides its severity."""
     details, details_text = _details(callback.get("Details"))
-    rules = _dicts(callback.get("Rules"))
+    rules = as_dicts(callback.get("Rules"))
     # The most severe matched rule decides; the first one wins a tie, so the choice is stable.
     ranked = [(rule, *severity(rule.get("Level"), options)) for rule in rules]
     rule, level_status, _ = max(ranked, key=lambda r: SEVERITY_RANK[r[1]], default=({}, WARNING, False))
-    unknown_levels = [_text(r.get("Level")) or "(none)" for r, _, known in ranked if not known] if rules else ["(none)"]
+    unknown_levels = (
+        [as_text(r.get("Level")) or "(none)" for r, _, known in ranked if not known] if rules else ["(none)"]
+    )
 
-    event_type = _text(callback.get("EventType")) or _text(details.get("type"))
+    event_type = as_text(callback.get("EventType")) or as_text(details.get("type"))
     check, state = _lifecycle(event_type, options)
-    subject = _text(details.get("subject"))
+    subject = as_text(details.get("subject"))
     fields = _service_fields(details)
-    resource = _text(details.get("volcresourcename")) or subject or _service_resource(fields, check)
-    event_id = _text(callback.get("Id")) or _text(details.get("id"))
-    account = _text(callback.get("AccountId")) or _text(details.get("volcaccountid"))
-    region = _text(callback.get("Region")) or _text(details.get("volcregion"))
-    source = _text(callback.get("Source")) or _text(details.get("source"))
+    resource = as_text(details.get("volcresourcename")) or subject or _service_resource(fields, check)
+    event_id = as_text(callback.get("Id")) or as_text(details.get("id"))
+    account = as_text(callback.get("AccountId")) or as_text(details.get("volcaccountid"))
+    region = as_text(callback.get("Region")) or as_text(details.get("volcregion"))
+    source = as_text(callback.get("Source")) or as_text(details.get("source"))
     summary = _event_summary(callback)
     lifecycle = _known_lifecycle(check, options)
     ending = state.lower() in options.closing_states
@@ -135,12 +137,12 @@ def candidates(callback: Mapping[str, Any], options: Options) -> list[Candidate]
         "service": source,
         "account_id": account,
         "region": region,
-        "project": _text(callback.get("ProjectName")),
+        "project": as_text(callback.get("ProjectName")),
         "resource_id": resource,
         "resource_name": subject if subject != resource else "",
-        "rule_id": _text(rule.get("RuleId")),
-        "rule_name": _text(rule.get("RuleName")),
-        "level": _text(rule.get("Level")).lower(),
+        "rule_id": as_text(rule.get("RuleId")),
+        "rule_name": as_text(rule.get("RuleName")),
+        "level": as_text(rule.get("Level")).lower(),
         "event_type": event_type,
         "event_state": state,
         "event_source": source,
@@ -157,22 +159,22 @@ def candidates(callback: Mapping[str, Any], options: Options) -> list[Candidate]
     lines = [
         summary,
         "",
-        _field("Event type", event_type),
-        _field("State", state),
-        _field("State change", change),
-        _field("Resource", resource),
-        _field("Happened at", _time_text(callback.get("HappenedAt"), options.display_zone)),
-        _field("Account / region", " / ".join(filter(None, (account, region)))),
-        _field("Matched rules", "; ".join(_rule_text(r) for r in rules)),
-        _field("Event id", event_id),
-        _field("Details", details_text or _details_extras(details)),
+        field_line("Event type", event_type),
+        field_line("State", state),
+        field_line("State change", change),
+        field_line("Resource", resource),
+        field_line("Happened at", time_text(callback.get("HappenedAt"), options.display_zone)),
+        field_line("Account / region", " / ".join(filter(None, (account, region)))),
+        field_line("Matched rules", "; ".join(_rule_text(r) for r in rules)),
+        field_line("Event id", event_id),
+        field_line("Details", details_text or _details_extras(details)),
         "",
         _ending_text(check, state, lifecycle, closes, options),
     ]
     # One alert per lifecycle of one event type on one resource (and severity: states matched by rules
     # of other levels), whatever its state; an event that names no resource is an alert of its own,
     # never merged with others of its type.
-    identity = resource or "event " + (event_id or details_text or _json(details))
+    identity = resource or "event " + (event_id or details_text or compact_json(details))
     events = on_its_alerts(
         title=title, status=status, identities=[(EVENT, check, identity)], lines=lines, labels=labels
     )
@@ -229,7 +231,7 @@ def _lifecycle(event_type: str, options: Options) -> tuple[str, str]:
 
 def _event_summary(callback: Mapping[str, Any]) -> str:
     # The docs' table says Description, the docs' sample sends DescriptionCN: keep both.
-    texts = [_text(callback.get("Description")), _text(callback.get("DescriptionCN"))]
+    texts = [as_text(callback.get("Description")), as_text(callback.get("DescriptionCN"))]
     return " / ".join(dict.fromkeys(t for t in texts if t))
 
 
@@ -239,8 +241,8 @@ def _details(value: Any) -> tuple[dict[str, Any], str]:
         try:
             parsed = json.loads(value)
         except (ValueError, RecursionError):
-            return {}, _text(value)
-        return (parsed, "") if isinstance(parsed, dict) else ({}, _text(value))
+            return {}, as_text(value)
+        return (parsed, "") if isinstance(parsed, dict) else ({}, as_text(value))
     return (value, "") if isinstance(value, dict) else ({}, "")
 
 
@@ -273,8 +275,8 @@ def _service_fields(details: Mapping[str, Any]) -> dict[str, str]:
     fields: dict[str, str] = {}
     for value in [extras, *(v for v in extras.values() if isinstance(v, dict))]:
         for key, item in value.items():
-            text = _text(item) if isinstance(item, (str, int)) and not isinstance(item, bool) else ""
-            fields.setdefault(_snake(_text(key)), text)
+            text = as_text(item) if isinstance(item, (str, int)) and not isinstance(item, bool) else ""
+            fields.setdefault(snake(as_text(key)), text)
     return fields
 
 
@@ -285,7 +287,7 @@ def _service_resource(fields: Mapping[str, str], check: str) -> str:
     even when the load balancer is named too.
     """
     parts = check.split(":")
-    resource_type = _snake(parts[1]) if len(parts) > 2 else ""
+    resource_type = snake(parts[1]) if len(parts) > 2 else ""
     for name in (f"{resource_type}_id", *_RESOURCE_FIELDS):
         if fields.get(name):
             return fields[name]
@@ -328,10 +330,12 @@ def _state_change(fields: Mapping[str, str]) -> str:
 
 
 def _details_extras(details: Mapping[str, Any]) -> str:
-    return ", ".join(f"{_text(key)}={_text(value)}" for key, value in details.items() if key not in _DETAILS_ENVELOPE)
+    return ", ".join(
+        f"{as_text(key)}={as_text(value)}" for key, value in details.items() if key not in _DETAILS_ENVELOPE
+    )
 
 
 def _rule_text(rule: Mapping[str, Any]) -> str:
-    name = _text(rule.get("RuleName")) or _text(rule.get("RuleId")) or "?"
-    level = _text(rule.get("Level"))
+    name = as_text(rule.get("RuleName")) or as_text(rule.get("RuleId")) or "?"
+    level = as_text(rule.get("Level"))
     return f"{name} ({level})" if level else name

@@ -78,7 +78,7 @@ class Candidate(NamedTuple):
 
 def severity(level: Any, options: Options = DEFAULT_OPTIONS) -> tuple[Severity, bool]:
     """Flashduty severity for a Volcengine level, and whether the level was known."""
-    name = _text(level).lower()
+    name = as_text(level).lower()
     if name in options.severity_overrides:
         return options.severity_overrides[name], True
     if name in LEVELS:
@@ -89,7 +89,7 @@ def severity(level: Any, options: Options = DEFAULT_OPTIONS) -> tuple[Severity, 
 # Building events within Flashduty's limits --------------------------------------------------
 
 
-def _event(
+def make_event(
     *,
     title: str,
     status: EventStatus,
@@ -99,10 +99,10 @@ def _event(
     extra_labels: Iterable[tuple[str, str]] = (),
 ) -> Event:
     return {
-        "title_rule": _truncate(title, TITLE_MAX),
+        "title_rule": truncate(title, TITLE_MAX),
         "event_status": status,
         "alert_key": alert_key(*key_parts),
-        "description": _truncate("\n".join(_squeeze(lines)), DESCRIPTION_MAX),
+        "description": truncate("\n".join(_squeeze(lines)), DESCRIPTION_MAX),
         "labels": _labels(labels, extra_labels),
     }
 
@@ -132,7 +132,7 @@ def on_its_alerts(
     severity and identity it may have opened, as nothing in a recovery says which levels its problem
     reached (its Level may be the last, the policy's, or `recovery`). An Ok where no alert is open
     opens nothing."""
-    first = _event(
+    first = make_event(
         title=title,
         status=status,
         key_parts=(*identities[0], ALERT_SEVERITIES[0] if status == OK else status),
@@ -170,20 +170,20 @@ def _labels(core: Mapping[str, str], extra: Iterable[tuple[str, str]]) -> dict[s
         if len(labels) >= LABELS_MAX - 1:
             dropped += 1
             continue
-        labels[name] = _truncate(value, LABEL_VALUE_MAX)
+        labels[name] = truncate(value, LABEL_VALUE_MAX)
     if dropped:
         labels["labels_dropped"] = str(dropped)
     return labels
 
 
-def _snake(name: str) -> str:
+def snake(name: str) -> str:
     """A label-safe snake_case form of a Volcengine name; a hash where nothing of it is safe."""
-    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
-    snake = re.sub(r"[^A-Za-z0-9]+", "_", snake).strip("_").lower()
-    return snake or "x" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
+    words = re.sub(r"[^A-Za-z0-9]+", "_", words).strip("_").lower()
+    return words or "x" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 
-def _field(name: str, value: str) -> str | None:
+def field_line(name: str, value: str) -> str | None:
     return f"{name}: {value}" if value else None
 
 
@@ -198,18 +198,18 @@ def _squeeze(lines: Iterable[str | None]) -> list[str]:
     return kept
 
 
-def _truncate(text: str, limit: int) -> str:
+def truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _dicts(value: Any) -> list[dict[str, Any]]:
+def as_dicts(value: Any) -> list[dict[str, Any]]:
     """A documented list of objects, whether it came as a list, one object, null or nothing."""
     if isinstance(value, dict):
         return [value] if value else []
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
     """A field as text: numbers without a trailing .0, structures as compact JSON."""
     if value is None:
         return ""
@@ -221,10 +221,10 @@ def _text(value: Any) -> str:
         return str(int(value))
     if isinstance(value, (int, float)):
         return repr(value)
-    return _json(value)
+    return compact_json(value)
 
 
-def _json(value: Any) -> str:
+def compact_json(value: Any) -> str:
     try:
         return _utf8(json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")))
     except (ValueError, RecursionError):  # nested deeper than the encoder goes
@@ -242,7 +242,7 @@ _WRITTEN_TIME = re.compile(
 )
 
 
-def _time_text(value: Any, zone: tzinfo) -> str:
+def time_text(value: Any, zone: tzinfo) -> str:
     """A time in the display zone with its offset shown; anything unreadable as it came."""
     moment: datetime | None = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -254,23 +254,23 @@ def _time_text(value: Any, zone: tzinfo) -> str:
     elif isinstance(value, str) and (written := _WRITTEN_TIME.match(value.strip())):
         date, clock, utc, sign, hours, minutes = written.groups()
         if not (utc or sign):
-            return _text(value)  # no zone written: only the sender knows which it meant
+            return as_text(value)  # no zone written: only the sender knows which it meant
         offset = timedelta(hours=int(hours or 0), minutes=int(minutes or 0)) * (-1 if sign == "-" else 1)
         try:
             moment = datetime.fromisoformat(f"{date}T{clock}").replace(tzinfo=timezone(offset))
         except ValueError:
             moment = None
     if moment is None:
-        return _text(value)
+        return as_text(value)
     try:
         local = moment.astimezone(zone)
     except (OverflowError, ValueError):
-        return _text(value)
+        return as_text(value)
     offset_text = local.strftime("%z")
     return f"{local:%Y-%m-%d %H:%M:%S} (UTC{offset_text[:3]}:{offset_text[3:]})"
 
 
-def _number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     try:

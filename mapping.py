@@ -32,12 +32,12 @@ from event_fields import (
     Event,
     Options,
     Severity,
-    _dicts,
-    _event,
-    _json,
-    _text,
-    _truncate,
+    as_dicts,
+    as_text,
+    compact_json,
+    make_event,
     severity,
+    truncate,
 )
 from metric_alarms import METRIC, METRIC_TYPES, NO_DATA, RESOURCE_LISTS, RESOURCES_MAX
 
@@ -92,7 +92,7 @@ def translate(callback: Mapping[str, Any], options: Options = DEFAULT_OPTIONS) -
         candidates, over_cap = metric_alarms.candidates(callback, options)
         if not candidates:
             # A known Type that lists no resource: paging someone about it would be noise.
-            note = f"the {_text(callback.get('Type'))} callback lists no resources: nothing to send"
+            note = f"the {as_text(callback.get('Type'))} callback lists no resources: nothing to send"
             return Translation(METRIC, [], note=note)
     else:
         # A format change on Volcengine's side must never silence alerts.
@@ -110,17 +110,17 @@ def _wiring_test(event: Event) -> Event:
     labels = {"test": "true", **event.get("labels", {})}
     return {
         **event,
-        "title_rule": _truncate(f"[TEST, no action needed] {event['title_rule']}", TITLE_MAX),
+        "title_rule": truncate(f"[TEST, no action needed] {event['title_rule']}", TITLE_MAX),
         "labels": labels,
     }
 
 
 def _kind(callback: Mapping[str, Any]) -> str:
-    callback_type = _text(callback.get("Type"))
+    callback_type = as_text(callback.get("Type"))
     if callback_type == "Event":
         return EVENT
     # Parse by the lists, not only by Type: a body can carry several lists at once.
-    if callback_type in METRIC_TYPES or any(_dicts(callback.get(name)) for name, *_ in RESOURCE_LISTS):
+    if callback_type in METRIC_TYPES or any(as_dicts(callback.get(name)) for name, *_ in RESOURCE_LISTS):
         return METRIC
     return UNRECOGNISED
 
@@ -131,15 +131,15 @@ def _passes(event: Event, options: Options) -> bool:
 
 
 def _unrecognised(callback: Mapping[str, Any]) -> Event:
-    raw = _json(callback)
-    callback_type = _text(callback.get("Type"))
+    raw = compact_json(callback)
+    callback_type = as_text(callback.get("Type"))
     lines = [
         "The relay did not recognise this callback and forwards it as it came, so that no alert "
         "is lost. Check the relay's version against Volcengine's callback format.",
         "",
-        _truncate(raw, RAW_EXCERPT_MAX),
+        truncate(raw, RAW_EXCERPT_MAX),
     ]
-    return _event(
+    return make_event(
         title="Unrecognised Volcengine callback" + (f" (Type {callback_type})" if callback_type else ""),
         status=WARNING,
         key_parts=(UNRECOGNISED, raw),

@@ -19,16 +19,16 @@ from event_fields import (
     EventStatus,
     Options,
     Severity,
-    _dicts,
-    _event,
-    _field,
-    _json,
-    _number,
-    _snake,
-    _text,
-    _time_text,
+    as_dicts,
+    as_number,
+    as_text,
+    compact_json,
+    field_line,
+    make_event,
     on_its_alerts,
     severity,
+    snake,
+    time_text,
 )
 
 METRIC, NO_DATA = "metric", "no_data"  # the kinds of alert, in their keys and labels
@@ -74,16 +74,16 @@ def candidates(callback: Mapping[str, Any], options: Options) -> tuple[list[Cand
     status, known = severity(callback.get("Level"), options)
     # Callback-wide parts are built once, not once per resource (2,000 tags x 2,000 resources).
     policy = _Policy(callback, status, known, _tags(callback.get("Tags")), options)
-    callback_type = _text(callback.get("Type"))
+    callback_type = as_text(callback.get("Type"))
     candidates: list[Candidate] = []
     seen: set[tuple[str, str]] = set()
     over_cap = 0
     for list_name, sent_alone_by, kind, recovers in RESOURCE_LISTS:
-        resources = _dicts(callback.get(list_name))
+        resources = as_dicts(callback.get(list_name))
         if not resources and callback_type == sent_alone_by:
-            resources = _dicts(callback.get("Resource"))  # one resource, as VeAIOps's schema has it
+            resources = as_dicts(callback.get("Resource"))  # one resource, as VeAIOps's schema has it
         for resource in resources:
-            identity = (list_name, _json(resource))
+            identity = (list_name, compact_json(resource))
             if identity in seen:
                 continue  # a resource listed twice is one alert, not two
             seen.add(identity)
@@ -97,21 +97,21 @@ def candidates(callback: Mapping[str, Any], options: Options) -> tuple[list[Cand
 
 def over_cap_event(callback: Mapping[str, Any], count: int) -> Event:
     """The one event that says how many resources past RESOURCES_MAX a callback listed and were not sent."""
-    rule = _text(callback.get("RuleName")) or _text(callback.get("RuleId")) or "a Volcengine alarm policy"
+    rule = as_text(callback.get("RuleName")) or as_text(callback.get("RuleId")) or "a Volcengine alarm policy"
     lines = [
         f"One callback of {rule} listed {count + RESOURCES_MAX} resources; the relay sends alerts for the "
         f"first {RESOURCES_MAX} and not for the other {count}. With a dead-letter store configured, the "
         "raw callback is kept there; narrow the policy's resources, or split it.",
     ]
-    return _event(
+    return make_event(
         title=f"{rule}: {count} more resources alarming than one callback's alerts carry",
         status=WARNING,
-        key_parts=(METRIC, "over-cap", _text(callback.get("RuleId")) or rule),
+        key_parts=(METRIC, "over-cap", as_text(callback.get("RuleId")) or rule),
         lines=lines,
         labels={
             "source": "volcengine",
             "kind": METRIC,
-            "rule_id": _text(callback.get("RuleId")),
+            "rule_id": as_text(callback.get("RuleId")),
             "over_cap": str(count),
         },
     )
@@ -125,30 +125,30 @@ class _Dimension(NamedTuple):
 
 def _metric_events(policy: _Policy, resource: Mapping[str, Any], kind: str, recovers: bool) -> list[Event]:
     callback, options = policy.callback, policy.options
-    rule_name = _text(callback.get("RuleName"))
-    rule_id = _text(callback.get("RuleId"))
-    account = _text(callback.get("AccountId"))
+    rule_name = as_text(callback.get("RuleName"))
+    rule_id = as_text(callback.get("RuleId"))
+    account = as_text(callback.get("AccountId"))
     dimensions = [
         _Dimension(
-            _text(d.get("Name")),
-            _text(d.get("NameCN")) or _text(d.get("NameCn")) or _text(d.get("Name")),
-            _text(d.get("Value")),
+            as_text(d.get("Name")),
+            as_text(d.get("NameCN")) or as_text(d.get("NameCn")) or as_text(d.get("Name")),
+            as_text(d.get("Value")),
         )
-        for d in _dicts(resource.get("Dimensions"))
+        for d in as_dicts(resource.get("Dimensions"))
     ]
     resource_id = _first_text(resource, RESOURCE_ID_FIELDS) or next(
         (d.value for d in dimensions if d.name.lower() in RESOURCE_DIMENSIONS and d.value), ""
     )
     resource_name = _first_text(resource, RESOURCE_NAME_FIELDS)
-    alert_group = _text(resource.get("AlertGroupId"))
+    alert_group = as_text(resource.get("AlertGroupId"))
     # Only the dimensions that tell sub-resources apart (a disk, a mount point): one that repeats
     # the resource id says nothing more, and a thin recovery leaves it out.
     siblings = [d for d in dimensions if d.value and d.value != resource_id]
-    all_metrics = _dicts(resource.get("Metrics"))
-    metrics = _breaching_first(all_metrics, _text(callback.get("RuleCondition")))[:METRICS_MAX]
+    all_metrics = as_dicts(resource.get("Metrics"))
+    metrics = _breaching_first(all_metrics, as_text(callback.get("RuleCondition")))[:METRICS_MAX]
     if not metrics and kind == NO_DATA and not recovers:
-        metrics = _dicts(resource.get("NoDataMetrics"))  # some no-data resources name them only there
-    metric_names = [n for n in (_text(m.get("Name")) for m in metrics) if n] or _names(
+        metrics = as_dicts(resource.get("NoDataMetrics"))  # some no-data resources name them only there
+    metric_names = [n for n in (as_text(m.get("Name")) for m in metrics) if n] or _names(
         resource.get("NoDataMetrics") or resource.get("DroppedMetrics")
     )
     lead = metrics[0] if metrics else {}
@@ -160,28 +160,28 @@ def _metric_events(policy: _Policy, resource: Mapping[str, Any], kind: str, reco
         "kind": kind,
         "resource": resource_id or resource_name,
         "check": check,
-        "service": _text(callback.get("Namespace")),
+        "service": as_text(callback.get("Namespace")),
         "metric": metric_names[0] if metric_names else "",
-        "callback_type": _text(callback.get("Type")),
+        "callback_type": as_text(callback.get("Type")),
         "account_id": account,
-        "region": _text(resource.get("Region")),
-        "project": _text(resource.get("ProjectName")) or _text(callback.get("Project")),
+        "region": as_text(resource.get("Region")),
+        "project": as_text(resource.get("ProjectName")) or as_text(callback.get("Project")),
         "resource_id": resource_id,
         "resource_name": resource_name,
         "rule_id": rule_id,
         "rule_name": rule_name,
-        "level": _text(callback.get("Level")).lower(),
-        "namespace": _text(callback.get("Namespace")),
-        "sub_namespace": _text(callback.get("SubNamespace")),
+        "level": as_text(callback.get("Level")).lower(),
+        "namespace": as_text(callback.get("Namespace")),
+        "sub_namespace": as_text(callback.get("SubNamespace")),
         "metric_name": ",".join(metric_names),
-        "metric_value": _text(lead.get("CurrentValue")),
-        "metric_threshold": _text(lead.get("Threshold")),
+        "metric_value": as_text(lead.get("CurrentValue")),
+        "metric_threshold": as_text(lead.get("Threshold")),
         "metric_unit": _unit(lead.get("Unit")),
         "alert_group_id": alert_group,
     }
     if not policy.level_known and not recovers:
-        labels["unknown_level"] = _text(callback.get("Level")) or "(none)"
-    extra_labels = [(f"dim_{_snake(d.name)}", d.value) for d in dimensions] + policy.tags
+        labels["unknown_level"] = as_text(callback.get("Level")) or "(none)"
+    extra_labels = [(f"dim_{snake(d.name)}", d.value) for d in dimensions] + policy.tags
 
     who = " ".join(filter(None, (_resource_text(resource_name, resource_id), _dimensions_text(siblings))))
     headline = f"{check or 'Volcengine metric alarm'}: {who}"
@@ -199,18 +199,18 @@ def _metric_events(policy: _Policy, resource: Mapping[str, Any], kind: str, reco
 
     zone = options.display_zone
     lines = [
-        _field("Rule", " ".join(filter(None, (rule_name, rule_id and f"({rule_id})")))),
-        _field("Condition", _text(callback.get("RuleCondition"))),
-        _field("Resource", ", ".join(filter(None, (_resource_text(resource_name, resource_id), labels["region"])))),
-        _field("Dimensions", _dimensions_text(dimensions)),
-        *(_field("Metric", _metric_text(m, detailed=True)) for m in metrics),
-        _field("More metrics", str(len(all_metrics) - len(metrics)) if len(all_metrics) > len(metrics) else ""),
-        *(_field("Dropped metric", text) for text in dropped),
-        _field("Happened at", _time_text(callback.get("HappenedAt"), zone)),
-        _field("First alert", _time_text(resource.get("FirstAlertTime"), zone)),
-        _field("Last alert", _time_text(resource.get("LastAlertTime"), zone)),
-        _field("Namespace", "/".join(filter(None, (labels["namespace"], labels["sub_namespace"])))),
-        _field("Account", account),
+        field_line("Rule", " ".join(filter(None, (rule_name, rule_id and f"({rule_id})")))),
+        field_line("Condition", as_text(callback.get("RuleCondition"))),
+        field_line("Resource", ", ".join(filter(None, (_resource_text(resource_name, resource_id), labels["region"])))),
+        field_line("Dimensions", _dimensions_text(dimensions)),
+        *(field_line("Metric", _metric_text(m, detailed=True)) for m in metrics),
+        field_line("More metrics", str(len(all_metrics) - len(metrics)) if len(all_metrics) > len(metrics) else ""),
+        *(field_line("Dropped metric", text) for text in dropped),
+        field_line("Happened at", time_text(callback.get("HappenedAt"), zone)),
+        field_line("First alert", time_text(resource.get("FirstAlertTime"), zone)),
+        field_line("Last alert", time_text(resource.get("LastAlertTime"), zone)),
+        field_line("Namespace", "/".join(filter(None, (labels["namespace"], labels["sub_namespace"])))),
+        field_line("Account", account),
     ]
     identities = metric_identities(kind, rule_id or rule_name, resource_id or resource_name, alert_group, siblings)
     return on_its_alerts(
@@ -250,11 +250,11 @@ def _breaching_first(metrics: list[dict[str, Any]], rule_condition: str) -> list
     Volcengine flags each metric with `Warning`; without any flag, the value is compared with the
     threshold in the direction the metric's condition (or the rule's) gives.
     """
-    flagged = any(isinstance(m.get("Warning"), bool) or _text(m.get("Warning")) in ("true", "false") for m in metrics)
+    flagged = any(isinstance(m.get("Warning"), bool) or as_text(m.get("Warning")) in ("true", "false") for m in metrics)
 
     def breaching(metric: Mapping[str, Any]) -> bool:
         if flagged:
-            return _text(metric.get("Warning")).lower() == "true"
+            return as_text(metric.get("Warning")).lower() == "true"
         return _past_threshold(metric, rule_condition)
 
     return sorted(metrics, key=lambda m: not breaching(m))
@@ -265,13 +265,15 @@ _ABOVE = frozenset({">=", "≥", ">", "大于等于", "大于", "高于"})
 
 
 def _past_threshold(metric: Mapping[str, Any], rule_condition: str) -> bool:
-    value, threshold = _number(metric.get("CurrentValue")), _number(metric.get("Threshold"))
+    value, threshold = as_number(metric.get("CurrentValue")), as_number(metric.get("Threshold"))
     if value is None or threshold is None:
         return False
-    names = [n for n in (_text(metric.get("Name")), *_meanings(metric)) if n]
+    names = [n for n in (as_text(metric.get("Name")), *_meanings(metric)) if n]
     clauses = [c for c in re.split(r"[,;，；|]|\b(?:or|and)\b|或|且|&&", rule_condition) if c.strip()]
     mentioning = [c for c in clauses if any(n in c for n in names)]
-    condition = _text(metric.get("TriggerCondition")) or next(iter(mentioning), clauses[0] if len(clauses) == 1 else "")
+    condition = as_text(metric.get("TriggerCondition")) or next(
+        iter(mentioning), clauses[0] if len(clauses) == 1 else ""
+    )
     comparator = _COMPARATOR.search(condition)
     if comparator is None:
         return False
@@ -279,11 +281,11 @@ def _past_threshold(metric: Mapping[str, Any], rule_condition: str) -> bool:
 
 
 def _metric_text(metric: Mapping[str, Any], detailed: bool = False) -> str:
-    name = _text(metric.get("Name"))
+    name = as_text(metric.get("Name"))
     meanings = [m for m in _meanings(metric) if m != name]
     unit = _unit(metric.get("Unit"))
-    value = _text(metric.get("CurrentValue"))
-    threshold = _text(metric.get("Threshold"))
+    value = as_text(metric.get("CurrentValue"))
+    threshold = as_text(metric.get("Threshold"))
     if detailed:
         label = f"{name} ({' / '.join(meanings)})" if name and meanings else name or " / ".join(meanings)
     else:
@@ -302,7 +304,7 @@ _DESCRIPTIONS = ("Description", "DescriptionCN", "DescriptionCn", "DescriptionEN
 
 def _meanings(metric: Mapping[str, Any]) -> list[str]:
     """A metric's descriptions, each once, in _DESCRIPTIONS' order."""
-    return list(dict.fromkeys(text for text in (_text(metric.get(key)) for key in _DESCRIPTIONS) if text))
+    return list(dict.fromkeys(text for text in (as_text(metric.get(key)) for key in _DESCRIPTIONS) if text))
 
 
 def _dropped(value: Any) -> list[str]:
@@ -310,20 +312,20 @@ def _dropped(value: Any) -> list[str]:
     texts = []
     for metric in value if isinstance(value, list) else [value]:
         if not isinstance(metric, dict):
-            texts.append(_text(metric))
+            texts.append(as_text(metric))
             continue
-        name = _text(metric.get("Name")) or _text(metric.get("Description")) or "a metric"
-        reason = _text(metric.get("Reason"))
+        name = as_text(metric.get("Name")) or as_text(metric.get("Description")) or "a metric"
+        reason = as_text(metric.get("Reason"))
         texts.append(f"{name}: {reason}" if reason else name)
     return [text for text in texts if text]
 
 
 def _first_text(item: Mapping[str, Any], names: Iterable[str]) -> str:
-    return next((text for text in (_text(item.get(name)) for name in names) if text), "")
+    return next((text for text in (as_text(item.get(name)) for name in names) if text), "")
 
 
 def _unit(value: Any) -> str:
-    unit = _text(value)
+    unit = as_text(value)
     return UNITS.get(unit.lower(), unit)
 
 
@@ -343,13 +345,13 @@ def _resource_text(name: str, resource_id: str) -> str:
 
 def _names(value: Any) -> list[str]:
     items = value if isinstance(value, list) else [value]
-    return [n for n in (_text(i.get("Name")) if isinstance(i, dict) else _text(i) for i in items) if n]
+    return [n for n in (as_text(i.get("Name")) if isinstance(i, dict) else as_text(i) for i in items) if n]
 
 
 def _tags(value: Any) -> list[tuple[str, str]]:
     """Tags as labels: a list of {Key, Value}, one such object, or a plain {key: value} object."""
     if isinstance(value, dict) and "Key" not in value:
-        pairs = [(_text(k), _text(v)) for k, v in value.items()]
+        pairs = [(as_text(k), as_text(v)) for k, v in value.items()]
     else:
-        pairs = [(_text(tag.get("Key")), _text(tag.get("Value"))) for tag in _dicts(value)]
-    return [(f"tag_{_snake(key)}", tag_value) for key, tag_value in pairs]
+        pairs = [(as_text(tag.get("Key")), as_text(tag.get("Value"))) for tag in as_dicts(value)]
+    return [(f"tag_{snake(key)}", tag_value) for key, tag_value in pairs]
