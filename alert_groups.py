@@ -30,8 +30,11 @@ from mapping import translate
 from metric_alarms import METRIC, RECOVERY_TYPES, RESOURCE_LISTS
 
 # The values of AlertState and AlertType are not documented: these are the spellings taken to mean an
-# alarm that is still on, one that ended, and a no-data alarm. Any other state is told by EndAt.
+# alarm that is still on, and one that ended. Any other state is told by EndAt.
 ALERTING_STATES = frozenset({"alerting", "alarm", "alarming", "firing", "triggered", "active", "unrecovered"})
+# AlertType's letters (any case, separators dropped) taken to mean a threshold alarm; any with
+# `nodata` in them mean a no-data one.
+THRESHOLD_TYPES = frozenset({"", "threshold", "metric", "metrics", "static"})
 RECOVERED_STATES = frozenset({"recovered", "ok", "resolved", "normal", "closed", "restored", "recovery"})
 RECONCILED_NOTE = (
     "Sent by reconcile, from Cloud Monitor's alarm history: the callback of this change did not reach the relay."
@@ -51,7 +54,8 @@ def alert_group(group: Mapping[str, Any], policy: Mapping[str, Any] | None = Non
     """The metric callbacks Volcengine would have sent for an alert group: its start, and its end.
 
     `policy` is its alarm policy as ListRules gives it: the project and tags a callback carries.
-    Raises ValueError when StartAt (or a given EndAt) is not a time: an alarm is never placed "now".
+    Raises ValueError when StartAt (or a given EndAt) is not a time (an alarm is never placed "now"),
+    or its AlertType is one it does not know.
     A state that says it is on wins over an EndAt (what EndAt holds while an alarm is on is not
     documented); any other state is told by EndAt.
     """
@@ -62,7 +66,7 @@ def alert_group(group: Mapping[str, Any], policy: Mapping[str, Any] | None = Non
     recovered = state in RECOVERED_STATES or (state not in ALERTING_STATES and ended is not None)
     if recovered and ended is None:
         ended = started  # it says it ended, not when: no later than anything since it started
-    no_data = re.sub(r"[^a-z]", "", as_text(group.get("AlertType")).lower()).startswith("nodata")
+    no_data = _no_data(group.get("AlertType"))
     resource = {
         "Id": as_text(group.get("ResourceId")),
         "Name": as_text(group.get("ResourceName")),
@@ -126,6 +130,18 @@ def recovered_by_event(labels: Mapping[str, str]) -> bool:
     """Whether an alert's labels are those of a recovery event: Flashduty gives an alert the labels of
     its last event, so an alert a person closed keeps its firing's."""
     return labels.get("callback_type") in RECOVERY_TYPES.values()
+
+
+def _no_data(alert_type: Any) -> bool:
+    """Whether an AlertType (its values are not documented) names a no-data alarm: `nodata` anywhere in
+    its letters (MetricsNoData, the callbacks' own word; NoData, no_data...). Raises ValueError for a
+    value that names neither that nor a threshold alarm: it might be anything."""
+    letters = re.sub(r"[^a-z]", "", as_text(alert_type).lower())
+    if "nodata" in letters:
+        return True
+    if letters in THRESHOLD_TYPES or "threshold" in letters:
+        return False
+    raise ValueError(f"an AlertType it does not know: {as_text(alert_type)[:40]!r}")
 
 
 def _dimension_pairs(value: Any) -> list[tuple[str, str]]:

@@ -46,8 +46,11 @@ class Alert:
     alert_key: str
     integration_id: int
     integration_name: str  # a person's name for it: said when an alert cannot be closed
-    severity: str  # Critical, Warning or Info: the highest of its events
-    active: bool
+    # Flashduty's field reference: alert_severity is fixed when the alert opens; alert_status is its
+    # current level (Critical, Warning, Info), or Ok once it recovered. What on-call sees now is the status.
+    severity: str
+    status: str
+    active: bool  # open: no end_time, and a status that is not Ok
     updated_at: datetime
     end_time: datetime | None
     title: str
@@ -173,7 +176,8 @@ def _fields(item: dict[str, Any]) -> Alert:
         integration_id=int(item.get("integration_id") or 0),
         integration_name=str(item.get("integration_name", "")),
         severity=str(item.get("alert_severity", "")),
-        active=not item.get("end_time"),
+        status=str(item.get("alert_status") or item.get("alert_severity") or ""),
+        active=not item.get("end_time") and item.get("alert_status") != "Ok",
         updated_at=_time(item.get("updated_at") or item.get("last_time")),
         end_time=_time(item["end_time"]) if item.get("end_time") else None,
         title=str(item.get("title", "")),

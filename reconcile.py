@@ -11,13 +11,16 @@ match Cloud Monitor:
 2. Flashduty (its Open API, FLASHDUTY_APP_KEY): the relay's open alerts of those policies, and the
    alerts of every alarm's key (the relay's alert key, so the two meet). Each route's integration is
    learned from where those alerts are.
-3. Per alarm (`decide`): on in Cloud Monitor and not open in Flashduty, the firing (unless a person
-   closed that alert after the alarm started: never fight a person); on at a higher level than the
-   open alert, the firing at its level; ended and still open, the Ok; triggered and ended with
-   nothing of it in Flashduty, the firing then the Ok. Then each alert Flashduty holds open that
-   Cloud Monitor no longer has on gets its Ok. An alert that changed while reconcile was reading is
-   left to the next run, so that a run never undoes what the relay just delivered.
+3. Per alarm, and per open alert no alarm read accounts for, `decisions.decide` (the decision table):
+   an event that changes what on-call sees, an Ok above all, only on positive evidence, and never one
+   whose effect Flashduty already shows. An Ok goes only where Cloud Monitor shows the alarm ended:
+   its own alert group says so, or (for an alert no alarm read accounts for) a complete read of its
+   policy and resource's alarms has none of its key on and holds its own alert group, ended. A read
+   is complete only where the API marks its end (a short page), never by a count. An alarm that
+   cannot be read keeps every alert of its policy and resource as it is, said in the report.
 
+The parts read alone: CloudMonitor and AlarmReader (Cloud Monitor's side), AlertReader and
+Integrations (Flashduty's), decisions.decide (deciding), Sender (sending); Run ties them together.
 Each page of alarms is decided and sent before the next is read; a bounded run stops in time and
 the next run carries on. Read-only keys: VOLCENGINE_ACCESS_KEY / VOLCENGINE_SECRET_KEY (ListWebhooks,
 ListRules, ListAlertGroup) and FLASHDUTY_APP_KEY (Channels Read).
@@ -45,6 +48,23 @@ import logs
 import mapping
 import metric_alarms
 import volcengine_api
+from decisions import (
+    ACTIONS,
+    BY_HAND,
+    CHANGED,
+    CLOCK_SKEW,
+    ESCALATED,
+    KEPT,
+    LOST_FIRING,
+    LOST_RECOVERY,
+    MATCHING,
+    MISSED,
+    UNPROVEN,
+    UNREADABLE,
+    Alarm,
+    Known,
+    decide,
+)
 from flashduty_alerts import DEFAULT_API_URL, Alert, AlertReader, ReadError
 from replay import duration, positive_seconds
 
@@ -57,19 +77,11 @@ GROUP_LIMIT = 5000  # ListAlertGroup gives at most this many entries for one que
 MIN_WINDOW = timedelta(minutes=2)  # a window under one minute would mean "the last 7 days" to the API
 TIMER_SECONDS = 240.0  # a timer every 5 minutes: a run ends well before the next
 CALL_TIMEOUT_SECONDS = 20.0  # one OpenAPI call; never past the run's deadline
-# Volcengine's clock and Flashduty's: what Flashduty did this long before an alarm started counts as after.
-CLOCK_SKEW = timedelta(seconds=60)
 logger = logging.getLogger("relay.reconcile")
-
-# What a decision found; the report counts each.
-MATCHING = "matching"  # Flashduty already has it
-LOST_FIRING = "lost_firing"
-ESCALATED = "escalated"  # on at a higher level than Flashduty's open alert
-LOST_RECOVERY = "lost_recovery"
-MISSED = "missed"  # fired and ended with nothing of it in Flashduty: the firing, then the Ok
-BY_HAND = "closed_by_hand"  # a person closed it after the alarm started: left alone
-CHANGED = "changed_while_reading"  # left to the next run
-ACTIONS = (MATCHING, LOST_FIRING, ESCALATED, LOST_RECOVERY, MISSED, BY_HAND, CHANGED)
+KEPT_BECAUSE = {
+    UNREADABLE: "an alarm of its policy and resource could not be read",
+    UNPROVEN: "Cloud Monitor does not show its alarm ended (docs/reconcile.md: the guarantee)",
+}
 
 
 class ReconcileError(Exception):
@@ -105,19 +117,6 @@ class Report:
             "unread": self.unread,
             **({"errors": self.errors} if self.errors else {}),
         }
-
-
-@dataclass(frozen=True)
-class Alarm:
-    """A Cloud Monitor alarm as the relay would have sent it to one route."""
-
-    route: str
-    key: str  # its firing's
-    started: datetime
-    ended: datetime | None  # None while it is on
-    firing: mapping.Event
-    # The Ok of each alert the relay may have opened for it (one a level and identity), by alert key.
-    closing: dict[str, mapping.Event]
 
 
 @dataclass
@@ -163,14 +162,26 @@ class CloudMonitor:
         return {rule.id: volcengine_api.wire(rule) for rule in rules if rule.id in ids}
 
     def groups(
-        self, rule_ids: list[str], start: datetime, end: datetime, states: list[str], report: Report
+        self,
+        rule_ids: list[str],
+        start: datetime,
+        end: datetime,
+        states: list[str],
+        report: Report,
+        resource_id: str = "",
     ) -> Iterator[list[dict[str, Any]]]:
-        """The alarms of these policies triggered in [start, end], a page at a time, as the API spells
-        them. A window with more than one query gives (GROUP_LIMIT) is read as two halves."""
+        """The alarms of these policies (of this resource, if given) triggered in [start, end], a page
+        at a time, as the API spells them. A window with more than one query gives (GROUP_LIMIT) is
+        read as two halves.
+
+        A read is complete only where the API itself marks its end: a page shorter than PAGE_SIZE (or
+        empty). TotalCount alone is no evidence (an answer may leave it out, or give one page's count):
+        a read the limit stops before a short page counts in `report.unread`, so no Ok is sent on it."""
 
         def fetch(page: int) -> Any:
             request = self.models.ListAlertGroupRequest(
                 rule_ids=rule_ids,
+                resource_id=resource_id or None,
                 start_at=int(start.timestamp()),
                 end_at=int(end.timestamp()),
                 alert_states=states or None,
@@ -183,18 +194,21 @@ class CloudMonitor:
         total = first.total_count or 0
         if total > GROUP_LIMIT and end - start >= 2 * MIN_WINDOW:
             middle = start + (end - start) / 2
-            yield from self.groups(rule_ids, start, middle, states, report)
-            yield from self.groups(rule_ids, middle, end, states, report)
+            yield from self.groups(rule_ids, start, middle, states, report, resource_id)
+            yield from self.groups(rule_ids, middle, end, states, report, resource_id)
             return
         read, page, batch = 0, 1, list(first.data or [])
-        while batch:
+        while True:
             read += len(batch)
-            yield [volcengine_api.wire(g) for g in batch]
-            if read >= min(total, GROUP_LIMIT):
+            if batch:
+                yield [volcengine_api.wire(g) for g in batch]
+            if len(batch) < PAGE_SIZE:
+                return  # a short page: the end, as the API marks it
+            if read >= GROUP_LIMIT:
                 break
             page += 1
             batch = list(fetch(page).data or [])
-        report.unread += max(0, total - read)  # past the limit in a minimal window
+        report.unread += max(1, total - read)  # past the limit in a minimal window
 
     def _pages(self, action: str, what: str, request_of: Callable[[int], tuple[Callable[..., Any], Any]]) -> list[Any]:
         return volcengine_api.pages(lambda page: self._call(action, what, *request_of(page)))
@@ -240,61 +254,65 @@ def _unanswered(what: str, action: str, error: Exception) -> Exception:
     )
 
 
-def decide(alarm: Alarm, alerts: Sequence[Alert], read_at: datetime) -> tuple[str, list[mapping.Event]]:
-    """What to send for an alarm, given Flashduty's alerts of its keys in its route's integration and
-    when Cloud Monitor was read."""
-    if any(a.updated_at >= read_at - CLOCK_SKEW for a in alerts):
-        return CHANGED, []  # the relay delivered something since: the next run judges
-    open_ = [a for a in alerts if a.active]
-    since = alarm.started - CLOCK_SKEW
-    if alarm.ended is None:
-        level = _rank(alarm.firing["event_status"])
-        if any(_rank(a.severity) >= level for a in open_):
-            return MATCHING, []  # on-call has it at its level, or above (kept until it recovers)
-        # A person's close of the alert of this level (or above) is theirs to keep; one of a lower level is not.
-        latest = max((a for a in alerts if _rank(a.severity) >= level), key=lambda a: a.updated_at, default=None)
-        if (
-            latest
-            and latest.end_time
-            and latest.end_time >= since
-            and not alert_groups.recovered_by_event(latest.labels)
-        ):
-            return BY_HAND, []
-        return (ESCALATED if open_ else LOST_FIRING), [alarm.firing]
-    if open_:
-        return LOST_RECOVERY, list({a.alert_key: alarm.closing[a.alert_key] for a in open_}.values())
-    if any(a.updated_at >= since for a in alerts):
-        return MATCHING, []
-    return MISSED, [alarm.firing, alarm.closing[alarm.key]]
-
-
-def _until() -> datetime:
-    """The end of a Flashduty read: now, by Flashduty's clock too."""
-    return datetime.now(UTC) + CLOCK_SKEW
-
-
-def _rank(severity: str) -> int:
-    return next((rank for name, rank in mapping.SEVERITY_RANK.items() if name == severity), -1)
+# Reading Cloud Monitor's alarms ---------------------------------------------------------------------
 
 
 @dataclass
-class Run:
-    """One reconcile run's state: what it read of both sides and what it sent."""
+class AlarmReader:
+    """ListAlertGroup's entries as the alarms the relay would have sent, per route; and the policy and
+    resource of each entry that cannot be read, so that no Ok goes to any alert of theirs this run."""
 
-    reader: AlertReader
-    settings: config.Settings
     routes: dict[str, set[str]]  # alarm policy id: the routes it feeds
     policies: dict[str, dict[str, Any]]
-    dry_run: bool
-    out: TextIO
-    report: Report = field(default_factory=Report)
-    integrations: dict[str, tuple[datetime, int]] = field(default_factory=dict)  # route: (seen, integration id)
-    on_keys: set[tuple[str, str]] = field(default_factory=set)  # (route, key) of every alert of an alarm on now
-    handled: set[tuple[str, str]] = field(default_factory=set)
+    options: mapping.Options
+    report: Report
+    unreadable: set[tuple[str, str]] = field(default_factory=set)  # (policy, resource); resource "": any
 
-    def ask(self, keys: Iterable[str], since: datetime) -> list[Alert]:
-        """What Flashduty holds now of these alert keys, changed since (less the clocks' skew)."""
-        return self.reader.alerts_of(sorted(set(keys)), since - CLOCK_SKEW, _until())
+    def alarms(self, page: list[dict[str, Any]]) -> list[Alarm]:
+        """A page of ListAlertGroup as alarms per route, the latest per (route, key)."""
+        latest: dict[tuple[str, str], Alarm] = {}
+        for raw in page:
+            for alarm in self.of(raw):
+                known = latest.get((alarm.route, alarm.key))
+                if known is None or known.started <= alarm.started:
+                    latest[(alarm.route, alarm.key)] = alarm
+        return list(latest.values())
+
+    def of(self, raw: dict[str, Any]) -> list[Alarm]:
+        """One entry as an alarm of each route its policy feeds; none when it cannot be read (said in
+        the report)."""
+        rule_id = str(raw.get("RuleId") or "")
+        try:
+            group = alert_groups.alert_group(raw, self.policies.get(rule_id))
+        except ValueError as error:
+            self.unreadable.add((rule_id, str(raw.get("ResourceId") or "")))
+            self.report.errors.append(f"alarm {str(raw.get('Id'))[:40]!r} left out: {error}")
+            return []
+        (firing,) = alert_groups.reconciled(group.firing, self.options._replace(min_severity=mapping.INFO))
+        paged = bool(alert_groups.reconciled(group.firing, self.options))  # MIN_SEVERITY drops it, as the relay does
+        closing = {e["alert_key"]: e for e in alert_groups.reconciled(group.recovery, self.options)}
+        return [
+            Alarm(route, firing["alert_key"], group.started_at, group.ended_at, firing, closing, paged)
+            for route in sorted(self.routes.get(rule_id, ()))
+        ]
+
+    def cannot_read(self, labels: Mapping[str, str]) -> bool:
+        """Whether an alarm of the policy and resource these labels name could not be read."""
+        rule_id = labels.get("rule_id", "")
+        return bool({(rule_id, ""), (rule_id, labels.get("resource_id", ""))} & self.unreadable)
+
+
+# Reading Flashduty's side ---------------------------------------------------------------------------
+
+
+@dataclass
+class Integrations:
+    """Which Flashduty integration is each route's: learned from where the relay's alerts are, as
+    Flashduty's documented answers do not say which integration a key is."""
+
+    settings: config.Settings
+    routes: dict[str, set[str]]  # alarm policy id: the routes it feeds
+    seen: dict[str, tuple[datetime, int]] = field(default_factory=dict)  # route: (seen, integration id)
 
     def ours(self, alert: Alert) -> bool:
         """A metric alert the relay made for a reconciled policy."""
@@ -308,49 +326,113 @@ class Run:
     def learn(self, route: str, alert: Alert) -> None:
         """An alert of this route's: its integration is the route's (the latest seen wins, as after a
         route was moved to another integration)."""
-        seen = self.integrations.get(route)
+        seen = self.seen.get(route)
         if seen is None or seen[0] < alert.updated_at:
-            self.integrations[route] = (alert.updated_at, alert.integration_id)
+            self.seen[route] = (alert.updated_at, alert.integration_id)
 
     def routes_of(self, alert: Alert) -> list[str]:
         """The routes whose integration holds this alert; where none is known to, each route of its
         policy whose integration is not known yet (an Ok where nothing is open opens nothing)."""
-        known = [r for r, (_, i) in self.integrations.items() if i == alert.integration_id]
-        return known or sorted(
-            r for r in self.routes.get(alert.labels.get("rule_id", ""), ()) if r not in self.integrations
-        )
+        known = [r for r, (_, i) in self.seen.items() if i == alert.integration_id]
+        return known or sorted(r for r in self.routes.get(alert.labels.get("rule_id", ""), ()) if r not in self.seen)
 
-    def unsure(self, alarm: Alarm, routes: set[str], alerts: Sequence[Alert]) -> bool:
+    def theirs(self, alarm: Alarm, by_key: Mapping[str, Mapping[str, Alert]], routes: set[str]) -> list[Alert]:
+        """Flashduty's alerts of this alarm's keys in its route's integration (where that is not known,
+        in any integration no other route's key is). `routes`: the routes its key feeds."""
+        integration = self.seen.get(alarm.route, (None, None))[1]
+        key = self.settings.integration_key_for(alarm.route)
+        others = {i for r, (_, i) in self.seen.items() if self.settings.integration_key_for(r) != key}
+        theirs = [
+            a
+            for k in alarm.closing
+            for a in by_key.get(k, {}).values()
+            if a.integration_id == integration or (integration is None and a.integration_id not in others)
+        ]
+        if alarm.ended is None and self._unsure(alarm, routes, theirs):
+            # One policy feeds several routes whose integrations are not known: an open alert may be
+            # another route's, so each such route gets the firing (it merges into one already open).
+            theirs = [a for a in theirs if not a.active]
+        return theirs
+
+    def _unsure(self, alarm: Alarm, routes: set[str], alerts: Sequence[Alert]) -> bool:
         """Whether, of the routes this alarm's key feeds, those whose integration is not known yet may
         lack the open alert: fewer integrations hold one open than there are such routes."""
-        unknown = {self.settings.integration_key_for(r) for r in routes if r not in self.integrations}
+        unknown = {self.settings.integration_key_for(r) for r in routes if r not in self.seen}
         holding = {a.integration_id for a in alerts if a.active}
-        return alarm.route not in self.integrations and len(holding) < len(unknown)
+        return alarm.route not in self.seen and len(holding) < len(unknown)
 
-    def alarms(self, page: list[dict[str, Any]]) -> list[Alarm]:
-        """A page of ListAlertGroup as alarms per route, the latest per (route, key)."""
-        latest: dict[tuple[str, str], Alarm] = {}
-        for raw in page:
-            try:
-                group = alert_groups.alert_group(raw, self.policies.get(str(raw.get("RuleId"))))
-            except ValueError as error:
-                self.report.errors.append(f"alarm {str(raw.get('Id'))[:40]!r} left out: {error}")
+
+def _until() -> datetime:
+    """The end of a Flashduty read: now, by Flashduty's clock too."""
+    return datetime.now(UTC) + CLOCK_SKEW
+
+
+# Sending ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sender:
+    """Delivers what is due to each route's integration, within the run's deadline (nothing in a dry run)."""
+
+    settings: config.Settings
+    deadline: float
+    dry_run: bool
+    out: TextIO
+    report: Report
+
+    def send(self, due: dict[str, list[mapping.Event]]) -> set[str]:
+        """Deliver what is due to each route; the alert keys not all delivered."""
+        failed: set[str] = set()
+        report = self.report
+        for route, events in due.items():
+            if not events:
                 continue
-            firing = alert_groups.reconciled(group.firing, self.settings.mapping)
-            closing = {e["alert_key"]: e for e in alert_groups.reconciled(group.recovery, self.settings.mapping)}
-            routes = sorted(self.routes.get(str(raw.get("RuleId")), ()))
-            if not firing:
-                # Below MIN_SEVERITY: the relay drops its firing too, but an alert it opened at another
-                # level (before a de-escalation) stays open while the alarm is on.
-                if group.ended_at is None:
-                    self.on_keys |= {(route, key) for route in routes for key in closing}
+            if self.dry_run:
+                for event in events:
+                    print(f"  would send {event['event_status']} {event['title_rule']} (route {route})", file=self.out)
+                report.left += len({e["alert_key"] for e in events})
                 continue
-            for route in routes:
-                alarm = Alarm(route, firing[0]["alert_key"], group.started_at, group.ended_at, firing[0], closing)
-                known = latest.get((route, alarm.key))
-                if known is None or known.started <= alarm.started:
-                    latest[(route, alarm.key)] = alarm
-        return list(latest.values())
+            integration_key = self.settings.integration_key_for(route)
+            if integration_key is None:
+                report.errors.append(f"route {route!r} has no integration key: set it (ROUTES)")
+                report.left += len({e["alert_key"] for e in events})
+                failed |= {e["alert_key"] for e in events}
+                continue
+            outcomes = flashduty.deliver(
+                events,
+                push_url=self.settings.push_url,
+                integration_key=integration_key,
+                deadline=self.deadline,
+                concurrency=self.settings.concurrency,
+                limits=self.settings.limits,
+            )
+            undelivered = {o.alert_key for o in outcomes if not o.delivered}
+            report.sent += sum(o.delivered for o in outcomes)
+            report.left += len(undelivered)
+            report.errors += sorted({o.cause for o in outcomes if not o.delivered} - set(report.errors))
+            failed |= undelivered
+        return failed
+
+
+# One run: each side read, each alarm and alert decided (decisions.decide), what is due sent ----------
+
+
+@dataclass
+class Run:
+    """One reconcile run: its reads of both sides, and what it has decided and sent so far."""
+
+    monitor: CloudMonitor
+    reader: AlertReader
+    cloud: AlarmReader
+    integrations: Integrations
+    sender: Sender
+    report: Report
+    on_keys: set[tuple[str, str]] = field(default_factory=set)  # (route, key) of every alert of an alarm on now
+    handled: set[tuple[str, str]] = field(default_factory=set)
+
+    def ask(self, keys: Iterable[str], since: datetime) -> list[Alert]:
+        """What Flashduty holds now of these alert keys, changed since (less the clocks' skew)."""
+        return self.reader.alerts_of(sorted(set(keys)), since - CLOCK_SKEW, _until())
 
     def settle(self, alarms: list[Alarm], read_at: datetime, known: Sequence[Alert] = ()) -> None:
         """Decide each alarm against what Flashduty holds of its keys now, and send what is due."""
@@ -363,54 +445,50 @@ class Run:
                 routes_of_key.setdefault(alert_key, set()).add(alarm.route)
         for alert in alerts:
             if len(routes_of_key.get(alert.alert_key, ())) == 1:
-                self.learn(next(iter(routes_of_key[alert.alert_key])), alert)
+                self.integrations.learn(next(iter(routes_of_key[alert.alert_key])), alert)
         by_key: dict[str, dict[str, Alert]] = {}
         for alert in alerts:  # the freshest record of each alert
             by_key.setdefault(alert.alert_key, {})[alert.alert_id] = alert
         due: dict[str, list[mapping.Event]] = {}
         for alarm in alarms:
-            integration = self.integrations.get(alarm.route, (None, None))[1]
-            key = self.settings.integration_key_for(alarm.route)
-            others = {i for r, (_, i) in self.integrations.items() if self.settings.integration_key_for(r) != key}
-            theirs = [
-                a
-                for k in alarm.closing
-                for a in by_key.get(k, {}).values()
-                if a.integration_id == integration or (integration is None and a.integration_id not in others)
-            ]
-            if alarm.ended is None and self.unsure(alarm, routes_of_key[alarm.key], theirs):
-                # One policy feeds several routes whose integrations are not known: an open alert may be
-                # another route's, so each such route gets the firing (it merges into one already open).
-                theirs = [a for a in theirs if not a.active]
-            action, events = decide(alarm, theirs, read_at)
-            self.report.found[action] += 1
+            theirs = self.integrations.theirs(alarm, by_key, routes_of_key[alarm.key])
+            known_ = Known(read_at, unreadable=self.cloud.cannot_read(alarm.firing.get("labels", {})))
+            action, events = decide(alarm, theirs, known_)
+            self.found(action, alarm.firing["title_rule"])
             self.handled |= {(alarm.route, k) for k in alarm.closing}
             due.setdefault(alarm.route, []).extend(events)
-        self.send(due)
+        self.sender.send(due)
 
-    def close_stale(self, open_alerts: list[Alert], read_at: datetime) -> None:
-        """Each open alert of the relay's that Cloud Monitor has on nowhere: its Ok, once Flashduty,
-        asked again just before, says nothing changed it since Cloud Monitor was read."""
-        stale = []
+    def close_stale(self, open_alerts: list[Alert], read_at: datetime, now: datetime) -> None:
+        """Each open alert of the relay's that no alarm read accounts for: its Ok where Cloud Monitor
+        shows every alarm of its key ended, once Flashduty, asked again just before, says nothing
+        changed it since Cloud Monitor was read."""
         seen = self.on_keys | self.handled
-        for alert in open_alerts:
-            routes = self.routes_of(alert)
-            if routes and not any((r, alert.alert_key) in seen for r in routes):
-                stale += [(route, alert) for route in routes]
+        stale = [
+            (route, alert)
+            for alert in open_alerts
+            for route in self.integrations.routes_of(alert)
+            if not any((r, alert.alert_key) in seen for r in self.integrations.routes_of(alert))
+        ]
         if not stale:
             return
+        shown_ended = self.shown_ended({alert.alert_id: alert for _, alert in stale}.values(), now)
         asked = self.ask((alert.alert_key for _, alert in stale), min(alert.updated_at for _, alert in stale))
-        touched = {a.alert_key for a in asked if a.updated_at >= read_at - CLOCK_SKEW}
-        still_open = {a.alert_id for a in asked if a.active}
         due: dict[str, list[mapping.Event]] = {}
         closing: dict[str, Alert] = {}  # alert id: the alert (an alert of several routes is sent to each)
+        decided: set[str] = set()
         for route, alert in stale:
-            if alert.alert_key not in touched and alert.alert_id in still_open:
+            records = [a for a in asked if (a.alert_key, a.integration_id) == (alert.alert_key, alert.integration_id)]
+            known = Known(read_at, self.cloud.cannot_read(alert.labels), alert.alert_id in shown_ended)
+            action, events = decide(None, records or [alert], known)
+            if alert.alert_id not in decided:
+                decided.add(alert.alert_id)
+                self.found(action, alert.title)
+            if events:
                 closing[alert.alert_id] = alert
-                due.setdefault(route, []).append(alert_groups.closing(alert.alert_key, alert.title, alert.labels))
-        self.report.found[CHANGED] += len({alert.alert_id for _, alert in stale if alert.alert_key in touched})
-        failed = self.send(due)
-        if self.dry_run or not closing:
+                due.setdefault(route, []).extend(events)
+        failed = self.sender.send(due)
+        if self.sender.dry_run or not closing:
             return
         # An Ok closes an alert only in the integration its key pushes to: ask whether it did.
         closed_since = min(alert.updated_at for alert in closing.values())
@@ -426,37 +504,43 @@ class Run:
             else:
                 self.report.stale_closed += 1
 
-    def send(self, due: dict[str, list[mapping.Event]]) -> set[str]:
-        """Deliver what is due to each route; the alert keys not all delivered."""
-        failed: set[str] = set()
-        for route, events in due.items():
-            if not events:
-                continue
-            if self.dry_run:
-                for event in events:
-                    print(f"  would send {event['event_status']} {event['title_rule']} (route {route})", file=self.out)
-                self.report.left += len({e["alert_key"] for e in events})
-                continue
-            integration_key = self.settings.integration_key_for(route)
-            if integration_key is None:
-                self.report.errors.append(f"route {route!r} has no integration key: set it (ROUTES)")
-                self.report.left += len({e["alert_key"] for e in events})
-                failed |= {e["alert_key"] for e in events}
-                continue
-            outcomes = flashduty.deliver(
-                events,
-                push_url=self.settings.push_url,
-                integration_key=integration_key,
-                deadline=self.reader.deadline,
-                concurrency=self.settings.concurrency,
-                limits=self.settings.limits,
+    def shown_ended(self, alerts: Iterable[Alert], now: datetime) -> set[str]:
+        """The ids of these alerts whose every alarm Cloud Monitor shows ended: a complete read of their
+        policy and resource's alarms (a year of them: ListAlertGroup by ResourceId) has none of their
+        key on, and holds the alert's own alert group, where its labels name one."""
+        by_source: dict[tuple[str, str], list[Alert]] = {}
+        for alert in alerts:
+            by_source.setdefault((alert.labels.get("rule_id", ""), alert.labels.get("resource_id", "")), []).append(
+                alert
             )
-            undelivered = {o.alert_key for o in outcomes if not o.delivered}
-            self.report.sent += sum(o.delivered for o in outcomes)
-            self.report.left += len(undelivered)
-            self.report.errors += sorted({o.cause for o in outcomes if not o.delivered} - set(self.report.errors))
-            failed |= undelivered
-        return failed
+        shown: set[str] = set()
+        for (rule_id, resource_id), theirs in sorted(by_source.items()):
+            if not resource_id:
+                continue
+            unread = self.report.unread
+            on_keys: set[str] = set()
+            ended_groups: set[str] = set()
+            for page in self.monitor.groups([rule_id], now - HISTORY, now, [], self.report, resource_id):
+                for raw in page:
+                    for alarm in self.cloud.of(raw):
+                        if alarm.ended is None:
+                            on_keys |= set(alarm.closing)
+                        else:
+                            ended_groups.add(str(raw.get("Id") or ""))
+            if self.report.unread > unread:
+                continue  # not read to its end: absence proves nothing
+            shown |= {
+                a.alert_id
+                for a in theirs
+                if a.alert_key not in on_keys and a.labels.get("alert_group_id", "") in {"", *ended_groups}
+            }
+        return shown
+
+    def found(self, action: str, title: str) -> None:
+        """Count a decision; one that keeps an alert as it is for want of evidence says why."""
+        self.report.found[action] += 1
+        if action in KEPT:
+            self.report.errors.append(f"alert {title[:80]!r} kept as it is: {KEPT_BECAUSE[action]}")
 
 
 def reconcile(
@@ -480,16 +564,19 @@ def reconcile(
             f"no alarm policy calls the callback URL {webhook!r} (RECONCILE_WEBHOOK): nothing to reconcile. "
             "Run the deploy with --alarm-policies, or set RECONCILE_WEBHOOK to your callback URL's name."
         )
-    run = Run(reader, settings, routes, monitor.policies(set(routes)), dry_run, out, report)
+    cloud = AlarmReader(routes, monitor.policies(set(routes)), settings.mapping, report)
+    integrations = Integrations(settings, routes)
+    sender = Sender(settings, reader.deadline, dry_run, out, report)
+    run = Run(monitor, reader, cloud, integrations, sender, report)
     rule_ids = sorted(routes)
-    open_alerts = [a for a in reader.open_alerts(now - HISTORY, now) if run.ours(a)]
+    open_alerts = [a for a in reader.open_alerts(now - HISTORY, now) if integrations.ours(a)]
     report.open_in_flashduty = len(open_alerts)
     for alert in open_alerts:  # where a policy feeds one route, its alerts say that route's integration
         if len(routes[alert.labels["rule_id"]]) == 1:
-            run.learn(next(iter(routes[alert.labels["rule_id"]])), alert)
+            integrations.learn(next(iter(routes[alert.labels["rule_id"]])), alert)
     on_read_at = datetime.now(UTC)
     for page in monitor.groups(rule_ids, now - HISTORY, now, ["alerting"], report):
-        alarms = [a for a in run.alarms(page) if a.ended is None]
+        alarms = [a for a in cloud.alarms(page) if a.ended is None]
         report.on += len(alarms)
         run.on_keys |= {(a.route, k) for a in alarms for k in a.closing}
         keys = {k for a in alarms for k in a.closing}
@@ -497,10 +584,10 @@ def reconcile(
     if report.unread:
         return report  # what is on is not all known: no Ok may be sent on its absence
     for page in monitor.groups(rule_ids, now - since, now, [], report):
-        alarms = [a for a in run.alarms(page) if a.ended and (a.route, a.key) not in run.on_keys]
+        alarms = [a for a in cloud.alarms(page) if a.ended and (a.route, a.key) not in run.on_keys]
         report.ended += len(alarms)
         run.settle(alarms, datetime.now(UTC))
-    run.close_stale(open_alerts, on_read_at)
+    run.close_stale(open_alerts, on_read_at, now)
     return report
 
 
@@ -529,7 +616,8 @@ def run(environ: Mapping[str, str], *, since: timedelta, max_seconds: float, dry
         f"done: {report.sent} events sent ({found[LOST_FIRING]} lost firings, {found[ESCALATED]} escalations, "
         f"{found[LOST_RECOVERY] + report.stale_closed} recoveries, {found[MISSED]} missed alarms); "
         f"{found[MATCHING]} already matching, {found[BY_HAND]} closed by hand and left alone, "
-        f"{found[CHANGED]} changed while reading, {report.left} left for the next run",
+        f"{found[CHANGED]} changed while reading, {found[UNREADABLE] + found[UNPROVEN]} kept as they are for want "
+        f"of evidence, {report.left} left for the next run",
         file=out,
     )
     logger.info(json.dumps({**report.line(), "exit_code": code}, ensure_ascii=False))

@@ -28,6 +28,7 @@ MODULES = (
     "deadletter.py",
     "replay.py",
     "reconcile.py",
+    "decisions.py",
     "flashduty_alerts.py",
     "volcengine_api.py",
 )

@@ -355,6 +355,163 @@ def test_a_firing_flashduty_never_accepted_is_sent_whatever_the_relay_meant(
     assert code == 0 and statuses(stub) == [("Critical", "i-500")], out
 
 
+# Positive evidence: an Ok only where Cloud Monitor shows the alarm ended (issue 26) ---------------
+
+
+def relay_all(openapi, policy, relay, count: int) -> None:
+    for n in range(count):
+        relay(callback_of(openapi.add_alert_group(policy, f"i-{n:03d}", epoch(20 + n / 10))))
+
+
+@pytest.mark.parametrize("total", ["missing", "page"])
+def test_a_total_count_that_is_not_the_end_keeps_the_alerts_of_the_next_pages(
+    run, openapi, policy, stub, relay, total
+) -> None:
+    """150 alarms on, 100 a page: an answer without TotalCount, or with the page's own, is not the last
+    page; the read goes on to the short one (it used to close the 50 alerts of the second page)."""
+    relay_all(openapi, policy, relay, 150)
+    openapi.alert_group_total = total
+    stub.age_alerts(AGO)
+    delivered = len(stub.accepted())
+    code, out = run()
+    assert code == 0 and "150 already matching" in out, out
+    assert len(stub.accepted()) == delivered and len(stub.open_alert_records()) == 150
+
+
+def test_a_read_the_group_limit_stops_before_a_short_page_sends_no_ok(
+    run, openapi, policy, stub, relay, monkeypatch
+) -> None:
+    monkeypatch.setattr(reconcile, "PAGE_SIZE", 1)
+    monkeypatch.setattr(reconcile, "GROUP_LIMIT", 2)
+    monkeypatch.setattr("tests.support.openapi.ALERT_GROUP_LIMIT", 2)
+    openapi.alert_group_total = "missing"
+    group = openapi.add_alert_group(policy, "i-long", epoch(60 * 48))
+    relay(callback_of(group))
+    group.update(AlertState="Recovered", EndAt=epoch(60))  # its recovery was lost
+    relay_all(openapi, policy, relay, 3)  # on: more than one query gives
+    stub.age_alerts(AGO)
+    code, out = run()
+    assert code == 1 and "Ok" not in [s for s, _ in statuses(stub)], out
+    assert "i-long" in open_resources(stub)
+
+
+@pytest.mark.parametrize("started", [120, 10], ids=["on for 2 hours", "triggered within --since"])
+def test_an_alarm_that_says_it_is_on_keeps_its_alert_whatever_its_end_at(
+    run, openapi, policy, stub, relay, started
+) -> None:
+    """What EndAt holds while an alarm is on is not documented: AlertState wins (an alarm on for 2
+    hours had its alert closed; one triggered within --since ended the run with an AssertionError)."""
+    group = openapi.add_alert_group(policy, "i-on", epoch(started))
+    relay(callback_of(group))
+    group["EndAt"] = epoch(1)
+    stub.age_alerts(AGO)
+    code, out = run()
+    assert code == 0 and "1 already matching" in out and "Traceback" not in out, out
+    assert len(stub.accepted()) == 1 and open_resources(stub) == ["i-on"]
+
+
+def test_an_alarm_whose_start_cannot_be_read_keeps_the_alerts_of_its_resource(
+    run, openapi, policy, stub, relay
+) -> None:
+    group = openapi.add_alert_group(policy, "i-zone", epoch(60 * 48))
+    relay(callback_of(group))
+    group["StartAt"] = (datetime.now() - timedelta(hours=48)).strftime("%Y-%m-%d %H:%M:%S")  # no zone
+    stub.age_alerts(AGO)
+    code, out = run()
+    assert code == 1 and "a time without its zone" in out, out
+    assert "could not be read" in out and len(stub.accepted()) == 1 and open_resources(stub) == ["i-zone"]
+
+
+def no_data_callback_of(group: dict) -> dict:
+    body = callback_of(group)
+    resources = body.pop("Resources")
+    return {**body, "Type": "MetricsNoData", "NoDataResources": resources}
+
+
+@pytest.mark.parametrize("spelling", ["MetricsNoData", "NoData", "no_data", "NODATA", "metrics-no-data"])
+def test_a_no_data_alarm_in_any_spelling_keeps_its_own_alert(run, openapi, policy, stub, relay, spelling) -> None:
+    group = openapi.add_alert_group(policy, "i-silent", epoch(60 * 3), AlertType=spelling)
+    relay(no_data_callback_of(group))
+    stub.age_alerts(AGO)
+    code, out = run()
+    assert code == 0 and "1 already matching" in out and len(stub.accepted()) == 1, out
+    assert [a["labels"]["kind"] for a in stub.open_alert_records()] == [mapping.NO_DATA]
+
+
+def test_an_alarm_type_it_does_not_know_keeps_the_alerts_of_its_resource(run, openapi, policy, stub, relay) -> None:
+    group = openapi.add_alert_group(policy, "i-odd", epoch(60 * 3))
+    relay(callback_of(group))
+    group["AlertType"] = "Composite"  # not a spelling reconcile knows: it might be anything
+    stub.age_alerts(AGO)
+    code, out = run()
+    assert code == 1 and "AlertType" in out and "could not be read" in out, out
+    assert len(stub.accepted()) == 1 and open_resources(stub) == ["i-odd"]
+
+
+@pytest.mark.parametrize("history", ["ended", "gone"])
+def test_an_alert_no_alarm_accounts_for_closes_only_when_its_own_alert_group_ended(
+    run, openapi, policy, stub, relay, history
+) -> None:
+    """Absent from the alarms on is no proof: the alert's own alert group (its alert_group_id) must be
+    shown ended. One Cloud Monitor no longer shows at all is kept, and said so."""
+    group = openapi.add_alert_group(policy, "i-gpu", epoch(60 * 48), Dimension="ResourceID=i-gpu,GPU=0")
+    relay(gpu_callback_of(group, "0"))
+    if history == "ended":
+        group.update(AlertState="Recovered", EndAt=epoch(60))  # its recovery was lost
+    else:
+        del openapi.alert_groups[group["Id"]]
+    stub.age_alerts(AGO)
+    code, out = run()
+    if history == "ended":
+        assert code == 0 and statuses(stub)[-1] == ("Ok", "i-gpu") and open_resources(stub) == [], out
+    else:
+        assert code == 1 and "does not show its alarm ended" in out, out
+        assert len(stub.accepted()) == 1 and open_resources(stub) == ["i-gpu"]
+
+
+def test_escalations_the_relay_delivered_are_never_pushed_again(run, openapi, policy, stub, relay) -> None:
+    """Flashduty's field reference: alert_severity is fixed when an alert opens, alert_status is its
+    level now. 40 escalations: two runs push nothing (they were pushed again every run)."""
+    for n in range(40):
+        group = openapi.add_alert_group(policy, f"i-{n:02d}", epoch(20))
+        relay(callback_of(group, level="warning"))
+        relay(callback_of(group))  # escalated to the policy's critical
+    delivered = len(stub.accepted())
+    for _ in range(2):
+        stub.age_alerts(AGO)
+        code, out = run()
+        assert code == 0 and "40 already matching" in out, out
+    assert len(stub.accepted()) == delivered
+
+
+def flashduty_alert(severity: str, status: str) -> reconcile.Alert:
+    long_ago = datetime(2026, 1, 1, tzinfo=UTC)
+    return reconcile.Alert(
+        alert_id="a1",
+        alert_key="k-critical",
+        integration_id=1,
+        integration_name="i",
+        severity=severity,
+        status=status,
+        active=True,
+        updated_at=long_ago,
+        end_time=None,
+        title="cpu-high",
+        labels={"callback_type": "Metric"},
+    )
+
+
+def test_the_decision_reads_an_alerts_level_from_its_status_not_its_opening_severity() -> None:
+    """An alert opened as a Warning and raised to Critical on the same key: on-call sees a Critical."""
+    started = datetime(2025, 12, 1, tzinfo=UTC)
+    firing = {"title_rule": "cpu-high", "event_status": "Critical", "alert_key": "k-critical"}
+    ok = {**firing, "event_status": "Ok"}
+    on = reconcile.Alarm("default", "k-critical", started, None, firing, {"k-critical": ok})
+    known = reconcile.Known(read_at=datetime(2026, 2, 1, tzinfo=UTC))
+    assert reconcile.decide(on, [flashduty_alert("Warning", "Critical")], known) == (reconcile.MATCHING, [])
+    assert reconcile.decide(on, [flashduty_alert("Critical", "Warning")], known) == (reconcile.ESCALATED, [firing])
+
+
 # Routes, labels, times -----------------------------------------------------------------------------
 
 

@@ -143,6 +143,9 @@ class OpenAPIStub(LocalServer):
         self.event_rules: dict[str, dict[str, Any]] = {}  # RuleId: the rule as ListEventRules gives it
         self.alarm_policies: dict[str, dict[str, Any]] = {}  # Id: the rule as ListRules gives it
         self.alert_groups: dict[str, dict[str, Any]] = {}  # Id: as ListAlertGroup gives it
+        # ListAlertGroup's TotalCount, which its docs do not promise: "all" (every entry the query
+        # matches), "missing" (left out), or "page" (the page's own count, as though it were the last).
+        self.alert_group_total = "all"
         self.lost: list[str] = []  # what an Update took from a rule: "<rule id>: <field path>"
         # Run once, just after the named action has answered: a person changing things meanwhile.
         self.after: dict[str, Callable[[], None]] = {}
@@ -540,6 +543,7 @@ class OpenAPIStub(LocalServer):
         if end - start < 60:  # documented: an interval under a minute means the last 7 days
             self.violations.append("ListAlertGroup with an interval under a minute reads the last 7 days")
         rules = set(body.get("RuleIds") or [])
+        resource = body.get("ResourceId") or ""
         states = {s.lower() for s in body.get("AlertStates") or []}
         if not states <= {"alerting", "normal"}:
             self.violations.append(f"ListAlertGroup AlertStates {sorted(states)}: documented are alerting, normal")
@@ -548,6 +552,7 @@ class OpenAPIStub(LocalServer):
             g
             for g in self.alert_groups.values()
             if (not rules or g["RuleId"] in rules)
+            and (not resource or g["ResourceId"] == resource)
             and start <= _epoch(g["StartAt"]) <= end
             and (not states or _alert_state(g) in states)
         ]
@@ -555,7 +560,9 @@ class OpenAPIStub(LocalServer):
         answer = self._page(body, found[:ALERT_GROUP_LIMIT])
         # The SDK types StartAt, EndAt and Duration as strings: the stand-in gives them so.
         answer["Data"] = [{**g, **{k: str(g[k]) for k in ("StartAt", "EndAt", "Duration")}} for g in answer["Data"]]
-        answer["TotalCount"] = len(found)
+        answer["TotalCount"] = {"all": len(found), "page": len(answer["Data"])}.get(self.alert_group_total)
+        if answer["TotalCount"] is None:
+            del answer["TotalCount"]
         return answer
 
     @staticmethod
