@@ -64,6 +64,8 @@ PAGES_AT_ONCE = 4
 GROUP_LIMIT = 5000  # ListAlertGroup gives at most this many entries for one query: a wider window is split
 MIN_WINDOW = timedelta(minutes=2)  # a window under one minute would mean "the last 7 days" to the API
 TIMER_SECONDS = 240.0  # a timer every 5 minutes: a run ends well before the next
+# veFaaS's request timeout when a function sets none: all a timer run told nothing may count on.
+PLATFORM_DEFAULT_SECONDS = 30.0
 CALL_TIMEOUT_SECONDS = 20.0  # one OpenAPI call; never past the run's deadline
 # Volcengine's clock and Flashduty's: what Flashduty did this long before an alarm started counts as after.
 CLOCK_SKEW = timedelta(seconds=60)
@@ -613,12 +615,20 @@ def _run(
     )
 
 
+def timer_seconds(seconds_left: float | None) -> float:
+    """How long a timer run may take: 5 s inside what the platform says the invocation has left
+    (Lambda's context; on veFaaS, the function's request timeout, which the deploy puts in the timer's
+    payload), and when it says nothing, inside veFaaS's default request timeout; never over
+    TIMER_SECONDS, so that a run ends before the next."""
+    given = PLATFORM_DEFAULT_SECONDS if seconds_left is None else seconds_left
+    return min(TIMER_SECONDS, max(1.0, given - 5.0))
+
+
 def timer(environ: Mapping[str, str], seconds_left: float | None = None) -> dict[str, Any]:
     """A bounded run for a timer trigger: what it printed and how it ended. A run that cannot run
     raises CannotRun, so that the platform counts the invocation as failed and its alarms see it."""
-    seconds = TIMER_SECONDS if seconds_left is None else min(TIMER_SECONDS, max(1.0, seconds_left - 5.0))
     out = io.StringIO()
-    code = run(environ, since=DEFAULT_SINCE, max_seconds=seconds, dry_run=False, out=out)
+    code = run(environ, since=DEFAULT_SINCE, max_seconds=timer_seconds(seconds_left), dry_run=False, out=out)
     lines = out.getvalue().splitlines()
     if code == 2:
         raise CannotRun(lines[-1].removeprefix("reconcile: "))  # its one line

@@ -653,6 +653,13 @@ def test_the_event_functions_timer_entry_raises_when_reconcile_cannot_run(openap
     assert "revoked-app-key" not in ran.stderr
 
 
+def test_a_timer_run_takes_what_the_platform_gives_and_assumes_no_more_than_its_default() -> None:
+    assert reconcile.timer_seconds(250) == reconcile.TIMER_SECONDS == 240  # the deploy's timeout
+    assert reconcile.timer_seconds(30) == 25  # a function deployed with veFaaS's default
+    assert reconcile.timer_seconds(None) == 25  # told nothing (a veFaaS event function): that default
+    assert reconcile.timer_seconds(3) == 1
+
+
 def test_the_timer_answers_by_its_deadline_as_a_failure_when_flashduty_drips(openapi, policy, stub, settings) -> None:
     """Through run.sh: the timer's answer comes within its seconds, not minutes later."""
     openapi.add_alert_group(policy, "i-lost", epoch(20))
