@@ -25,6 +25,7 @@ from deploy.function import (
     DRAIN_TIMER,
     PORT,
     RECONCILE_TIMER,
+    REQUEST_TIMEOUT,
     STORE_CREDENTIALS,
     Function,
     Target,
@@ -258,7 +259,10 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
     parser.add_argument("--runtime", default=DEFAULT_RUNTIME, help="veFaaS web-server runtime")
     parser.add_argument("--memory-mb", type=int, default=512)
     parser.add_argument(
-        "--timeout", type=int, default=30, help="request timeout, seconds (above the delivery deadline)"
+        "--timeout",
+        type=int,
+        default=REQUEST_TIMEOUT,
+        help=f"request timeout, seconds (default {REQUEST_TIMEOUT}): a timer run's budget, 5 s inside it",
     )
     parser.add_argument(
         "--unset", action="append", default=[], metavar="NAME", help="remove this setting from the function"

@@ -21,6 +21,10 @@ STORE_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
 DRAIN_TIMER = ("relay-drain", "drain", "*/1 * * * *", "drains the dead-letter store every minute")
 RECONCILE_TIMER = ("relay-reconcile", "reconcile", "*/5 * * * *", "reconciles with Cloud Monitor every 5 minutes")
 PORT = 8000  # what run.sh listens on when veFaaS gives no port
+# The function's request timeout, seconds: its timers' payload says it, and reconcile's run takes 5 s
+# inside it, up to its 240 s (veFaaS's default, 30 s, left it 25: not enough to read 5,000 alarms on).
+# A callback is not held longer by it: it ends by its delivery deadline (DELIVERY_DEADLINE_SECONDS).
+REQUEST_TIMEOUT = 250
 COMMAND = "./run.sh"
 
 

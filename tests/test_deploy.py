@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 import callback
+import reconcile
 from deploy import cli, package
 from deploy.function import STORE_CREDENTIALS
 from tests.support.callbacks import ROOT
@@ -480,8 +481,14 @@ def test_reconcile_gets_its_own_key_and_a_timer_every_5_minutes(run, openapi, st
     assert timers["relay-reconcile"]["Crontab"] == "*/5 * * * *" and "relay-drain" not in timers  # no store
     assert SECRET_KEY not in out
 
-    # What the timer posts runs reconcile in the relay (here against the stand-ins).
+    # The function's request timeout is what the timer says it has: reconcile's whole budget, not
+    # veFaaS's default 30 s (25 s of work: 5,000 alarms on took longer to read).
     timer = timers["relay-reconcile"]
+    seconds = json.loads(timer["Payload"])["seconds"]
+    assert openapi.function("volc-flashduty-relay").fields["RequestTimeout"] == seconds
+    assert reconcile.timer_seconds(seconds) == reconcile.TIMER_SECONDS
+
+    # What the timer posts runs reconcile in the relay (here against the stand-ins).
     event = {"id": "2", "source": f"/faas/event/timer/{timer['Id']}", "specversion": "1.0"}
     event.update(type="faas.timer.event", datacontenttype="application/octet-stream", data=timer["Payload"])
     app = client(

@@ -23,6 +23,7 @@ import alert_groups
 import event_fields
 import mapping
 import reconcile
+from tests.support import accounts
 from tests.support.callbacks import ROOT
 from tests.support.flashduty import APP_KEY, Fault, FlashdutyStub, Limits, peak
 from tests.support.openapi import ACCESS_KEY, SECRET_KEY, OpenAPIStub
@@ -686,6 +687,42 @@ def test_6000_alarms_are_sent_page_by_page_within_every_limit_and_the_next_run_c
         flashduty.stop()
 
 
+def test_alarms_on_that_take_longer_to_read_than_a_timer_run_has_are_matched_within_two_runs(
+    run, openapi, policy, stub
+) -> None:
+    """Issue 26 part 3, scaled down: at 5,000 alarms on (50 pages at 0.6 s, 30 s read one at a time)
+    the timer's 25 s never reached the last pages, and the next run began at page 1 again. Here: 8
+    pages at 1 s each, runs of 6.5 s (the same share of the read), the lost firings spread over every
+    page. Fewer pages than at full size, so that the machine's speed does not decide it."""
+    account = accounts.busy(openapi, stub, policy, KEY, on=800, lost_firings=16, lost_recoveries=6)
+    openapi.delays["ListAlertGroup"] = 1.0
+    outcomes = []
+    for _ in range(2):
+        started = time.monotonic()
+        outcomes.append((*run(max_seconds=6.5), time.monotonic() - started))
+        if account.matched(stub):
+            break
+        stub.age_alerts(AGO)  # the 5 minutes to the next run
+    assert account.matched(stub), [out for _, out, _ in outcomes]
+    sent = [r.event for r in stub.accepted()]
+    firings = [i for i, e in enumerate(sent) if e["event_status"] != "Ok"]
+    assert len(firings) == 16 and len(sent) == 16 + 6  # each once
+    assert max(firings) < min(i for i, e in enumerate(sent) if e["event_status"] == "Ok")  # pages first
+    assert all(took < 6.5 + 1 for _, _, took in outcomes) and openapi.violations == stub.violations == []
+
+
+def test_a_firing_lost_in_the_last_half_hour_is_sent_first_however_many_alarms_are_on_longer(
+    run, openapi, policy, stub
+) -> None:
+    """A run that cannot read every page reads the alarms an outage just lost first: ListAlertGroup
+    answers the oldest first, so these would be on its last page."""
+    accounts.busy(openapi, stub, policy, KEY, on=2000, lost_firings=1, lost_recoveries=0)
+    openapi.add_alert_group(policy, "i-just-now", epoch(10))
+    openapi.delays["ListAlertGroup"] = 1.0  # 20 pages: 5 s at 4 at a time
+    code, out = run(max_seconds=3.0)
+    assert code == 1 and statuses(stub)[0] == ("Critical", "i-just-now"), out
+
+
 def test_a_hanging_list_alert_group_never_holds_the_run_past_its_limit(run, openapi, policy, stub) -> None:
     openapi.add_alert_group(policy, "i-lost", epoch(20))
     openapi.delays["ListAlertGroup"] = 30.0
@@ -806,6 +843,13 @@ def test_the_event_functions_timer_entry_raises_when_reconcile_cannot_run(openap
     error = "Flashduty refused FLASHDUTY_APP_KEY (Unauthorized): set an APP key of your account"
     assert ran.stderr.splitlines()[-1] == f"reconcile.CannotRun: {error}"
     assert "revoked-app-key" not in ran.stderr
+
+
+def test_a_timer_run_takes_what_the_platform_gives_and_assumes_no_more_than_its_default() -> None:
+    assert reconcile.timer_seconds(250) == reconcile.TIMER_SECONDS == 240  # the deploy's timeout
+    assert reconcile.timer_seconds(30) == 25  # a function deployed with veFaaS's default
+    assert reconcile.timer_seconds(None) == 25  # told nothing (a veFaaS event function): that default
+    assert reconcile.timer_seconds(3) == 1
 
 
 def test_the_timer_answers_by_its_deadline_as_a_failure_when_flashduty_drips(openapi, policy, stub, settings) -> None:

@@ -190,6 +190,13 @@ class FlashdutyStub(LocalServer):
         with self._lock:
             return [dict(a) for a in self.alert_records if not a["end_time"]]
 
+    def delivered(self, events: list[dict[str, Any]], integration_key: str) -> None:
+        """These events merged into alerts as though the relay had delivered them earlier (no push
+        counted against the limits): an account's state in one step, however many alerts it holds."""
+        with self._lock:
+            for event in events:
+                self._merge(event, integration_key)
+
     def age_alerts(self, seconds: int) -> None:
         """Everything Flashduty holds happened this much longer ago (a test's way to let time pass)."""
         with self._lock:
