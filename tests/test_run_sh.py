@@ -301,3 +301,22 @@ def test_strangers_trickling_a_small_body_do_not_hold_the_door_shut() -> None:
             dripping.join()
             for sock in strangers:
                 sock.close()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"Token tok-no-colon-1",  # the colon forgotten: gunicorn quotes the whole line in its warning
+        b"Token\ttok-no-colon-1",
+        b"Token tok-no-colon-1: x",  # the name is what comes before the colon
+    ],
+)
+def test_a_malformed_token_header_line_never_reaches_the_log(line: bytes) -> None:
+    with production_server({"DRY_RUN": "true", "CALLBACK_TOKEN": "tok-no-colon-1"}) as (url, _, log):
+        answer = raw_exchange(url, b"POST / HTTP/1.1\r\nHost: x\r\n" + line + b"\r\nContent-Length: 2\r\n\r\n{}")
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
+        wait_for(lambda: "Invalid HTTP" in log_text(log))
+        text = log_text(log)
+    (warning,) = [json.loads(entry) for entry in text.splitlines() if "Invalid HTTP" in entry]
+    assert warning["level"] == "WARNING" and "'Token <redacted>'" in warning["message"], warning
+    assert "tok-no-colon-1" not in text
