@@ -320,3 +320,25 @@ def test_a_malformed_token_header_line_never_reaches_the_log(line: bytes) -> Non
     (warning,) = [json.loads(entry) for entry in text.splitlines() if "Invalid HTTP" in entry]
     assert warning["level"] == "WARNING" and "'Token <redacted>'" in warning["message"], warning
     assert "tok-no-colon-1" not in text
+
+
+def test_make_run_on_a_port_in_use_says_so_in_one_line_naming_port() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [
+            "make",
+            "--no-print-directory",
+            "run",
+            f"PORT={port}",
+            "VENV=" + str(Path(sys.executable).parents[1]),
+        ]
+        env = {**os.environ, "PYTHON": sys.executable}
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    said = [line for line in result.stderr.splitlines() if not line.startswith("make: ***")]
+    assert said == [
+        f"relay: 127.0.0.1:{port} is in use by another program: stop it, or start on another port "
+        "(make run PORT=<port>; run.sh: _FAAS_RUNTIME_PORT=<port>)"
+    ], result.stderr  # not gunicorn's 11 lines over 5 s of retrying
