@@ -44,6 +44,29 @@ def test_run_sh_serves_the_relay(variable: str) -> None:
         assert '"translated"' in posted.stdout
 
 
+def test_the_samples_go_to_the_port_the_relay_was_given() -> None:
+    """`make run PORT=9000`, then `PORT=9000 python3 samples/post.py`; without PORT=, a refusal says to give it."""
+    with production_server({"DRY_RUN": "true"}) as (url, _, _):
+        port = url.rstrip("/").rsplit(":", 1)[1]
+        env = {**os.environ, "PORT": port}
+        posted = subprocess.run(
+            [sys.executable, "samples/post.py", "samples/metric.json"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+    assert posted.returncode == 0 and "HTTP 200" in posted.stdout, posted.stdout + posted.stderr
+    env["PORT"] = str(free_port())  # nothing listens there
+    refused = subprocess.run([sys.executable, "samples/post.py"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert refused.returncode != 0
+    (said,) = refused.stderr.splitlines()
+    assert said.startswith(f"cannot reach http://localhost:{env['PORT']}/: ") and said.endswith(
+        "(is the relay running? `make run`; started with PORT=<port>, post with PORT=<port> python3 samples/post.py, "
+        "or --url)"
+    ), said
+
+
 @pytest.mark.parametrize(
     ("name", "value", "says"),
     [
