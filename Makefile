@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
 
-.PHONY: run test lint bench snapshots clean
+.PHONY: run test check-node lint bench snapshots clean
 
 # The production server (run.sh: gunicorn with gunicorn.conf.py) on this machine only. `exec`: the
 # shell becomes the server, so the SIGTERM make passes on to its child reaches gunicorn itself.
@@ -16,8 +16,15 @@ run: $(VENV)/.run-deps
 
 # Three workers, one test file each at a time: most tests wait on real clocks (rate windows,
 # deadlines, servers starting), so they overlap well even on 2 cores.
-test: lint node_modules/.installed
+test: check-node lint node_modules/.installed
 	$(BIN)/python -m pytest -n 3 --dist loadfile
+
+# First, as Python's version is: a machine without Node.js hears so before the Python work, not after.
+NODE_NEEDED := make test needs Node.js 20 or newer with npm (the suite packages serverless.yml and lints \
+  the workflows): install them (https://nodejs.org/), then run make test again
+check-node:
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)' 2>/dev/null && \
+	  command -v npm >/dev/null || { echo "$(NODE_NEEDED)" >&2; exit 1; }
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .
