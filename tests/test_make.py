@@ -1,13 +1,33 @@
-"""The Makefile's targets as a newcomer meets them: `make test` on a machine without Node.js says so
-before any Python work."""
+"""The Makefile's targets as a newcomer meets them: `make deploy` sets itself up, and `make test` on a
+machine without Node.js says so before any Python work."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from tests.support.callbacks import ROOT
+
+VENV = str(Path(sys.executable).parents[1])
+
+
+def test_make_deploy_installs_the_deploy_tooling_and_runs_it() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOLCENGINE_", "FLASHDUTY_", "RECONCILE_"))}
+    result = subprocess.run(
+        ["make", "--no-print-directory", "deploy", f"VENV={VENV}", "ARGS=--dry-run --name make-deploy-dry"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "would deploy volc-flashduty-relay" in result.stdout, result.stdout + result.stderr
+    assert "find function 'make-deploy-dry'" in result.stdout
+    assert (Path(VENV) / ".deploy-deps").exists()
 
 
 def test_make_test_without_node_says_so_in_one_line_before_any_python_work(tmp_path: Path) -> None:
