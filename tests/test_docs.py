@@ -242,3 +242,15 @@ def test_every_docs_page_is_linked_from_the_readme() -> None:
     linked = {(ROOT / link.partition("#")[0]).resolve() for link in relative_links(ROOT / "README.md")}
     for page in PAGES[1:]:
         assert page.resolve() in linked, f"{page.name} is not linked from README.md"
+
+
+def test_operations_names_every_entry_point_and_which_server_has_the_limits() -> None:
+    tree = ast.parse((ROOT / "main.py").read_text())
+    entries = [node.name for node in tree.body if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")]
+    assert {"relay", "handler", "drain", "reconcile"} <= set(entries)
+    page = (ROOT / "docs/operations.md").read_text()
+    missing = [name for name in entries if f"`main.{name}" not in page]
+    assert not missing, f"docs/operations.md leaves out entry points: {missing}"
+    # functions-framework's own server lifts the request-line limit and reads no gunicorn.conf.py.
+    (offer,) = [line for line in page.split("\n- ") if "functions-framework --target=relay" in line]
+    assert "only `run.sh`" in offer, offer
