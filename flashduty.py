@@ -497,6 +497,10 @@ def _post(
     status, attempts = response.status, progress.attempts
     if 200 <= status < 300 and "error" not in answer and isinstance(answer.get("data"), dict):
         return Outcome(event, True, status=status, attempts=attempts)
+    if progress.cut:
+        # Cut in its headers, the answer reads as complete (http.client takes the lines it got for all
+        # of them) with an empty body: what it is not is Flashduty's, but what it was is slow.
+        return _unanswered(event, progress)
     return Outcome(event, False, status=status, error=_error_code(response, answer), attempts=attempts)
 
 

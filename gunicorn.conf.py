@@ -5,6 +5,7 @@ functions-framework's own runner reads no config file and lifts gunicorn's reque
 gunicorn itself; the application is still functions-framework's, from create_app.
 """
 
+import errno
 import logging
 import os
 import socket
@@ -143,6 +144,26 @@ class _EndAfter:
                 self._sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass  # the client is gone already
+
+
+def on_starting(server):
+    """A port another program holds stops the start in one line that says what to do, not in
+    gunicorn's eleven lines of retrying over 5 s. (A re-exec inherits its own listening socket.)"""
+    if server.LISTENERS or server.master_pid or not _port.isdigit():
+        return
+    host = bind.rsplit(":", 1)[0]
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, int(_port), type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+            probe.bind(address)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            sys.exit(
+                f"relay: {host}:{_port} is in use by another program: stop it, or start on another port "
+                "(make run PORT=<port>; run.sh: _FAAS_RUNTIME_PORT=<port>)"
+            )
+        # anything else (an unknown HOST): gunicorn says what
 
 
 def when_ready(server):

@@ -1,9 +1,10 @@
 """Logging: one JSON object a line, and nothing secret in any record, whichever library writes it.
 
 The integration key travels in the push URL's query and the callback token may come in the callback
-URL's; urllib3 (on retries, connection errors, malformed answers), web servers (request lines) and
-tracebacks all print URLs. A record factory redacts both from every record's message and exception
-text as it is created, so no logger, handler or formatter can print them.
+URL's or its Token header; urllib3 (on retries, connection errors, malformed answers), web servers
+(request lines, malformed header lines) and tracebacks all print them. A record factory redacts them
+from every record's message and exception text as it is created, so no logger, handler or formatter
+can print them.
 
 Every line (the relay's, urllib3's retries, gunicorn's) is a JSON object with `time` (UTC),
 `level`, `logger` and, while a callback is handled, its `trace_id`; a message that is itself a JSON
@@ -25,6 +26,9 @@ from typing import Any
 TRACE_ID: contextvars.ContextVar[str] = contextvars.ContextVar("trace_id", default="")
 
 _SECRET = re.compile(r"((?:integration_key|app_key|token)=)[^&\s'\"\\]+", re.IGNORECASE)
+# gunicorn's warning about a malformed header line quotes the line (with no colon, all of it: `Token
+# <token>`): only what may be its name is kept.
+_HEADER_LINE = re.compile(r"(Invalid HTTP header(?: name)?: (['\"])[A-Za-z0-9-]*+)(?!\2).*(?=\2)", re.IGNORECASE)
 
 
 def safe_name(text: str, limit: int = 64) -> str:
@@ -33,7 +37,7 @@ def safe_name(text: str, limit: int = 64) -> str:
 
 
 def redact(text: str) -> str:
-    return _SECRET.sub(r"\1<redacted>", text)
+    return _HEADER_LINE.sub(r"\1 <redacted>", _SECRET.sub(r"\1<redacted>", text))
 
 
 def install() -> None:

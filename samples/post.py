@@ -2,6 +2,7 @@
 
 python3 samples/post.py                          # every sample, to http://localhost:8080/
 python3 samples/post.py samples/metric.json      # one sample
+PORT=9000 python3 samples/post.py                # to `make run PORT=9000`'s relay
 python3 samples/post.py --url https://<your function URL>/ --token <CALLBACK_TOKEN>
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -55,13 +57,17 @@ def post(url: str, path: Path, token: str | None) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("samples", nargs="*", type=Path, default=SAMPLES)
-    parser.add_argument("--url", default="http://localhost:8080/")
+    # make run's port, from the same variable (`PORT ?= 8080` in the Makefile)
+    parser.add_argument("--url", default=f"http://localhost:{os.environ.get('PORT') or 8080}/")
     parser.add_argument("--token", help="the relay's CALLBACK_TOKEN, sent in the Token header")
     args = parser.parse_args()
     try:
         statuses = [post(args.url, path, args.token) for path in sorted(args.samples, key=order)]
     except urllib.error.URLError as error:
-        sys.exit(f"cannot reach {args.url}: {error.reason} (is the relay running? `make run`)")
+        sys.exit(
+            f"cannot reach {args.url}: {error.reason} (is the relay running? `make run`; started with PORT=<port>, "
+            "post with PORT=<port> python3 samples/post.py, or --url)"
+        )
     return 0 if all(200 <= s < 300 for s in statuses) else 1
 
 

@@ -242,8 +242,17 @@ def post_status(url: str, body: bytes) -> int:
         return error.code
 
 
-def test_a_dripped_answer_is_cut_off_at_the_deadline_and_named(client, stub) -> None:
-    stub.fault_source = lambda: Fault(drip=0.2)
+@pytest.mark.parametrize(
+    "at_once",
+    [
+        pytest.param(0, id="from its status line"),
+        # The status line whole, then its headers a byte at a time: cut there, http.client takes the
+        # headers read so far as all of them, and the empty body for a 2xx that is not Flashduty's.
+        pytest.param(len(b"HTTP/1.1 200 OK\r\n"), id="in its headers"),
+    ],
+)
+def test_a_dripped_answer_is_cut_off_at_the_deadline_and_named(client, stub, at_once: int) -> None:
+    stub.fault_source = lambda: Fault(drip=0.2, drip_from=at_once)
     started = time.monotonic()
     answer = client(FLASHDUTY_INTEGRATION_KEY=KEY, FLASHDUTY_PUSH_URL=stub.url, DELIVERY_DEADLINE_SECONDS="1").post(
         "/", data=EVENT

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -42,6 +43,29 @@ def test_run_sh_serves_the_relay(variable: str) -> None:
         assert posted.returncode == 0, posted.stdout + posted.stderr
         assert posted.stdout.count("HTTP 200") == len(list((ROOT / "samples").glob("*.json")))
         assert '"translated"' in posted.stdout
+
+
+def test_the_samples_go_to_the_port_the_relay_was_given() -> None:
+    """`make run PORT=9000`, then `PORT=9000 python3 samples/post.py`; without PORT=, a refusal says to give it."""
+    with production_server({"DRY_RUN": "true"}) as (url, _, _):
+        port = url.rstrip("/").rsplit(":", 1)[1]
+        env = {**os.environ, "PORT": port}
+        posted = subprocess.run(
+            [sys.executable, "samples/post.py", "samples/metric.json"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+    assert posted.returncode == 0 and "HTTP 200" in posted.stdout, posted.stdout + posted.stderr
+    env["PORT"] = str(free_port())  # nothing listens there
+    refused = subprocess.run([sys.executable, "samples/post.py"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert refused.returncode != 0
+    (said,) = refused.stderr.splitlines()
+    assert said.startswith(f"cannot reach http://localhost:{env['PORT']}/: ") and said.endswith(
+        "(is the relay running? `make run`; started with PORT=<port>, post with PORT=<port> python3 samples/post.py, "
+        "or --url)"
+    ), said
 
 
 @pytest.mark.parametrize(
@@ -301,3 +325,44 @@ def test_strangers_trickling_a_small_body_do_not_hold_the_door_shut() -> None:
             dripping.join()
             for sock in strangers:
                 sock.close()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"Token tok-no-colon-1",  # the colon forgotten: gunicorn quotes the whole line in its warning
+        b"Token\ttok-no-colon-1",
+        b"Token tok-no-colon-1: x",  # the name is what comes before the colon
+    ],
+)
+def test_a_malformed_token_header_line_never_reaches_the_log(line: bytes) -> None:
+    with production_server({"DRY_RUN": "true", "CALLBACK_TOKEN": "tok-no-colon-1"}) as (url, _, log):
+        answer = raw_exchange(url, b"POST / HTTP/1.1\r\nHost: x\r\n" + line + b"\r\nContent-Length: 2\r\n\r\n{}")
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
+        wait_for(lambda: "Invalid HTTP" in log_text(log))
+        text = log_text(log)
+    (warning,) = [json.loads(entry) for entry in text.splitlines() if "Invalid HTTP" in entry]
+    assert warning["level"] == "WARNING" and "'Token <redacted>'" in warning["message"], warning
+    assert "tok-no-colon-1" not in text
+
+
+def test_make_run_on_a_port_in_use_says_so_in_one_line_naming_port() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [
+            "make",
+            "--no-print-directory",
+            "run",
+            f"PORT={port}",
+            "VENV=" + str(Path(sys.executable).parents[1]),
+        ]
+        env = {**os.environ, "PYTHON": sys.executable}
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    said = [line for line in result.stderr.splitlines() if not re.match(r"make(\[\d+\])?: \*\*\*", line)]
+    assert said == [
+        f"relay: 127.0.0.1:{port} is in use by another program: stop it, or start on another port "
+        "(make run PORT=<port>; run.sh: _FAAS_RUNTIME_PORT=<port>)"
+    ], result.stderr  # not gunicorn's 11 lines over 5 s of retrying

@@ -118,6 +118,14 @@ def test_every_compiled_module_in_the_zip_is_for_the_runtimes_python_and_archite
     assert all(tag.endswith(f"_{machine}") for tag in binary), binary
 
 
+def test_the_zip_carries_no_bytecode_but_the_runtimes(package: Path) -> None:
+    """pip compiles what it installs for the Python that runs it, not for the runtime: dead weight."""
+    python = resources(package)["RelayLambdaFunction"]["Properties"]["Runtime"].removeprefix("python")
+    names = zipfile.ZipFile(package / "volc-flashduty-relay.zip").namelist()
+    other = [n for n in names if n.endswith(".pyc") and f".cpython-{python.replace('.', '')}." not in n]
+    assert not other, f"{len(other)} compiled for another Python than {python}: {other[:3]}"
+
+
 def test_the_handler_runs_from_the_zip_alone(package: Path, tmp_path: Path) -> None:
     zipfile.ZipFile(package / "volc-flashduty-relay.zip").extractall(tmp_path)
     event = {

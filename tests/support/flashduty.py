@@ -95,6 +95,7 @@ class Fault:
     body: bytes | None = None  # answer exactly this (a proxy's HTML page, a malformed body) with `status`
     wire: bytes | None = None  # write exactly these bytes as the whole answer (a malformed header line)
     drip: float = 0.0  # seconds between the bytes of the answer (a push's: a success), each under any read timeout
+    drip_from: int = 0  # bytes of it written at once before the drip (its status line: the headers drip)
 
 
 @dataclass
@@ -344,7 +345,7 @@ class FlashdutyStub(LocalServer):
                         stub.list_answers.append((arrived, status))
                     time.sleep(stub.list_delay)
                     if fault is not None and fault.drip:
-                        return self._drip(status, answer, fault.drip)
+                        return self._drip(status, answer, fault.drip, fault.drip_from)
                     return self._reply(status, answer, fault.headers if fault else None)
                 arrived = time.monotonic()
                 with stub._lock:
@@ -399,7 +400,8 @@ class FlashdutyStub(LocalServer):
                 if problems:
                     return self._reply(400, {"error": {"code": "InvalidParameter", "message": "; ".join(problems)}})
                 if fault.drip:
-                    return self._drip(200, {"request_id": "stub", "data": {"alert_key": "dripped"}}, fault.drip)
+                    dripped = {"request_id": "stub", "data": {"alert_key": "dripped"}}
+                    return self._drip(200, dripped, fault.drip, fault.drip_from)
                 if fault.wire is not None:
                     self.wfile.write(fault.wire)
                     self.close_connection = True
@@ -414,11 +416,14 @@ class FlashdutyStub(LocalServer):
             def _reply(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 self._reply_raw(status, json.dumps(payload).encode(), headers)
 
-            def _drip(self, status: int, payload: dict[str, Any], seconds: float) -> None:
+            def _drip(self, status: int, payload: dict[str, Any], seconds: float, at_once: int = 0) -> None:
                 data = json.dumps(payload).encode()
                 head = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Length: {len(data)}\r\n\r\n"
+                answer = head.encode() + data
                 self.close_connection = True
-                drip(self.wfile, head.encode() + data, seconds)
+                self.wfile.write(answer[:at_once])
+                self.wfile.flush()
+                drip(self.wfile, answer[at_once:], seconds)
 
             def _reply_raw(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
                 self.send_response(status)
