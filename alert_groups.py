@@ -27,7 +27,7 @@ from event_fields import (
     truncate,
 )
 from mapping import translate
-from metric_alarms import METRIC, RECOVERY_TYPES, RESOURCE_LISTS
+from metric_alarms import METRIC, NO_DATA, RECOVERY_TYPES, RESOURCE_LISTS, key_before_levels
 
 # The values of AlertState and AlertType are not documented: these are the spellings taken to mean an
 # alarm that is still on, and one that ended. Any other state is told by EndAt.
@@ -48,6 +48,7 @@ class AlertGroup(NamedTuple):
     recovery: dict[str, Any]  # the callback of its end: sent once it ended; its Oks name every key it may have
     started_at: datetime
     ended_at: datetime | None  # None while it is on
+    key_before_levels: str  # the key 0.3's relay gave its alert
 
 
 def alert_group(group: Mapping[str, Any], policy: Mapping[str, Any] | None = None) -> AlertGroup:
@@ -91,7 +92,14 @@ def alert_group(group: Mapping[str, Any], policy: Mapping[str, Any] | None = Non
         happened = int(at.timestamp()) if at else None
         return {"Type": callback_type, **rule, "HappenedAt": happened, list_name: [resource]}
 
-    return AlertGroup(callback(False, started), callback(True, ended), started, ended if recovered else None)
+    pairs = _dimension_pairs(group.get("Dimension"))
+    resource_id, rule_id = as_text(group.get("ResourceId")), as_text(group.get("RuleId"))
+    siblings = [(name, value) for name, value in pairs if value and value != resource_id]
+    kind = NO_DATA if no_data else METRIC
+    before = key_before_levels(
+        kind, rule_id or as_text(group.get("RuleName")), resource_id or as_text(group.get("ResourceName")), siblings
+    )
+    return AlertGroup(callback(False, started), callback(True, ended), started, ended if recovered else None, before)
 
 
 def reconciled(callback: Mapping[str, Any], options: Options = DEFAULT_OPTIONS) -> list[Event]:

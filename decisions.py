@@ -112,6 +112,8 @@ def decide(alarm: Alarm | None, alerts: Sequence[Alert], known: Known) -> tuple[
             return BY_HAND, []
         return (ESCALATED if open_ else LOST_FIRING), [alarm.firing]
     if open_:
+        if any(a.updated_at > alarm.ended + CLOCK_SKEW for a in open_):
+            return CHANGED, []  # something came after it ended (it fired again): not this end's to close
         if known.unreadable:
             return UNREADABLE, []
         return LOST_RECOVERY, list({a.alert_key: alarm.closing[a.alert_key] for a in open_}.values())

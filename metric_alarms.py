@@ -19,6 +19,7 @@ from event_fields import (
     EventStatus,
     Options,
     Severity,
+    alert_key,
     as_dicts,
     as_number,
     as_text,
@@ -221,6 +222,13 @@ def _metric_events(policy: _Policy, resource: Mapping[str, Any], kind: str, reco
         labels=labels,
         extra_labels=extra_labels,
     )
+
+
+def key_before_levels(kind: str, rule: str, resource: str, siblings: Iterable[tuple[str, str]]) -> str:
+    """The alert key 0.3 gave a metric alarm (no level, no AlertGroupId), by which reconcile still
+    knows the alerts opened before the upgrade (docs/upgrading.md)."""
+    parts = metric_identities(kind, rule, resource, "", [_Dimension(name, name, value) for name, value in siblings])
+    return alert_key(*parts[0])
 
 
 def metric_identities(

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import io
 import itertools
 import json
@@ -208,14 +209,18 @@ class CloudMonitor:
             yield from self.groups(rule_ids, middle, end, states, report, resource_id)
             return
         read = 0
-        # Read ahead as far as the limit allows, whatever TotalCount says: only a short page ends it.
+        # Read ahead as far as the limit allows. A page shorter than asked for ends the read, unless
+        # TotalCount says there is more (an API that serves smaller pages than asked: read on to an
+        # empty page); an empty page ends it, and a TotalCount above what was read then leaves it
+        # incomplete. TotalCount never proves a read complete; it may show one is not.
         for response in itertools.chain([first], _read_ahead(fetch, range(2, GROUP_LIMIT // PAGE_SIZE + 1))):
             batch = list(response.data or [])
             read += len(batch)
             if batch:
                 yield [volcengine_api.wire(g) for g in batch]
-            if len(batch) < PAGE_SIZE:
-                return  # a short page: the end, as the API marks it
+            if not batch or (len(batch) < PAGE_SIZE and read >= total):
+                report.unread += max(0, total - read)
+                return
         report.unread += max(1, total - read)  # past the limit in a minimal window
 
     def _pages(self, action: str, what: str, request_of: Callable[[int], tuple[Callable[..., Any], Any]]) -> list[Any]:
@@ -291,11 +296,14 @@ class AlarmReader:
     report: Report
     unreadable: set[tuple[str, str]] = field(default_factory=set)  # (policy, resource); resource "": any
 
-    def alarms(self, page: list[dict[str, Any]]) -> list[Alarm]:
-        """A page of ListAlertGroup as alarms per route, the latest per (route, key)."""
+    def alarms(self, page: list[dict[str, Any]], on: bool = False) -> list[Alarm]:
+        """A page of ListAlertGroup as alarms per route, the latest per (route, key). `on`: the page
+        answers AlertStates=alerting, so each of its alarms is on, whatever its state's spelling says."""
         latest: dict[tuple[str, str], Alarm] = {}
         for raw in page:
             for alarm in self.of(raw):
+                if on:
+                    alarm = dataclasses.replace(alarm, ended=None)
                 known = latest.get((alarm.route, alarm.key))
                 if known is None or known.started <= alarm.started:
                     latest[(alarm.route, alarm.key)] = alarm
@@ -314,7 +322,10 @@ class AlarmReader:
         firings = alert_groups.reconciled(group.firing, self.options)
         paged = bool(firings)  # MIN_SEVERITY drops it, as the relay does
         (firing,) = firings or alert_groups.reconciled(group.firing, self.options._replace(min_severity=mapping.INFO))
-        closing = {e["alert_key"]: e for e in alert_groups.reconciled(group.recovery, self.options)}
+        oks = alert_groups.reconciled(group.recovery, self.options)
+        before: mapping.Event = {**oks[0], "alert_key": group.key_before_levels}
+        # And the alert 0.3 opened for it, under its key of then: known, so never taken for stale.
+        closing = {before["alert_key"]: before, **{e["alert_key"]: e for e in oks}}
         return [
             Alarm(route, firing["alert_key"], group.started_at, group.ended_at, firing, closing, paged)
             for route in sorted(self.routes.get(rule_id, ()))
@@ -556,27 +567,29 @@ class Run:
             rule_id, resource_id = source
             local = Report()
             on_keys: set[str] = set()
-            ended_groups: set[str] = set()
-            for page in self.monitor.groups([rule_id], now - HISTORY, now, [], local, resource_id):
+            ended: set[str] = set()  # the ids of its ended alert groups, and their keys
+            for page in self.monitor.groups([rule_id], now - HISTORY, now + CLOCK_SKEW, [], local, resource_id):
                 for raw in page:
                     for alarm in self.cloud.of(raw):
                         if alarm.ended is None:
                             on_keys |= set(alarm.closing)
                         else:
-                            ended_groups.add(str(raw.get("Id") or ""))
-            return local.unread, on_keys, ended_groups
+                            ended |= {str(raw.get("Id") or ""), *alarm.closing}
+            return local.unread, on_keys, ended
 
         sources = sorted(source for source in by_source if source[1])
         shown: set[str] = set()
         with ThreadPoolExecutor(PAGES_AT_ONCE, thread_name_prefix="reconcile-stale") as pool:
-            for source, (unread, on_keys, ended_groups) in zip(sources, pool.map(read, sources), strict=True):
+            for source, (unread, on_keys, ended) in zip(sources, pool.map(read, sources), strict=True):
                 if unread:
                     self.report.unread += unread
                     continue  # not read to its end: absence proves nothing
+                # Its own alert group ended, where its labels name one; else an ended alarm of its key:
+                # an alarm absent from the read (on for over a year, its history gone) proves nothing.
                 shown |= {
                     a.alert_id
                     for a in by_source[source]
-                    if a.alert_key not in on_keys and a.labels.get("alert_group_id", "") in {"", *ended_groups}
+                    if a.alert_key not in on_keys and (a.labels.get("alert_group_id") or a.alert_key) in ended
                 }
         return shown
 
@@ -621,14 +634,14 @@ def reconcile(
     on_read_at = datetime.now(UTC)
     for start, end in _newest_first(now, since):
         for page in monitor.groups(rule_ids, start, end, ["alerting"], report):
-            alarms = [a for a in cloud.alarms(page) if a.ended is None]
+            alarms = cloud.alarms(page, on=True)
             report.on += len(alarms)
             run.on_keys |= {(a.route, k) for a in alarms for k in a.closing}
             keys = {k for a in alarms for k in a.closing}
             run.settle(alarms, datetime.now(UTC), [a for a in open_alerts if a.alert_key in keys])
     if report.unread:
         return report  # what is on is not all known: no Ok may be sent on its absence
-    for page in monitor.groups(rule_ids, now - since, now, [], report):
+    for page in monitor.groups(rule_ids, now - since, now + CLOCK_SKEW, [], report):
         alarms = [a for a in cloud.alarms(page) if a.ended and (a.route, a.key) not in run.on_keys]
         report.ended += len(alarms)
         run.settle(alarms, datetime.now(UTC))
@@ -639,10 +652,12 @@ def reconcile(
 def _newest_first(now: datetime, since: timedelta) -> list[tuple[datetime, datetime]]:
     """Where the alarms on now are looked for, in turn: those triggered within `since` first (an
     outage's lost firings are there; a page nobody got matters most), then the rest of HISTORY. The
-    two windows do not overlap (the API's bounds are whole seconds, both included)."""
+    two windows do not overlap (the API's bounds are whole seconds, both included). They end a
+    CLOCK_SKEW past this clock's now: an alarm Cloud Monitor's clock (ahead of ours) started "later"."""
+    until = now + CLOCK_SKEW
     if not MIN_WINDOW <= since < HISTORY:
-        return [(now - HISTORY, now)]
-    return [(now - since, now), (now - HISTORY, now - since - timedelta(seconds=1))]
+        return [(now - HISTORY, until)]
+    return [(now - since, until), (now - HISTORY, now - since - timedelta(seconds=1))]
 
 
 def run(environ: Mapping[str, str], *, since: timedelta, max_seconds: float, dry_run: bool, out: TextIO) -> int:

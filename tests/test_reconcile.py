@@ -239,25 +239,29 @@ def test_the_parts_of_a_resource_meet_the_relays_alerts_and_close_when_they_end(
     assert [a["labels"]["dim_gpu"] for a in stub.open_alert_records()] == ["0"]
 
 
-def test_alerts_open_under_the_keys_before_levels_are_closed_and_the_alarm_still_on_paged_anew(
+def test_alerts_open_under_the_keys_before_levels_are_known_kept_while_on_and_closed_when_ended(
     run, openapi, policy, stub
 ) -> None:
     """docs/upgrading.md: what reconcile does with alerts the relay opened before 0.4."""
     on = openapi.add_alert_group(policy, "i-still-on", epoch(20))
     openapi.add_alert_group(policy, "i-ended", epoch(40), AlertState="Recovered", EndAt=epoch(35))
+    old_keys = {}
     for resource in ("i-still-on", "i-ended"):
         (event,) = mapping.translate(callback_of({**on, "ResourceId": resource, "ResourceName": resource})).events
-        old_key = event_fields.alert_key("metric", policy["Id"], resource)  # 0.3's key: no level
+        old_keys[resource] = event_fields.alert_key("metric", policy["Id"], resource)  # 0.3's key: no level
         pushed = requests.post(
-            stub.url, params={"integration_key": KEY}, json={**event, "alert_key": old_key}, timeout=5
+            stub.url, params={"integration_key": KEY}, json={**event, "alert_key": old_keys[resource]}, timeout=5
         )
         assert pushed.status_code == 200
     stub.age_alerts(AGO)
     code, out = run()
-    assert code == 0 and "1 lost firings" in out and "2 recoveries" in out, out
-    (alert,) = stub.open_alert_records()  # the alarm still on, under its new key, paged once more
-    assert alert["labels"]["resource_id"] == "i-still-on" and alert["alert_severity"] == "Critical"
-    assert alert["alert_key"] != event_fields.alert_key("metric", policy["Id"], "i-still-on")
+    assert code == 0 and "0 lost firings" in out and "1 recoveries" in out, out
+    (alert,) = stub.open_alert_records()  # the alarm still on keeps its 0.3 alert: no second page
+    assert alert["alert_key"] == old_keys["i-still-on"]
+    on.update(AlertState="Recovered", EndAt=epoch(1))  # its recovery reaches the new keys only: reconcile's Ok
+    stub.age_alerts(AGO)
+    code, out = run()
+    assert code == 0 and stub.open_alert_records() == [], out
 
 
 def test_a_warning_closed_by_hand_does_not_silence_a_lost_escalation_to_critical(
@@ -996,3 +1000,145 @@ def test_an_alert_left_in_an_integration_its_route_moved_from_is_reported_never_
     (alert,) = stub.open_alert_records()  # an Ok reaches only its own integration
     assert code == 1 and "still open after its Ok" in out and alert["integration_name"] in out, out
     assert "0 recoveries" in out and moved not in out and KEY not in out
+
+
+# Answers the docs do not rule out: a capped page size, an empty first page with a total, an unknown
+# state spelling, a list that shifts while read, a clock ahead, a refiring during a run, a year-long alarm
+
+
+def test_an_alarm_on_for_over_a_year_keeps_its_alert_without_an_alert_group_id(run, openapi, policy, stub, relay):
+    """An alarm on for 400 days (in no read), its alert without an alert_group_id label: no Ok on absence."""
+    group = openapi.add_alert_group(policy, "i-ancient", epoch(60 * 24 * 400))
+    relay(callback_of(group))  # the callback carries no AlertGroupId: the alert has no alert_group_id
+    stub.age_alerts(AGO)
+    code, out = run()
+    assert [s for s, _ in statuses(stub)] == ["Critical"], out  # no Ok while Cloud Monitor has it on
+    assert open_resources(stub) == ["i-ancient"] and code == 1, out
+
+
+def test_a_capped_page_size_never_closes_the_alert_of_an_alarm_on(run, openapi, policy, stub, relay):
+    """ListAlertGroup serving 50 a page (every page short): read on while TotalCount says more; no Ok to one on."""
+    openapi.alert_group_page_max = 50
+    old = openapi.add_alert_group(policy, "i-target", epoch(29), AlertState="Recovered", EndAt=epoch(27))
+    for n in range(59):
+        openapi.add_alert_group(policy, f"i-{n:02d}", epoch(20))
+    new = openapi.add_alert_group(policy, "i-target", epoch(10))  # fired again: on now, the newest
+    assert old["ResourceId"] == new["ResourceId"]
+    relay(callback_of(new))
+    stub.age_alerts(AGO)
+    code, out = run()
+    assert ("Ok", "i-target") not in statuses(stub), out
+    assert "i-target" in open_resources(stub), out
+
+
+def test_a_capped_page_size_does_not_lose_firings_silently(run, openapi, policy, stub):
+    """ListAlertGroup serving 50 a page: 60 alarms on, and every lost firing is sent."""
+    openapi.alert_group_page_max = 50
+    for n in range(60):
+        openapi.add_alert_group(policy, f"i-{n:02d}", epoch(20))
+    code, out = run()
+    assert len(open_resources(stub)) == 60 or code != 0, out
+
+
+def test_an_alarm_the_alerting_filter_returns_is_on_whatever_its_state_spelling(run, openapi, policy, stub, relay):
+    """An entry AlertStates=alerting returns, in a state spelling not known, with EndAt set: on, kept open."""
+    openapi.alerting_spellings = {"alerting", "alarm", "firing", "告警中"}
+    group = openapi.add_alert_group(policy, "i-spelled", epoch(60 * 3))
+    relay(callback_of(group))
+    group.update(AlertState="告警中", EndAt=epoch(1))  # on, as the API's own filter says; EndAt: its last check
+    stub.age_alerts(AGO)
+    code, out = run()
+    assert [s for s, _ in statuses(stub)] == ["Critical"], out
+    assert open_resources(stub) == ["i-spelled"], out
+
+
+def test_an_empty_first_page_with_a_total_is_not_taken_for_no_alarm_on(run, openapi, policy, stub):
+    """ListAlertGroup answering page 1 empty with TotalCount 3: the read is not complete, and the run says so."""
+    for n in range(3):
+        openapi.add_alert_group(policy, f"i-{n}", epoch(20))
+    calls = iter(range(10**6))
+    original = openapi._page
+
+    def lagging(body, items):
+        answer = original(body, items)
+        if items and "ResourceId" in items[0] and next(calls) == 0:  # ListAlertGroup's first page, lagging its count
+            answer["Data"] = []
+        return answer
+
+    openapi._page = lagging
+    code, out = run()
+    assert len(open_resources(stub)) == 3 or code != 0, out
+
+
+def test_an_alarm_shifted_off_its_page_while_read_never_gets_its_alert_closed(run, openapi, policy, stub, relay):
+    """An alarm on page 1 ends while page 2 is read (offset pages shift): the alarm on it skips keeps its alert."""
+    old = openapi.add_alert_group(policy, "i-target", epoch(29), AlertState="Recovered", EndAt=epoch(27))
+    first = openapi.add_alert_group(policy, "i-first", epoch(25))
+    for n in range(99):
+        openapi.add_alert_group(policy, f"i-{n:02d}", epoch(20))
+    new = openapi.add_alert_group(policy, "i-target", epoch(10))  # fired again: on now, the 101st on
+    assert old["ResourceId"] == new["ResourceId"]
+    relay(callback_of(new))
+    stub.age_alerts(AGO)
+
+    def ends() -> None:  # just after page 1 was answered: an alarm on it recovers, and the list shifts
+        first.update(AlertState="Recovered", EndAt=epoch(0))
+
+    openapi.after["ListAlertGroup"] = ends
+    code, out = run()
+    assert ("Ok", "i-target") not in statuses(stub), out
+    assert "i-target" in open_resources(stub), out
+
+
+def test_an_alarm_whose_start_is_ahead_of_this_clock_keeps_its_alert(run, openapi, policy, stub, relay):
+    """Volcengine's clock 2 min ahead: an alarm on with StartAt past our `now` is still read, and keeps its alert."""
+    openapi.add_alert_group(policy, "i-skew", epoch(20), AlertState="Recovered", EndAt=epoch(15))
+    new = openapi.add_alert_group(policy, "i-skew", epoch(-0.5))  # on: started 90 s ago by Volcengine's clock
+    relay(callback_of(new))
+    stub.age_alerts(90)  # the firing arrived 90 s ago
+    code, out = run()
+    assert ("Ok", "i-skew") not in statuses(stub), out
+    assert open_resources(stub) == ["i-skew"], out
+
+
+def test_the_docs_name_every_alert_state_spelling_reconcile_reads():
+    """docs/reconcile.md lists every AlertState spelling the code reads as on, and as ended."""
+    import re
+    from pathlib import Path
+
+    import alert_groups
+
+    text = Path(__file__).resolve().parents[1].joinpath("docs", "reconcile.md").read_text()
+    line = next(part for part in text.split("\n- ") if part.startswith("`AlertState`'s values"))
+    on_part, ended_part = line.split(" mean on;")
+    assert set(re.findall(r"`(\w+)`", on_part)) - {"AlertState"} == set(alert_groups.ALERTING_STATES)
+    assert set(re.findall(r"`(\w+)`", ended_part.split(" mean ended")[0])) == set(alert_groups.RECOVERED_STATES)
+
+
+def test_an_alert_a_newer_firing_updated_after_the_alarm_ended_gets_no_ok(run, openapi, policy, stub, relay):
+    """An alarm that fires again mid-run (after the on-read): the old group's Ok never closes its new firing's alert."""
+    old = openapi.add_alert_group(policy, "i-again", epoch(29))
+    relay(callback_of(old))
+    old.update(AlertState="Recovered", EndAt=epoch(25))  # its recovery was lost
+    for n in range(100):
+        openapi.add_alert_group(policy, f"i-{n:03d}", epoch(20))
+    stub.age_alerts(AGO)
+    serve = openapi._list_alert_group
+
+    def list_alert_group(body):
+        answer = serve(body)
+        if not body.get("AlertStates") and not any(g["Id"] == "again" for g in openapi.alert_groups.values()):
+            # the on-read is done: the alarm fires again, its callback arrives, 90 s pass reading the rest
+            new = openapi.add_alert_group(policy, "i-again", epoch(1.5))
+            new["Id"] = "again"
+            openapi.alert_groups["again"] = openapi.alert_groups.pop(
+                next(k for k, g in openapi.alert_groups.items() if g is new)
+            )
+            relay(callback_of(new))
+            stub.age_alerts(90)
+        return answer
+
+    openapi._list_alert_group = list_alert_group
+    code, out = run()
+    assert statuses(stub)[-1] != ("Ok", "i-again"), out
+    assert "i-again" in open_resources(stub), out

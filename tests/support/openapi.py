@@ -146,6 +146,11 @@ class OpenAPIStub(LocalServer):
         # ListAlertGroup's TotalCount, which its docs do not promise: "all" (every entry the query
         # matches), "missing" (left out), or "page" (the page's own count, as though it were the last).
         self.alert_group_total = "all"
+        # The largest ListAlertGroup page it serves (None: whatever PageSize asks), as an API capping
+        # PageSize does: its answer says the size it served.
+        self.alert_group_page_max: int | None = None
+        # AlertState spellings that the documented AlertStates filter value "alerting" matches.
+        self.alerting_spellings = {"alerting", "alarm", "firing"}
         self.lost: list[str] = []  # what an Update took from a rule: "<rule id>: <field path>"
         # Run once, just after the named action has answered: a person changing things meanwhile.
         self.after: dict[str, Callable[[], None]] = {}
@@ -554,9 +559,11 @@ class OpenAPIStub(LocalServer):
             if (not rules or g["RuleId"] in rules)
             and (not resource or g["ResourceId"] == resource)
             and start <= _epoch(g["StartAt"]) <= end
-            and (not states or _alert_state(g) in states)
+            and (not states or _alert_state(g, self.alerting_spellings) in states)
         ]
         found.sort(key=lambda g: (_epoch(g["StartAt"]), g["Id"]))
+        if self.alert_group_page_max is not None:
+            body = {**body, "PageSize": min(int(body.get("PageSize") or 10), self.alert_group_page_max)}
         answer = self._page(body, found[:ALERT_GROUP_LIMIT])
         # The SDK types StartAt, EndAt and Duration as strings: the stand-in gives them so.
         answer["Data"] = [{**g, **{k: str(g[k]) for k in ("StartAt", "EndAt", "Duration")}} for g in answer["Data"]]
@@ -707,9 +714,9 @@ def _epoch(value: Any) -> float:
     return number / 1000 if number > 1e11 else number
 
 
-def _alert_state(group: dict[str, Any]) -> str:
+def _alert_state(group: dict[str, Any], alerting: Any = ("alerting", "alarm", "firing")) -> str:
     """The documented AlertStates value a stored alarm answers to (its AlertState spelling is the test's)."""
-    return "alerting" if str(group["AlertState"]).lower() in ("alerting", "alarm", "firing") else "normal"
+    return "alerting" if str(group["AlertState"]).lower() in alerting else "normal"
 
 
 def _refuse_webhooks(body: dict[str, Any], action: str) -> None:
