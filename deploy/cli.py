@@ -43,6 +43,11 @@ RECONCILE_CREDENTIALS = {
 }
 
 
+def shell(name: str) -> str | None:
+    """A setting of this shell; blank (spaces, a newline) is unset, as the relay reads it (config._text)."""
+    return os.environ.get(name, "").strip() or None
+
+
 def run(
     clients: argparse.Namespace, target: Target, wiring: Wiring, code: bytes, backups: Path, out: TextIO
 ) -> str | None:
@@ -247,7 +252,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
             prog="python -m deploy test", description="send a test event and its Ok through the deployed relay"
         )
         tester.add_argument("--url", required=True, help="the callback URL (what Cloud Monitor posts to)")
-        tester.add_argument("--token", default=os.environ.get("CALLBACK_TOKEN"), help="default: $CALLBACK_TOKEN")
+        tester.add_argument("--token", default=shell("CALLBACK_TOKEN"), help="default: $CALLBACK_TOKEN")
         test_args = tester.parse_args(argv[1:])
         return wiring_test(test_args.url, test_args.token, out)
     if argv[:1] in (["unwire"], ["restore"]):
@@ -270,7 +275,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
     )
     parser.add_argument(
         "--gateway",
-        default=os.environ.get("APIG_GATEWAY_NAME") or None,
+        default=shell("APIG_GATEWAY_NAME"),
         metavar="NAME",
         help="route this API gateway (an existing one, in the region) to the function: its URL is the callback "
         "URL (default: $APIG_GATEWAY_NAME)",
@@ -282,7 +287,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
         parser.add_argument(
             option,
             type=_names,
-            default=_names(os.environ[variable]) if os.environ.get(variable) else None,
+            default=_names(shell(variable) or "") if shell(variable) else None,
             metavar="ID|NAME,...|all",
             help=f"tick the relay's callback URL in these Cloud Monitor {what} (default: ${variable})",
         )
@@ -293,20 +298,20 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
     if found is None or found < low:
         parser.exit(2, f"deploy: runtime {args.runtime} runs Python older than the {low[0]}.{low[1]} the code needs\n")
     names = (*config.VARIABLES, *STORE_CREDENTIALS)
-    environment = {name: os.environ[name] for name in names if os.environ.get(name)}
+    environment = {name: value for name in names if (value := shell(name))}
     # Reconcile's key reaches the function only as given for it: never this shell's deploying key.
-    reconcile_key = {to: os.environ[given] for given, to in RECONCILE_CREDENTIALS.items() if os.environ.get(given)}
+    reconcile_key = {to: value for given, to in RECONCILE_CREDENTIALS.items() if (value := shell(given))}
     if reconcile_key:
         if len(reconcile_key) < 2:
             parser.exit(2, "deploy: set both RECONCILE_ACCESS_KEY and RECONCILE_SECRET_KEY (a read-only key)\n")
-        if reconcile_key["VOLCENGINE_ACCESS_KEY"] == os.environ.get("VOLCENGINE_ACCESS_KEY"):
+        if reconcile_key["VOLCENGINE_ACCESS_KEY"] == shell("VOLCENGINE_ACCESS_KEY"):
             parser.exit(
                 2,
                 "deploy: RECONCILE_ACCESS_KEY is the deploying key: give reconcile a key of its own, "
                 "allowed only Cloud Monitor's ListWebhooks, ListRules and ListAlertGroup\n",
             )
         environment.update(reconcile_key, VOLCENGINE_REGION=args.region, RECONCILE_WEBHOOK=args.name)
-        environment.update({name: os.environ[name] for name in RECONCILE_SETTINGS if os.environ.get(name)})
+        environment.update({name: value for name in RECONCILE_SETTINGS if (value := shell(name))})
     try:
         config.load(environment)  # a setting the function would refuse at start is refused here
         endpoint = volcengine_api.endpoint(os.environ)
@@ -355,12 +360,12 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--name", default=os.environ.get("VEFAAS_FUNCTION_NAME") or "volc-flashduty-relay")
-    parser.add_argument("--region", default=os.environ.get("VOLCENGINE_REGION") or "cn-beijing")
+    parser.add_argument("--name", default=shell("VEFAAS_FUNCTION_NAME") or "volc-flashduty-relay")
+    parser.add_argument("--region", default=shell("VOLCENGINE_REGION") or "cn-beijing")
     parser.add_argument(
         "--backup-dir",
         type=Path,
-        default=Path(os.environ.get("DEPLOY_BACKUP_DIR") or saved.DEFAULT_DIRECTORY),
+        default=Path(shell("DEPLOY_BACKUP_DIR") or saved.DEFAULT_DIRECTORY),
         help="where the rules it writes are saved first (default: $DEPLOY_BACKUP_DIR, else deploy-backups)",
     )
     return parser
@@ -388,7 +393,7 @@ def _way_back(argv: list[str], out: TextIO) -> int:
 
 
 def _clients(parser: argparse.ArgumentParser, region: str, endpoint: str) -> argparse.Namespace:
-    access_key, secret_key = os.environ.get("VOLCENGINE_ACCESS_KEY"), os.environ.get("VOLCENGINE_SECRET_KEY")
+    access_key, secret_key = shell("VOLCENGINE_ACCESS_KEY"), shell("VOLCENGINE_SECRET_KEY")
     if not (access_key and secret_key):
         parser.exit(
             2, "deploy: set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY (an access key allowed to use veFaaS)\n"
@@ -419,7 +424,7 @@ def _would_refuse(target: Target) -> list[str]:
         refuse_what_cannot_work(config.load(environment), environment)
     except DeployError as error:
         refusals.append(f"{error} (unless the function already has what is missing)")
-    if not (os.environ.get("VOLCENGINE_ACCESS_KEY") and os.environ.get("VOLCENGINE_SECRET_KEY")):
+    if not (shell("VOLCENGINE_ACCESS_KEY") and shell("VOLCENGINE_SECRET_KEY")):
         refusals.append("VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY (the deploying key) are not set")
     return refusals
 

@@ -41,11 +41,12 @@ class Target:
         return {"command": COMMAND, "port": PORT, "memory_mb": self.memory_mb, "request_timeout": self.request_timeout}
 
     def wanted_environment(self, existing: Mapping[str, str]) -> dict[str, str]:
-        """The function's environment: what it has, then this shell's settings, less what the user unsets."""
+        """The function's environment: what it has, then this shell's settings, less what the user unsets
+        and less a blank setting, which the relay reads as unset (a token of blanks is no token)."""
         merged = {**existing, **self.environment}
         if self.dry_run_function:
             merged["DRY_RUN"] = "true"
-        return {k: v for k, v in sorted(merged.items()) if k not in self.unset}
+        return {k: v for k, v in sorted(merged.items()) if k not in self.unset and v.strip()}
 
 
 @dataclass(frozen=True)

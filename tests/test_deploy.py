@@ -762,3 +762,28 @@ def test_no_credential_is_saved_and_restore_keeps_the_rules_own(run, wired) -> N
     code, out = run("restore", str(path), "--force")
     assert code == 1 and "message queue (topic 'alerts'" in out and "nothing was restored" in out
     assert "UpdateEventRule" not in wired.actions()
+
+
+def test_a_token_of_blanks_is_no_token_and_the_deploy_makes_a_real_one(run, wired, client) -> None:
+    code, out = run(
+        "--gateway", "prod-gateway", "--alarm-policies", "cpu-high", FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN=" \n"
+    )
+    assert code == 0, out
+    token = envs(wired)["CALLBACK_TOKEN"]
+    assert token.strip() == token and len(token) >= 40 and "shown only this once" in out
+    (webhook,) = wired.webhooks.values()
+    assert webhook["Token"] == token
+    forged = client(FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN=token).post(
+        "/", data=(ROOT / "samples/metric.json").read_bytes()
+    )
+    assert forged.status_code == 401
+
+
+def test_a_blank_setting_on_the_function_is_unset(run, openapi) -> None:
+    assert run(FLASHDUTY_INTEGRATION_KEY="fd-key", CALLBACK_TOKEN="\t ")[0] == 0
+    assert "CALLBACK_TOKEN" not in envs(openapi)  # blank in the shell: not set on the function
+    openapi.function("volc-flashduty-relay").fields["Envs"].append({"Key": "CALLBACK_TOKEN", "Value": " \n"})
+    openapi.add_gateway("prod-gateway")
+    code, out = run("--gateway", "prod-gateway", FLASHDUTY_INTEGRATION_KEY="fd-key")
+    assert code == 0, out
+    assert envs(openapi)["CALLBACK_TOKEN"].strip() and "shown only this once" in out
