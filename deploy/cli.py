@@ -96,20 +96,28 @@ def run(
                 "Cloud Monitor needs the function's URL, and it has none yet: pass --gateway NAME (an API "
                 "gateway in this region) so that the deploy routes one to it."
             )
-        webhook_id = monitor.webhook(target.name, url, environment["CALLBACK_TOKEN"])
+        webhook_id, duplicates = monitor.webhook(target.name, url, environment["CALLBACK_TOKEN"])
         _put_back_tags(monitor, backups, target.name, target.region)
         # As they are now, minutes after the check (the function's release waits): checked again, and
         # saved as they are just before the first write, so that the way back keeps what others changed.
         chosen = [(kind, monitor.read(kind, rule)) for kind, rule in chosen]
         _refuse(monitor.refusals(chosen, webhook_id), "no rule was written")
-        to_tick = [(kind, rule) for kind, rule in chosen if not ticked(kind, rule, webhook_id)]
-        if to_tick:
-            path = saved.save(backups, target.name, target.region, to_tick)
+        calling_duplicates = [
+            (kind, rule) for kind, rule in monitor.all_rules() if set(duplicates) & set(rule.get("WebhookIds") or [])
+        ]
+        to_write = {(kind.what, kind.rule_id(rule)): (kind, rule) for kind, rule in calling_duplicates}
+        to_write.update({(k.what, k.rule_id(r)): (k, r) for k, r in chosen if not ticked(k, r, webhook_id)})
+        if to_write:
+            path = saved.save(backups, target.name, target.region, list(to_write.values()))
             caller.say(
-                f"saved the {len(to_tick)} rules it will write, whole, to {path} (the way back: "
+                f"saved the {len(to_write)} rules it will write, whole, to {path} (the way back: "
                 f"python -m deploy restore {path}; python -m deploy unwire takes the relay out of every rule)"
             )
             monitor.tagging = functools.partial(saved.note_tags, path)
+        for kind, rule in calling_duplicates:  # every alarm delivered once: one callback URL in each rule
+            monitor.unwire(kind, rule, set(duplicates), instead=webhook_id)
+        if duplicates:
+            monitor.delete_webhooks(duplicates)
         for kind, rule in chosen:
             monitor.tick(kind, rule, webhook_id)
     return url
@@ -163,21 +171,21 @@ def unwire(clients: argparse.Namespace, name: str, region: str, backups: Path, o
     """The relay's callback URL taken out of every rule that calls it; each saved first."""
     caller = Caller(clients.monitor_models.ApiException, out)
     monitor = Monitor(caller, clients.monitor, clients.monitor_models, clients.universal)
-    webhook = monitor.find_webhook(name)
-    if webhook is None:
+    webhooks = {str(w.id) for w in monitor.webhooks_named(name)}  # duplicates too
+    if not webhooks:
         caller.say(f"no callback URL named {name!r}: no rule calls the relay")
         return 0
     _put_back_tags(monitor, backups, name, region)
-    calling = [(kind, rule) for kind, rule in monitor.all_rules() if webhook.id in (rule.get("WebhookIds") or [])]
+    calling = [(kind, rule) for kind, rule in monitor.all_rules() if webhooks & set(rule.get("WebhookIds") or [])]
     if calling:
         path = saved.save(backups, name, region, calling)
         caller.say(f"saved the {len(calling)} rules it will write, whole, to {path}")
         monitor.tagging = functools.partial(saved.note_tags, path)
     for kind, rule in calling:
-        monitor.unwire(kind, rule, webhook.id)
+        monitor.unwire(kind, rule, webhooks)
     caller.say(
-        f"{len(calling)} rules no longer call callback URL {name!r} ({webhook.id}); the callback URL itself is "
-        "kept (delete it in Cloud Monitor once nothing needs it)"
+        f"{len(calling)} rules no longer call callback URL {name!r} ({', '.join(sorted(webhooks))}); the callback "
+        "URL itself is kept (delete it in Cloud Monitor once nothing needs it)"
     )
     return 0
 

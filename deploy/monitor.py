@@ -105,38 +105,54 @@ class Monitor:
     # back: kept where a later run can read it, so that a run stopped in between loses nothing.
     tagging: Callable[[dict[str, Any], list[Any] | None], None] = field(default=lambda rule, tags: None)
 
-    def find_webhook(self, name: str, url: str | None = None) -> Any:
-        """The relay's callback URL (by its name; of several, the one to `url`), or None."""
+    def webhooks_named(self, name: str) -> list[Any]:
+        """Every callback URL of exactly this name (Cloud Monitor allows several), oldest first."""
         webhooks = self.caller.pages(
             "list callback URLs",
             lambda page: self.api.list_webhooks(
                 self.models.ListWebhooksRequest(name=name, page_number=page, page_size=100)
             ),
         )
-        return next(iter(sorted((w for w in webhooks if w.name == name), key=lambda w: w.url != url)), None)
+        return sorted((w for w in webhooks if w.name == name), key=lambda w: (len(str(w.id)), str(w.id)))
 
-    def webhook(self, name: str, url: str, token: str) -> str:
-        """Cloud Monitor's callback URL to the relay, with the function's token. A token cannot be read
-        back, so every run sets it: an interrupted rotation cannot leave the two apart."""
+    def find_webhook(self, name: str, url: str | None = None) -> Any:
+        """The relay's callback URL (by its name; of several, the one to `url`), or None."""
+        return next(iter(sorted(self.webhooks_named(name), key=lambda w: w.url != url)), None)
+
+    def webhook(self, name: str, url: str, token: str) -> tuple[str, list[str]]:
+        """Cloud Monitor's callback URL to the relay, with the function's token, and the ids of its
+        duplicates (same name, same URL: what a create sent twice made), which the rules are to leave. A
+        token cannot be read back, so every run sets it: an interrupted rotation cannot leave the two apart."""
         api, models = self.api, self.models
-        found = self.find_webhook(name, url)
+        named = self.webhooks_named(name)
+        same = [w for w in named if w.url == url]
+        # Of duplicates, the one most rules call (then the oldest) stays.
+        same.sort(key=lambda w: -(len(w.rule_ids or []) + len(w.event_rule_ids or [])))
+        duplicates = [str(w.id) for w in same[1:]]
+        if duplicates:
+            self.caller.say(
+                f"callback URL {name!r}: {len(duplicates)} duplicate(s) of it ({', '.join(duplicates)}), same name "
+                f"and URL: their rules are moved to {same[0].id} and they are deleted"
+            )
+        found = same[0] if same else next(iter(named), None)
         if found is None:
-            created = self.caller.call(
+            created = self.caller.write(
                 "create callback URL",
                 lambda: (
                     api.create_webhook(
                         models.CreateWebhookRequest(name=name, type=WEBHOOK_TYPE, url=url, token=token)
                     ).data
                 ),
+                adopt=lambda: next(([w.id] for w in self.webhooks_named(name) if w.url == url), None),
             )
             self.caller.say(f"callback URL {name!r}: created ({created[0]}) to {url}, with the token")
-            return str(created[0])
+            return str(created[0]), []
         differs = [
             what
             for what, differ in (("url", found.url != url), ("type", str(found.type).lower() in CHAT_BOT_TYPES))
             if differ
         ]
-        self.caller.call(
+        self.caller.write(
             "update callback URL",
             lambda: api.update_webhook(
                 models.UpdateWebhookRequest(
@@ -149,26 +165,38 @@ class Monitor:
             + (f"updated its {', '.join(differs)}; " if differs else "")
             + "token set (it cannot be read back, so every run sets it)"
         )
-        return str(found.id)
+        return str(found.id), duplicates
 
-    def unwire(self, kind: Kind, listed: dict[str, Any], webhook_id: str) -> bool:
-        """The webhook taken out of one rule (read again before, compared after); False if it had none."""
+    def delete_webhooks(self, ids: list[str]) -> None:
+        """Duplicates of the relay's callback URL, once no rule calls them."""
+        self._call("delete duplicate callback URLs", "DeleteWebhooksByIds", {"Ids": ids})
+        self.caller.say(f"deleted the duplicate callback URLs {', '.join(ids)}")
+
+    def unwire(self, kind: Kind, listed: dict[str, Any], webhook_ids: set[str], instead: str | None = None) -> bool:
+        """These webhooks taken out of one rule (read again before, compared after), and `instead` ticked
+        in their place if given; False if it had none of them."""
         rule = self.read(kind, listed)
-        if webhook_id not in (rule.get("WebhookIds") or []):
+        if not webhook_ids & set(rule.get("WebhookIds") or []):
             return False
-        others = [i for i in rule["WebhookIds"] if i != webhook_id]
+        others = [i for i in rule["WebhookIds"] if i not in webhook_ids]
+        if instead is not None and instead not in others:
+            others.append(instead)
         methods = rule.get(kind.methods) or []
         wanted = {**rule, "WebhookIds": others}
         if not others and not rule.get("WebHook"):
             wanted[kind.methods] = [m for m in methods if m != "Webhook"]
-        self.write(kind, wanted, f"untick {kind.name(rule)}")
+        what = f"move {kind.name(rule)} to callback URL {instead}" if instead else f"untick {kind.name(rule)}"
+        self.write(kind, wanted, what)
         changed = differences(kind, wanted, self.read(kind, rule))
         if changed:
             raise DeployError(
                 f"{kind.name(rule)}: taking the relay out changed {', '.join(changed)} as well: restore it from "
                 "the saved copy (python -m deploy restore FILE)"
             )
-        self.caller.say(f"{kind.name(rule)}: no longer calls the relay")
+        self.caller.say(
+            f"{kind.name(rule)}: "
+            + (f"now calls {instead} instead of its duplicates" if instead else "no longer calls the relay")
+        )
         return True
 
     def changed_since(self, kind: Kind, saved: dict[str, Any], webhook_id: str | None) -> list[str]:
@@ -321,7 +349,8 @@ class Monitor:
             action=action,
             content_type="application/json",
         )
-        return self.caller.call(what, functools.partial(self.universal.do_call, info, body)) or {}
+        send = self.caller.call if action.startswith(("List", "Get")) else self.caller.write
+        return send(what, functools.partial(self.universal.do_call, info, body)) or {}
 
     def _update_body(self, kind: Kind, rule: dict[str, Any]) -> dict[str, Any]:
         """A rule as its Update takes it: everything it has, less what only a read shows (by the SDK's

@@ -787,3 +787,65 @@ def test_a_blank_setting_on_the_function_is_unset(run, openapi) -> None:
     code, out = run("--gateway", "prod-gateway", FLASHDUTY_INTEGRATION_KEY="fd-key")
     assert code == 0, out
     assert envs(openapi)["CALLBACK_TOKEN"].strip() and "shown only this once" in out
+
+
+# Every write happens once: an answer lost after the write is read for, never sent blind again -------
+
+
+@pytest.mark.parametrize(
+    "action",
+    ["CreateFunction", "CreateUpstream", "CreateGatewayService", "CreateRoute", "CreateWebhook", "CreateTimer"],
+)
+def test_a_create_whose_answer_is_lost_is_found_and_adopted_never_made_twice(run, wired, store, action) -> None:
+    wired.lose_answers[action] = 1  # done, and the connection drops before the answer
+    args = ("--gateway", "prod-gateway", "--event-rules", "all", "--alarm-policies", "all")
+    code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok", **store)
+    assert code == 0, out
+    assert wired.actions().count(action) == 1 and "the answer was lost" in out
+    (gateway,) = wired.gateways.values()
+    assert len(wired.functions) == len(gateway["Upstreams"]) == len(gateway["Services"]) == len(wired.routes) == 1
+    (webhook,) = wired.webhooks.values()
+    assert len(wired.function("volc-flashduty-relay").triggers) == 1
+    rules = [*wired.event_rules.values(), *wired.alarm_policies.values()]
+    assert all(rule["WebhookIds"].count(webhook["Id"]) == 1 for rule in rules) and wired.violations == []
+
+
+@pytest.mark.parametrize("action", ["UpdateFunction", "UpdateWebhook", "UpdateRule", "TagResources", "Release"])
+def test_an_update_whose_answer_is_lost_is_not_sent_again_blind_and_the_next_run_finishes(run, wired, action) -> None:
+    args = ("--gateway", "prod-gateway", "--alarm-policies", "cpu-high")
+    assert run(*args, FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok-1")[0] == 0
+    policy = next(iter(wired.alarm_policies.values()))
+    policy["WebhookIds"], policy["AlertMethods"] = [], ["Email"]  # unticked, so the next run writes it
+    wired.calls.clear()
+    wired.lose_answers[action] = 1
+    code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok-2", MIN_SEVERITY="Warning")
+    assert code == 1 and "whether it took effect is unknown" in out and "run the deploy again" in out, out
+    assert wired.actions().count(action) == 1  # never twice blind
+    assert run(*args, FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok-2", MIN_SEVERITY="Warning")[0] == 0
+    (webhook,) = wired.webhooks.values()
+    assert webhook["Token"] == envs(wired)["CALLBACK_TOKEN"] == "tok-2"
+    assert policy["WebhookIds"] == [webhook["Id"]] and policy["Tags"] == [{"Key": "team", "Value": "sre"}]
+
+
+def test_duplicate_callback_urls_the_deploy_made_are_merged_and_unwire_takes_out_every_one(run, wired) -> None:
+    args = ("--gateway", "prod-gateway", "--event-rules", "all", "--alarm-policies", "all")
+    assert run(*args, FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok")[0] == 0
+    (first,) = wired.webhooks.values()
+    # What an SDK's blind retry of CreateWebhook left: a second callback URL of the same name and URL,
+    # ticked in one policy by a deploy that found it first.
+    second = {**first, "Id": "9" * 19, "RuleIds": [], "EventRuleIds": []}
+    wired.webhooks[second["Id"]] = second
+    cpu, disk = wired.alarm_policies.values()
+    disk["WebhookIds"] = [second["Id"]]
+    second["RuleIds"] = [disk["Id"]]
+    code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok")
+    assert code == 0, out
+    assert list(wired.webhooks) == [first["Id"]] and "duplicate" in out
+    assert cpu["WebhookIds"] == disk["WebhookIds"] == [first["Id"]]  # every alarm delivered once
+
+    wired.webhooks[second["Id"]] = {**second, "RuleIds": [disk["Id"]]}
+    disk["WebhookIds"] = [first["Id"], second["Id"]]
+    code, out = run("unwire")
+    assert code == 0 and "4 rules no longer call" in out, out
+    rules = [*wired.event_rules.values(), *wired.alarm_policies.values()]
+    assert not any({first["Id"], second["Id"]} & set(rule["WebhookIds"]) for rule in rules)

@@ -60,6 +60,7 @@ REQUIRED = {
     "ListWebhooks": (),
     "CreateWebhook": ("Name", "Type", "Url"),
     "UpdateWebhook": ("Id", "Name", "Type", "Url"),
+    "DeleteWebhooksByIds": ("Ids",),
     "ListEventRules": (),
     "UpdateEventRule": ("EventBusName", "EventSource", "Level", "RuleId", "RuleName"),
     "ListRules": (),
@@ -135,6 +136,9 @@ class OpenAPIStub(LocalServer):
         # Action: how to answer each of its requests instead of serving it (None: serve it), as a busy
         # service or its gateway does (a 429 with Retry-After, a 5xx); a drip serves it, dripped.
         self.faults: dict[str, Callable[[], Fault | None]] = {}
+        # Action: how many of its answers to lose after doing the action (the connection drops before the
+        # answer, as a lost response or a read timeout leaves it): the caller cannot tell whether it landed.
+        self.lose_answers: dict[str, int] = {}
         self.functions: dict[str, Function] = {}
         self.release_status = "Succeeded"
         self.gateways: dict[str, dict[str, Any]] = {}  # id: {"Id", "Name", "Upstreams", "Services"}
@@ -296,6 +300,7 @@ class OpenAPIStub(LocalServer):
         return {"Id": function.id, "Name": function.name, "Runtime": function.runtime, **function.fields}
 
     def _create_function(self, body: dict[str, Any]) -> dict[str, Any]:
+        _unique(body["Name"], [f.name for f in self.functions.values()], "function")
         function_id = f"fn{next(self._ids):06d}"
         fields = {k: v for k, v in body.items() if k not in ("Name", "Runtime")}
         self.functions[function_id] = Function(function_id, body["Name"], body["Runtime"], fields)
@@ -380,6 +385,7 @@ class OpenAPIStub(LocalServer):
 
     def _create_upstream(self, body: dict[str, Any]) -> dict[str, Any]:
         gateway = self._gateway(body["GatewayId"])
+        _unique(body["Name"], [u["Name"] for u in gateway["Upstreams"].values()], "upstream")
         if body["SourceType"] != "VeFaas" or not (body["UpstreamSpec"].get("VeFaas") or {}).get("FunctionId"):
             self.violations.append(f"CreateUpstream of {body['SourceType']} without UpstreamSpec.VeFaas.FunctionId")
         upstream_id = f"ud{next(self._ids):06d}"
@@ -401,6 +407,7 @@ class OpenAPIStub(LocalServer):
 
     def _create_gateway_service(self, body: dict[str, Any]) -> dict[str, Any]:
         gateway = self._gateway(body["GatewayId"])
+        _unique(body["ServiceName"], [s["Name"] for s in gateway["Services"].values()], "service")
         service_id = f"sd{next(self._ids):06d}"
         gateway["Services"][service_id] = {
             "Id": service_id,
@@ -426,6 +433,8 @@ class OpenAPIStub(LocalServer):
         upstreams = {u for g in self.gateways.values() for u in g["Upstreams"]}
         if any(u.get("UpstreamId") not in upstreams for u in body["UpstreamList"]):
             self.violations.append("CreateRoute to an upstream that does not exist")
+        same_service = [r["Name"] for r in self.routes.values() if r["ServiceId"] == body["ServiceId"]]
+        _unique(body["Name"], same_service, "route")
         route_id = f"rt{next(self._ids):06d}"
         self.routes[route_id] = {"Id": route_id, **body}
         return {"Id": route_id}
@@ -466,6 +475,17 @@ class OpenAPIStub(LocalServer):
         elif body.get("Token"):
             self.webhooks[body["Id"]]["Token"] = body["Token"]
         return {"Data": [body["Id"]]}
+
+    def _delete_webhooks_by_ids(self, body: dict[str, Any]) -> dict[str, Any]:
+        for webhook_id in body["Ids"]:
+            webhook = self.webhooks.get(webhook_id)
+            if webhook is None:
+                raise _Refusal(404, "NotFound.Webhook", f"webhook {webhook_id} not found")
+            if webhook["RuleIds"] or webhook["EventRuleIds"]:  # the harsher reading: one in use is kept
+                raise _Refusal(400, "OperationDenied.WebhookInUse", f"webhook {webhook_id} is used by rules")
+        for webhook_id in body["Ids"]:
+            del self.webhooks[webhook_id]
+        return {"Data": body["Ids"]}
 
     def _list_event_rules(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._page(body, list(self.event_rules.values()))
@@ -598,6 +618,7 @@ class OpenAPIStub(LocalServer):
             "ListWebhooks": self._list_webhooks,
             "CreateWebhook": self._create_webhook,
             "UpdateWebhook": self._update_webhook,
+            "DeleteWebhooksByIds": self._delete_webhooks_by_ids,
             "ListEventRules": self._list_event_rules,
             "UpdateEventRule": self._update_event_rule,
             "ListRules": self._list_rules,
@@ -666,7 +687,13 @@ class OpenAPIStub(LocalServer):
                         status = refusal.status
                         error = {"Code": refusal.code, "Message": refusal.message}
                         answer = {"ResponseMetadata": {**metadata, "Error": error}}
+                    lost = stub.lose_answers.get(action, 0) > 0 and status == 200
+                    if lost:
+                        stub.lose_answers[action] -= 1
                 time.sleep(stub.delays.get(action, 0.0))
+                if lost:  # done, and the connection drops before the answer
+                    self.close_connection = True
+                    return
                 data = json.dumps(answer).encode()
                 if fault is not None and fault.drip:
                     head = f"HTTP/1.0 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
@@ -703,6 +730,13 @@ def _epoch(value: Any) -> float:
 def _alert_state(group: dict[str, Any]) -> str:
     """The documented AlertStates value a stored alarm answers to (its AlertState spelling is the test's)."""
     return "alerting" if str(group["AlertState"]).lower() in ("alerting", "alarm", "firing") else "normal"
+
+
+def _unique(name: str, taken: list[str], what: str) -> None:
+    """A veFaaS function's, and a gateway's upstream, service and route names are unique where they live
+    (a Cloud Monitor callback URL's are not)."""
+    if name in taken:
+        raise _Refusal(400, "AlreadyExists", f"a {what} named {name!r} already exists")
 
 
 def _refuse_webhooks(body: dict[str, Any], action: str) -> None:
