@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import config
+from config import DEFAULT_ROUTE
 from deploy.calls import Caller, DeployError
 
 # Cloud Monitor's "Generic Webhook" type. The OpenAPI reference gives no value set for Type; BytePlus's
@@ -81,16 +83,38 @@ KINDS = {kind.what: kind for kind in (EVENT_RULES, ALARM_POLICIES)}
 
 @dataclass(frozen=True)
 class Wiring:
-    """How Cloud Monitor reaches the function: a route on a named API gateway, and the callback URL
-    (webhook) ticked in the event rules and alarm policies named (None: leave them; ("all",): every one)."""
+    """How Cloud Monitor reaches the function: a route on a named API gateway, and for each of the
+    relay's routes (DEFAULT_ROUTE, or a ROUTES name) its own callback URL (webhook), ticked in the event
+    rules and alarm policies named for it (None: leave them; ("all",): every one)."""
 
     gateway: str | None = None
-    event_rules: tuple[str, ...] | None = None
-    alarm_policies: tuple[str, ...] | None = None
+    event_rules: Mapping[str, tuple[str, ...]] | None = None  # route: rule ids or names
+    alarm_policies: Mapping[str, tuple[str, ...]] | None = None
 
     @property
     def monitor(self) -> bool:
         return self.event_rules is not None or self.alarm_policies is not None
+
+    @property
+    def routes(self) -> list[str]:
+        return sorted({route for feeds in (self.event_rules, self.alarm_policies) for route in feeds or {}})
+
+
+def webhook_name(function: str, route: str) -> str:
+    """A route's callback URL's name: the function's for the default route, `<function>.<route>` for
+    another (a function's name has no '.', so no other relay's name is of this form)."""
+    return function if route == DEFAULT_ROUTE else f"{function}.{route}"
+
+
+def _route_of(function: str, name: str) -> str | None:
+    """The route whose callback URL has this name (webhook_name), or None."""
+    prefix, dot, route = name.partition(".")
+    return route if dot and prefix == function and config.ROUTE_NAME.match(route) else None
+
+
+def route_url(url: str, route: str) -> str:
+    """A route's callback URL: the relay reads the route from the path's last segment (config.route_of)."""
+    return url if route == DEFAULT_ROUTE else f"{url.rstrip('/')}/{route}"
 
 
 @dataclass
@@ -105,15 +129,17 @@ class Monitor:
     # back: kept where a later run can read it, so that a run stopped in between loses nothing.
     tagging: Callable[[dict[str, Any], list[Any] | None], None] = field(default=lambda rule, tags: None)
 
-    def webhooks_named(self, name: str) -> list[Any]:
-        """Every callback URL of exactly this name (Cloud Monitor allows several), oldest first."""
+    def webhooks_named(self, name: str, routes: bool = False) -> list[Any]:
+        """Every callback URL of exactly this name (Cloud Monitor allows several), and with `routes`
+        every route's of this function too (webhook_name), oldest first."""
         webhooks = self.caller.pages(
             "list callback URLs",
             lambda page: self.api.list_webhooks(
                 self.models.ListWebhooksRequest(name=name, page_number=page, page_size=100)
             ),
         )
-        return sorted((w for w in webhooks if w.name == name), key=lambda w: (len(str(w.id)), str(w.id)))
+        ours = [w for w in webhooks if w.name == name or (routes and _route_of(name, w.name) is not None)]
+        return sorted(ours, key=lambda w: (len(str(w.id)), str(w.id)))
 
     def find_webhook(self, name: str, url: str | None = None) -> Any:
         """The relay's callback URL (by its name; of several, the one to `url`), or None."""
@@ -237,12 +263,16 @@ class Monitor:
     def all_rules(self) -> list[tuple[Kind, dict[str, Any]]]:
         return [(kind, rule) for kind in (EVENT_RULES, ALARM_POLICIES) for rule in self._list(kind)]
 
-    def rules(self, wiring: Wiring) -> list[tuple[Kind, dict[str, Any]]]:
-        """The rules named, as Cloud Monitor's JSON has them (the SDK's list models drop fields)."""
+    def rules(self, wiring: Wiring) -> list[tuple[str, Kind, dict[str, Any]]]:
+        """The rules named for each route, as Cloud Monitor's JSON has them (the SDK's list models drop
+        fields)."""
         chosen = []
-        for kind, wanted in ((EVENT_RULES, wiring.event_rules), (ALARM_POLICIES, wiring.alarm_policies)):
-            if wanted is not None:
-                chosen += [(kind, rule) for rule in _choose(self._list(kind), wanted, kind)]
+        for kind, feeds in ((EVENT_RULES, wiring.event_rules), (ALARM_POLICIES, wiring.alarm_policies)):
+            if feeds is not None:
+                rules = self._list(kind)
+                chosen += [
+                    (route, kind, rule) for route, wanted in feeds.items() for rule in _choose(rules, wanted, kind)
+                ]
         return chosen
 
     def refusals(self, chosen: list[tuple[Kind, dict[str, Any]]], webhook_id: str | None) -> list[str]:

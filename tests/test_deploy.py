@@ -849,3 +849,54 @@ def test_duplicate_callback_urls_the_deploy_made_are_merged_and_unwire_takes_out
     assert code == 0 and "4 rules no longer call" in out, out
     rules = [*wired.event_rules.values(), *wired.alarm_policies.values()]
     assert not any({first["Id"], second["Id"]} & set(rule["WebhookIds"]) for rule in rules)
+
+
+# Every route wired to its own URL -------------------------------------------------------------------
+
+ROUTES = json.dumps({"team-a": "key-a", "team-b": "key-b"})
+
+
+def test_rules_wired_to_a_route_that_cannot_deliver_are_refused_before_anything_is_written(run, wired) -> None:
+    code, out = run("--gateway", "prod-gateway", "--alarm-policies", "cpu-high", ROUTES=ROUTES, CALLBACK_TOKEN="t")
+    assert code == 1 and "default route ('/')" in out and "team-a=cpu-high" in out, out
+    code, out = run("--gateway", "prod-gateway", "--alarm-policies", "team-c=cpu-high", ROUTES=ROUTES)
+    assert code == 1 and "ROUTES has no 'team-c'" in out, out
+    assert not {"CreateFunction", "CreateRoute", "CreateWebhook", "UpdateRule"} & set(wired.actions())
+
+
+def test_each_route_gets_its_own_callback_url_and_the_rules_named_for_it(run, wired, stub, client) -> None:
+    args = ("--gateway", "prod-gateway", "--alarm-policies", "team-a=cpu-high", "--event-rules", "team-a=all")
+    code, out = run(*args, ROUTES=ROUTES, CALLBACK_TOKEN="tok", DEPLOY_ALARM_POLICIES="x=ignored-for-the-option")
+    assert code == 0, out
+    code, out = run("--gateway", "prod-gateway", ROUTES=ROUTES, DEPLOY_ALARM_POLICIES="team-b=disk-full")
+    assert code == 0, out
+    named = {w["Name"]: w for w in wired.webhooks.values()}
+    assert sorted(named) == ["volc-flashduty-relay.team-a", "volc-flashduty-relay.team-b"]
+    team_a, team_b = named["volc-flashduty-relay.team-a"], named["volc-flashduty-relay.team-b"]
+    assert team_a["Url"].endswith("/team-a") and team_b["Url"].endswith("/team-b")
+    cpu, disk = wired.alarm_policies.values()
+    assert cpu["WebhookIds"] == [team_a["Id"]] and disk["WebhookIds"] == [team_b["Id"]]
+    assert all(team_a["Id"] in rule["WebhookIds"] for rule in wired.event_rules.values())
+    assert "--route team-b" in out
+    # What Cloud Monitor posts to each URL reaches that route's integration, not a 404.
+    app = client(ROUTES=ROUTES, CALLBACK_TOKEN="tok", FLASHDUTY_PUSH_URL=stub.url)
+    for webhook, key in ((team_a, "key-a"), (team_b, "key-b")):
+        path = "/" + webhook["Url"].split("/", 3)[3]
+        answer = app.post(path, data=(ROOT / "samples/metric.json").read_bytes(), headers={"Token": "tok"})
+        assert answer.status_code == 200 and answer.get_json()["failed"] == 0, answer.get_json()
+        assert key in {r.integration_key for r in stub.accepted()}
+
+    code, out = run("unwire")
+    assert code == 0 and "4 rules no longer call" in out, out  # every route's callback URL
+
+
+def test_the_wiring_test_tests_every_route(stub) -> None:
+    env = {"ROUTES": ROUTES, "FLASHDUTY_PUSH_URL": stub.url, "CALLBACK_TOKEN": "tok-w"}
+    with production_server(env) as (url, _, _):
+        out = io.StringIO()
+        args = ["test", "--url", url, "--token", "tok-w", "--route", "team-a", "--route", "team-b"]
+        assert cli.main(args, out=out) == 0, out.getvalue()
+        assert "every route works" in out.getvalue()
+        assert cli.main([*args, "--route", "default"], out=out) == 1  # no default key: said, not passed
+    assert "routes failing: default" in out.getvalue()
+    assert {r.integration_key for r in stub.accepted()} == {"key-a", "key-b"}
