@@ -106,7 +106,7 @@ def run(
         for route in wiring.routes:
             name, route_at = webhook_name(target.name, route), route_url(url, route)
             webhook_ids[route], duplicates[webhook_ids[route]] = monitor.webhook(
-                name, route_at, environment["CALLBACK_TOKEN"]
+                name, route_at, environment["CALLBACK_TOKEN"], wiring.repoint
             )
             if route != config.DEFAULT_ROUTE:
                 caller.say(f"route {route!r}: callback URL {name!r} to {route_at}")
@@ -246,6 +246,11 @@ def restore(clients: argparse.Namespace, path: Path, force: bool, out: TextIO) -
     monitor = Monitor(caller, clients.monitor, clients.monitor_models, clients.universal)
     function, rules = saved.load(path)
     webhook = monitor.find_webhook(function)
+    # A restore stopped between UpdateRule and TagResources noted the tags in flight: put back first.
+    for _, rule, tags in saved.noted(path):
+        monitor.put_back_tags(rule, tags)
+        saved.note_tags(path, rule, None)
+    monitor.tagging = functools.partial(saved.note_tags, path)
     changed = [
         f"{kind.name(rule)}: changed since it was saved ({', '.join(fields)})"
         for kind, rule in rules
@@ -363,6 +368,11 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
             f"route's own callback URL instead; repeat for each route (default: ${variable}, groups separated "
             "by ';')",
         )
+    parser.add_argument(
+        "--repoint-callback-url",
+        action="store_true",
+        help="point a callback URL of the relay's name that calls another URL (one made by hand) at the relay",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan and what would be refused; call nothing")
     args = parser.parse_args(argv)
 
@@ -404,6 +414,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
             args.gateway,
             _feeds(args.event_rules, shell("DEPLOY_EVENT_RULES")),
             _feeds(args.alarm_policies, shell("DEPLOY_ALARM_POLICIES")),
+            args.repoint_callback_url,
         )
     except argparse.ArgumentTypeError as error:
         parser.exit(2, f"deploy: {error}\n")

@@ -27,6 +27,9 @@ TAG_RESOURCE_TYPE = "rule"
 # An event rule's message queue credentials (Kafka's SASL user, password and mechanism): never saved to a
 # file (CI keeps the saved rules as an artifact); a restore keeps what the rule has then.
 CREDENTIALS = ("Username", "Password", "AuthEncrypt")
+# A rule's old-style single URL (a policy's WebHook, an event rule's Endpoint, as the SDK's models and
+# Volcengine's Terraform provider name them): often a chat bot's hook with its secret in it, so never saved.
+OLD_STYLE_URLS = ("WebHook", "Endpoint")
 WITHHELD = "(withheld: never saved; a restore keeps the rule's own)"
 
 
@@ -90,6 +93,7 @@ class Wiring:
     gateway: str | None = None
     event_rules: Mapping[str, tuple[str, ...]] | None = None  # route: rule ids or names
     alarm_policies: Mapping[str, tuple[str, ...]] | None = None
+    repoint: bool = False  # a callback URL of the relay's name at another URL is pointed at the relay
 
     @property
     def monitor(self) -> bool:
@@ -145,7 +149,7 @@ class Monitor:
         """The relay's callback URL (by its name; of several, the one to `url`), or None."""
         return next(iter(sorted(self.webhooks_named(name), key=lambda w: w.url != url)), None)
 
-    def webhook(self, name: str, url: str, token: str) -> tuple[str, list[str]]:
+    def webhook(self, name: str, url: str, token: str, repoint: bool = False) -> tuple[str, list[str]]:
         """Cloud Monitor's callback URL to the relay, with the function's token, and the ids of its
         duplicates (same name, same URL: what a create sent twice made), which the rules are to leave. A
         token cannot be read back, so every run sets it: an interrupted rotation cannot leave the two apart."""
@@ -161,6 +165,12 @@ class Monitor:
                 f"and URL: their rules are moved to {same[0].id} and they are deleted"
             )
         found = same[0] if same else next(iter(named), None)
+        if found is not None and not same and not repoint:
+            raise DeployError(
+                f"callback URL {name!r} ({found.id}) points at {found.url}, not at {url}, where this deploy puts it: "
+                "someone made it by hand, or the gateway's domain changed. It was left as it is: pass "
+                "--repoint-callback-url to point it at the relay's URL, or rename it; no rule was written"
+            )
         if found is None:
             created = self.caller.write(
                 "create callback URL",
@@ -226,12 +236,13 @@ class Monitor:
         return True
 
     def changed_since(self, kind: Kind, saved: dict[str, Any], webhook_id: str | None) -> list[str]:
-        """What differs between a saved rule and the rule now, other than the relay's tick and the tags
-        an interrupted write dropped: what a restore would undo."""
+        """What differs between a saved rule and the rule now, other than the relay's tick: what a restore
+        would undo. Tags the owner removed since are a change like any other (tags a stopped write of ours
+        dropped are noted in the file, and put back before this is asked)."""
         now = self.read(kind, saved)
         saved = with_credentials(kind, saved, now)
         changed = set(differences(kind, saved, now)) & set(differences(kind, with_tick(kind, saved, webhook_id), now))
-        return sorted(changed - ({"Tags"} if not now.get("Tags") else set()))
+        return sorted(changed)
 
     def restore(self, kind: Kind, saved: dict[str, Any]) -> None:
         """A rule written back as saved (with the credentials it has now), and compared after."""
@@ -282,7 +293,7 @@ class Monitor:
             if ticked(kind, rule, webhook_id):
                 continue
             reasons = []
-            if rule.get("WebHook"):
+            if any(rule.get(url) for url in OLD_STYLE_URLS):
                 reasons.append(
                     "it sends to an old-style webhook URL, and Cloud Monitor takes that URL or callback URLs, not "
                     "both: ticking the relay would drop it. Make that URL a callback URL (Cloud Monitor -> "
@@ -426,7 +437,9 @@ def _canonical(value: Any) -> str:
 
 
 def withheld(rule: dict[str, Any]) -> dict[str, Any]:
-    """A rule as it may be saved: its message queues' credentials left out, marked withheld."""
+    """A rule as it may be saved: its message queues' credentials and its old-style URL left out, marked
+    withheld."""
+    rule = {**rule, **{url: WITHHELD for url in OLD_STYLE_URLS if rule.get(url)}}
     queues = rule.get("MessageQueue")
     if not isinstance(queues, list):
         return rule
@@ -444,6 +457,7 @@ def withheld(rule: dict[str, Any]) -> dict[str, Any]:
 def with_credentials(kind: Kind, saved: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
     """A saved rule with the credentials it withheld as the rule has them now (in its message queue of
     the same other fields); a queue no longer there cannot be written back without them: refused."""
+    saved = {**saved, **{url: now.get(url) for url in OLD_STYLE_URLS if saved.get(url) == WITHHELD}}
     queues = saved.get("MessageQueue")
     if not isinstance(queues, list):
         return saved
@@ -471,9 +485,10 @@ def _sans_credentials(queue: dict[str, Any]) -> dict[str, Any]:
 
 def with_tick(kind: Kind, rule: dict[str, Any], webhook_id: str | None) -> dict[str, Any]:
     """The rule calling the relay too: its webhook id added, and Webhook among its methods."""
+    ids = rule.get("WebhookIds") or []
     return {
         **rule,
-        "WebhookIds": [*(rule.get("WebhookIds") or []), webhook_id],
+        "WebhookIds": ids if webhook_id in ids else [*ids, webhook_id],
         kind.methods: sorted({*(rule.get(kind.methods) or []), "Webhook"}),
     }
 

@@ -900,3 +900,76 @@ def test_the_wiring_test_tests_every_route(stub) -> None:
         assert cli.main([*args, "--route", "default"], out=out) == 1  # no default key: said, not passed
     assert "routes failing: default" in out.getvalue()
     assert {r.integration_key for r in stub.accepted()} == {"key-a", "key-b"}
+
+
+# What is not ours stays as it is ------------------------------------------------------------------
+
+BOT_HOOK = "https://open.feishu.cn/open-apis/bot/v2/hook/bot-secret-0123"
+
+
+def test_an_event_rules_old_style_endpoint_is_refused_and_never_saved(run, wired, tmp_path) -> None:
+    wired.add_event_rule("bot-alerts", Endpoint=BOT_HOOK, ContactMethods=["Webhook"])
+    before = json.dumps(wired.event_rules, sort_keys=True)
+    code, out = run("--gateway", "prod-gateway", "--event-rules", "all", FLASHDUTY_INTEGRATION_KEY="k")
+    assert code == 1 and "event rule 'bot-alerts'" in out and "old-style webhook URL" in out, out
+    assert json.dumps(wired.event_rules, sort_keys=True) == before
+    # One that an older deploy ticked anyway (both were sent): unwire saves it, without the URL.
+    (rule,) = [r for r in wired.event_rules.values() if r["RuleName"] == "bot-alerts"]
+    assert run("--gateway", "prod-gateway", "--event-rules", "disk-redeploy", FLASHDUTY_INTEGRATION_KEY="k")[0] == 0
+    (webhook,) = wired.webhooks.values()
+    rule["WebhookIds"] = [webhook["Id"]]
+    code, out = run("unwire")
+    assert code == 0 and "2 rules no longer call" in out, out
+    files = [path.read_text() for path in Path(os.environ["DEPLOY_BACKUP_DIR"]).glob("*.json")]
+    assert len(files) == 2 and not any("bot-secret" in text for text in files)
+    assert rule["Endpoint"] == BOT_HOOK  # the rule keeps its own
+
+
+def test_a_callback_url_made_by_hand_is_never_repointed_unasked(run, wired) -> None:
+    wired.webhooks["42"] = {
+        "Id": "42",
+        "Name": "volc-flashduty-relay",  # as docs/setup.md told, to a route's path
+        "Type": "custom",
+        "Url": "https://relay.example/team-a",
+        "RuleIds": [],
+        "EventRuleIds": [],
+    }
+    args = ("--gateway", "prod-gateway", "--alarm-policies", "cpu-high")
+    code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok")
+    assert code == 1 and "--repoint-callback-url" in out and "no rule was written" in out, out
+    assert wired.webhooks["42"]["Url"] == "https://relay.example/team-a" and len(wired.webhooks) == 1
+    assert "UpdateRule" not in wired.actions()
+    code, out = run(*args, "--repoint-callback-url", FLASHDUTY_INTEGRATION_KEY="k")
+    assert code == 0, out
+    assert wired.webhooks["42"]["Url"].endswith(".volceapi.com/")
+
+
+def test_restore_keeps_tags_the_owner_removed_since_and_finishes_a_stopped_restore(run, wired) -> None:
+    assert run("--gateway", "prod-gateway", "--alarm-policies", "all", FLASHDUTY_INTEGRATION_KEY="k")[0] == 0
+    saved = sorted(Path(os.environ["DEPLOY_BACKUP_DIR"]).glob("*.json"))[-1]
+    cpu, disk = wired.alarm_policies.values()
+    cpu["Tags"] = []  # the owner removes the tags after the save
+    code, out = run("restore", str(saved))
+    assert code == 1 and f"alarm policy 'cpu-high' ({cpu['Id']}): changed since it was saved (Tags)" in out, out
+    assert cpu["Tags"] == [] and cpu["WebhookIds"]  # nothing restored
+
+    cpu["Tags"] = [{"Key": "team", "Value": "sre"}]
+    wired.deny.add("TagResources")  # a restore stopped between UpdateRule and TagResources
+    code, out = run("restore", str(saved))
+    assert code == 1 and "refused it (AccessDenied)" in out
+    assert not cpu.get("Tags")
+    wired.deny.clear()
+    code, out = run("restore", str(saved))
+    assert code == 0, out
+    assert cpu["Tags"] == disk["Tags"] == [{"Key": "team", "Value": "sre"}]
+    assert cpu["WebhookIds"] == disk["WebhookIds"] == []
+
+
+def test_a_policy_holding_the_relays_id_without_the_method_gets_it_once(run, wired) -> None:
+    args = ("--gateway", "prod-gateway", "--alarm-policies", "cpu-high")
+    assert run(*args, FLASHDUTY_INTEGRATION_KEY="k")[0] == 0
+    cpu = next(iter(wired.alarm_policies.values()))
+    cpu["AlertMethods"] = ["Email"]  # someone turned the callback method off, the id stays
+    assert run(*args, FLASHDUTY_INTEGRATION_KEY="k")[0] == 0
+    (webhook,) = wired.webhooks.values()
+    assert cpu["WebhookIds"] == [webhook["Id"]] and cpu["AlertMethods"] == ["Email", "Webhook"]

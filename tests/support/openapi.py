@@ -744,7 +744,7 @@ def _refuse_webhooks(body: dict[str, Any], action: str) -> None:
     ids = body.get("WebhookIds") or []
     if len(ids) > WEBHOOKS_MAX:
         raise _Refusal(400, "InvalidParameter.WebhookIds", f"{action}: at most {WEBHOOKS_MAX} webhook ids")
-    if ids and body.get("Webhook"):
+    if ids and (body.get("Webhook") or body.get("Endpoint")):  # a policy's URL, an event rule's
         raise _Refusal(400, "InvalidParameter.Webhook", f"{action}: a webhook URL or webhook ids, not both")
 
 
