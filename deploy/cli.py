@@ -32,6 +32,7 @@ from deploy.function import (
     refuse_what_cannot_work,
 )
 from deploy.gateway import Gateway
+from deploy.lease import Lease
 from deploy.monitor import Kind, Monitor, Wiring, route_url, ticked, webhook_name
 from deploy.package import DEFAULT_RUNTIME, PACKAGE, description, minimum_python, runtime_python, zipped
 from deploy.wiring_test import wiring_test
@@ -431,7 +432,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
         return 0
     clients = _clients(parser, args.region, endpoint)
     try:
-        url = run(clients, target, wiring, code, args.backup_dir, out)
+        with _lease(clients, args.runtime, out).held(args.lease_wait):
+            url = run(clients, target, wiring, code, args.backup_dir, out)
     except DeployError as error:
         parser.exit(1, f"deploy: {error}\n")
     if url:
@@ -463,6 +465,13 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
         default=Path(shell("DEPLOY_BACKUP_DIR") or saved.DEFAULT_DIRECTORY),
         help="where the rules it writes are saved first (default: $DEPLOY_BACKUP_DIR, else deploy-backups)",
     )
+    parser.add_argument(
+        "--lease-wait",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long to wait for another deploy (unwire, restore) to finish (its lease) before refusing",
+    )
     return parser
 
 
@@ -480,11 +489,16 @@ def _way_back(argv: list[str], out: TextIO) -> int:
     args = parser.parse_args(argv[1:])
     try:
         clients = _clients(parser, args.region, volcengine_api.endpoint(os.environ))
-        if command == "unwire":
-            return unwire(clients, args.name, args.region, args.backup_dir, out)
-        return restore(clients, args.file, args.force, out)
+        with _lease(clients, DEFAULT_RUNTIME, out).held(args.lease_wait):
+            if command == "unwire":
+                return unwire(clients, args.name, args.region, args.backup_dir, out)
+            return restore(clients, args.file, args.force, out)
     except (DeployError, ValueError) as error:
         parser.exit(1, f"deploy {command}: {error}\n")
+
+
+def _lease(clients: argparse.Namespace, runtime: str, out: TextIO) -> Lease:
+    return Lease(Caller(clients.faas_models.ApiException, out), clients.faas, clients.faas_models, runtime)
 
 
 def _clients(parser: argparse.ArgumentParser, region: str, endpoint: str) -> argparse.Namespace:

@@ -9,6 +9,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 import tomllib
 import zipfile
 from collections.abc import Callable
@@ -23,7 +25,7 @@ from deploy.function import STORE_CREDENTIALS
 from tests.support.callbacks import ROOT
 from tests.support.flashduty import APP_KEY
 from tests.support.github import GitHubStub
-from tests.support.openapi import ACCESS_KEY, NOT_UPDATED, READER_KEY, SECRET_KEY, OpenAPIStub
+from tests.support.openapi import ACCESS_KEY, NOT_UPDATED, READER_KEY, SECRET_KEY, Function, OpenAPIStub
 from tests.support.servers import free_port, production_server
 from tests.support.venvs import fresh_venv
 
@@ -88,7 +90,7 @@ def test_package_holds_the_relay_and_nothing_else() -> None:
 def test_the_first_deploy_creates_uploads_installs_and_releases(run, openapi) -> None:
     code, out = run("--name", "relay-prod", FLASHDUTY_INTEGRATION_KEY="fd-key", CALLBACK_TOKEN="tok")
     assert code == 0, out
-    assert openapi.actions() == FIRST_DEPLOY and openapi.violations == []
+    assert openapi.deploy_actions() == FIRST_DEPLOY and openapi.violations == []
     function = openapi.function("relay-prod")
     assert function.runtime == package.DEFAULT_RUNTIME
     assert (function.fields["Command"], function.fields["Port"]) == ("./run.sh", 8000)
@@ -103,7 +105,13 @@ def test_a_second_run_changes_nothing(run, openapi) -> None:
     openapi.calls.clear()
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key")
     assert code == 0, out
-    assert openapi.actions() == ["ListFunctions", "GetFunction", "GetReleaseStatus", "GetRevision", "ListTriggers"]
+    assert openapi.deploy_actions() == [
+        "ListFunctions",
+        "GetFunction",
+        "GetReleaseStatus",
+        "GetRevision",
+        "ListTriggers",
+    ]
     assert "configuration unchanged" in out and "nothing released" in out
 
 
@@ -112,8 +120,8 @@ def test_a_changed_setting_updates_only_that(run, openapi) -> None:
     openapi.calls.clear()
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key", MIN_SEVERITY="Warning")
     assert code == 0, out
-    assert "UpdateFunction" in openapi.actions() and "GetCodeUploadAddress" not in openapi.actions()
-    assert openapi.actions()[-3:] == ["Release", "GetReleaseStatus", "ListTriggers"]
+    assert "UpdateFunction" in openapi.deploy_actions() and "GetCodeUploadAddress" not in openapi.deploy_actions()
+    assert openapi.deploy_actions()[-3:] == ["Release", "GetReleaseStatus", "ListTriggers"]
     assert "updated setting MIN_SEVERITY" in out
     assert envs(openapi)["MIN_SEVERITY"] == "Warning"
 
@@ -129,7 +137,7 @@ def test_a_redeploy_keeps_the_functions_own_settings_unless_asked(run, openapi) 
 def test_a_deploy_without_a_key_refuses(run, openapi) -> None:
     code, out = run()
     assert code == 1 and "FLASHDUTY_INTEGRATION_KEY" in out and "--dry-run-function" in out
-    assert openapi.actions() == ["ListFunctions"]  # nothing created
+    assert openapi.deploy_actions() == ["ListFunctions"]  # nothing created
 
 
 def test_a_dry_run_function_is_deployed_only_when_asked(run, openapi) -> None:
@@ -156,7 +164,8 @@ def test_a_missing_permission_says_which(run, openapi) -> None:
     openapi.deny.add("CreateFunction")
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key")
     assert code == 1
-    assert "create function: Volcengine refused it (AccessDenied)" in out and "policy allows this action" in out
+    # The first write is the deploy's lease (deploy.lease: an empty function of its own).
+    assert "take the deploy lease: Volcengine refused it (AccessDenied)" in out and "policy allows this action" in out
 
 
 def test_bad_credentials_give_a_clear_message(run, openapi, monkeypatch) -> None:
@@ -175,7 +184,9 @@ def test_a_failed_release_is_reported(run, openapi) -> None:
 def test_an_unreachable_api_gives_a_clear_message(run, openapi, monkeypatch) -> None:
     monkeypatch.setattr(OpenAPIStub, "origin", f"http://127.0.0.1:{free_port()}")
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key")
-    assert code == 1 and "list functions: cannot reach Volcengine" in out and "VOLCENGINE_OPENAPI_ENDPOINT" in out
+    assert (
+        code == 1 and "read the deploy lease: cannot reach Volcengine" in out and "VOLCENGINE_OPENAPI_ENDPOINT" in out
+    )
 
 
 def test_a_failed_upload_never_shows_the_signed_url(run, openapi) -> None:
@@ -183,7 +194,7 @@ def test_a_failed_upload_never_shows_the_signed_url(run, openapi) -> None:
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key")
     assert code == 1 and "upload code package: cannot reach Volcengine" in out
     assert "secret-signature" not in out
-    assert "Release" not in openapi.actions()
+    assert "Release" not in openapi.deploy_actions()
 
 
 def test_the_store_is_proved_before_the_release(run, openapi, store) -> None:
@@ -196,7 +207,7 @@ def test_the_store_is_proved_before_the_release(run, openapi, store) -> None:
     openapi.calls.clear()
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key", **{**store, "DEADLETTER_URI": "s3://no-such-bucket/relay"})
     assert code == 1 and "dead-letter store refused" in out and "NoSuchBucket" in out and "Nothing was released" in out
-    assert "Release" not in openapi.actions()
+    assert "Release" not in openapi.deploy_actions()
 
 
 def test_a_store_without_credentials_is_refused(run, openapi, monkeypatch) -> None:
@@ -303,7 +314,7 @@ def test_with_a_store_a_timer_drains_it_every_minute_with_a_secret_of_its_own(ru
 
     openapi.calls.clear()
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key", CALLBACK_TOKEN="tok-new", **store)
-    assert "CreateTimer" not in openapi.actions() and "UpdateTimer" not in openapi.actions()
+    assert "CreateTimer" not in openapi.deploy_actions() and "UpdateTimer" not in openapi.deploy_actions()
     assert "timer 'relay-drain': unchanged" in out and envs(openapi)["TIMER_TOKEN"] == timer_token
 
     # What the timer posts, as veFaaS posts it to the web-server function: the relay drains.
@@ -397,7 +408,7 @@ def test_the_deploy_routes_the_gateway_and_ticks_the_callback_url_in_the_rules(r
     code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="fd-key")  # a second run, from a shell without the token
     assert code == 0, out
     # The token cannot be read back: every run sets it (and only it).
-    assert [a for a in wired.actions() if a in WIRING_WRITES] == ["UpdateWebhook"], wired.actions()
+    assert [a for a in wired.deploy_actions() if a in WIRING_WRITES] == ["UpdateWebhook"], wired.deploy_actions()
     assert webhook["Token"] == "tok-wire"
     assert "route 'volc-flashduty-relay': unchanged" in out and "already calls the relay" in out
 
@@ -410,14 +421,14 @@ def test_a_changed_token_reaches_the_callback_url(run, wired) -> None:
     assert code == 0, out
     (webhook,) = wired.webhooks.values()
     assert webhook["Token"] == "tok-new" and "token set" in out
-    assert [a for a in wired.actions() if a in WIRING_WRITES] == ["UpdateWebhook"]
+    assert [a for a in wired.deploy_actions() if a in WIRING_WRITES] == ["UpdateWebhook"]
 
 
 def test_a_rule_that_does_not_exist_ticks_nothing(run, wired) -> None:
     args = ("--gateway", "prod-gateway", "--event-rules", "disk-redeploy,no-such-rule")
     code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="fd-key")
     assert code == 1 and "no event rule has the id or name no-such-rule" in out
-    assert "UpdateEventRule" not in wired.actions()
+    assert "UpdateEventRule" not in wired.deploy_actions()
 
 
 def test_a_gateway_that_does_not_exist_is_named(run, wired) -> None:
@@ -428,7 +439,7 @@ def test_a_gateway_that_does_not_exist_is_named(run, wired) -> None:
 def test_cloud_monitor_without_a_url_asks_for_a_gateway(run, wired) -> None:
     code, out = run("--alarm-policies", "all", FLASHDUTY_INTEGRATION_KEY="fd-key")
     assert code == 1 and "pass --gateway NAME" in out
-    assert not {"CreateWebhook", "UpdateRule"} & set(wired.actions())
+    assert not {"CreateWebhook", "UpdateRule"} & set(wired.deploy_actions())
 
 
 @pytest.mark.parametrize(
@@ -491,7 +502,7 @@ def test_reconcile_gets_its_own_key_and_a_timer_every_5_minutes(run, openapi, st
     )
     answer = app.post("/", json=event)
     assert answer.status_code == 200 and answer.get_json()["exit_code"] == 0, answer.get_json()
-    assert "ListAlertGroup" in openapi.actions() and stub.list_calls
+    assert "ListAlertGroup" in openapi.deploy_actions() and stub.list_calls
 
 
 def test_reconcile_never_gets_the_deploying_key(run, openapi, store) -> None:
@@ -516,7 +527,7 @@ def test_a_route_changed_by_hand_and_a_new_function_are_put_right(run, wired) ->
     (upstream,) = next(iter(wired.gateways.values()))["Upstreams"].values()
     assert upstream["UpstreamSpec"]["VeFaas"]["FunctionId"] == new_id != function.id
     assert route["Enable"] is True and len(wired.routes) == 1
-    assert [a for a in wired.actions() if a in WIRING_WRITES] == ["UpdateUpstream", "UpdateRoute"]
+    assert [a for a in wired.deploy_actions() if a in WIRING_WRITES] == ["UpdateUpstream", "UpdateRoute"]
     assert wired.violations == []
 
 
@@ -548,7 +559,7 @@ def test_every_rule_that_would_lose_something_is_named_before_anything_is_writte
     assert "alarm policy 'windowed'" in out and "Conditions[].EvaluationWindow" in out
     assert "'cpu-high'" not in out.split("nothing was changed")[1]  # a rule that can take it is not named
     assert json.dumps(wired.alarm_policies, sort_keys=True) == before
-    assert not {"CreateFunction", "CreateRoute", "CreateWebhook", "UpdateRule"} & set(wired.actions())
+    assert not {"CreateFunction", "CreateRoute", "CreateWebhook", "UpdateRule"} & set(wired.deploy_actions())
 
 
 def test_a_write_that_changes_more_than_the_tick_is_put_back_and_named(run, wired, monkeypatch) -> None:
@@ -583,7 +594,7 @@ def test_unwire_and_restore_are_the_way_back(run, wired) -> None:
     assert code == 0, out
     assert wired.event_rules == before_rules and wired.alarm_policies == before_policies
     code, out = run("restore", saved)  # again: nothing to write
-    assert code == 0 and "UpdateRule" not in wired.actions()[-6:]
+    assert code == 0 and "UpdateRule" not in wired.deploy_actions()[-6:]
 
 
 def test_a_public_route_without_a_token_gets_a_strong_one_shown_once(run, wired, client) -> None:
@@ -662,7 +673,7 @@ def test_a_rule_changed_after_the_check_is_checked_again_and_saved_as_it_is_then
     code, out = run("--gateway", "prod-gateway", "--alarm-policies", "all", FLASHDUTY_INTEGRATION_KEY="k")
     assert code == 1 and "no rule was written" in out
     assert f"alarm policy 'disk-full' ({policy['Id']})" in out and "EvaluationWindow" in out
-    assert wired.lost == [] and "UpdateRule" not in wired.actions()  # not even the other, unchanged one
+    assert wired.lost == [] and "UpdateRule" not in wired.deploy_actions()  # not even the other, unchanged one
     assert policy["Conditions"][0]["EvaluationWindow"] == 300
 
     del policy["Conditions"][0]["EvaluationWindow"]
@@ -670,7 +681,7 @@ def test_a_rule_changed_after_the_check_is_checked_again_and_saved_as_it_is_then
     args = ("--gateway", "prod-gateway", "--alarm-policies", "disk-full")
     code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="k")
     assert code == 1 and "nothing was written to it" in out and "EvaluationWindow" in out
-    assert wired.lost == [] and "UpdateRule" not in wired.actions()
+    assert wired.lost == [] and "UpdateRule" not in wired.deploy_actions()
 
     def operator_lowers_the_threshold() -> None:
         policy["Conditions"][0]["Threshold"] = "70"
@@ -695,7 +706,7 @@ def test_restore_never_overwrites_a_change_made_since_the_save_unless_told(run, 
     code, out = run("restore", saved)
     assert code == 1 and f"alarm policy 'disk-full' ({disk['Id']}): changed since it was saved (Conditions)" in out
     assert "--force" in out and "'cpu-high'" not in out  # only the relay's tick differs in that one
-    assert not {"UpdateRule", "TagResources"} & set(wired.actions())  # nothing half-done
+    assert not {"UpdateRule", "TagResources"} & set(wired.deploy_actions())  # nothing half-done
     assert disk["Conditions"][0]["Threshold"] == "70" and cpu["WebhookIds"]
 
     code, out = run("restore", saved, "--force")
@@ -736,7 +747,7 @@ def test_tags_a_stopped_run_took_come_back_in_a_run_that_starts_with_no_files(ru
     assert disk["Tags"] == [{"Key": "team", "Value": "sre"}]
     wired.calls.clear()
     assert ci_run(4, "--alarm-policies", "cpu-high")[0] == 0  # the note is cleared: nothing to put back
-    assert "TagResources" not in wired.actions()
+    assert "TagResources" not in wired.deploy_actions()
 
 
 def test_no_credential_is_saved_and_restore_keeps_the_rules_own(run, wired) -> None:
@@ -761,7 +772,7 @@ def test_no_credential_is_saved_and_restore_keeps_the_rules_own(run, wired) -> N
     wired.calls.clear()
     code, out = run("restore", str(path), "--force")
     assert code == 1 and "message queue (topic 'alerts'" in out and "nothing was restored" in out
-    assert "UpdateEventRule" not in wired.actions()
+    assert "UpdateEventRule" not in wired.deploy_actions()
 
 
 def test_a_token_of_blanks_is_no_token_and_the_deploy_makes_a_real_one(run, wired, client) -> None:
@@ -801,7 +812,7 @@ def test_a_create_whose_answer_is_lost_is_found_and_adopted_never_made_twice(run
     args = ("--gateway", "prod-gateway", "--event-rules", "all", "--alarm-policies", "all")
     code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok", **store)
     assert code == 0, out
-    assert wired.actions().count(action) == 1 and "the answer was lost" in out
+    assert wired.deploy_actions().count(action) == 1 and "the answer was lost" in out
     (gateway,) = wired.gateways.values()
     assert len(wired.functions) == len(gateway["Upstreams"]) == len(gateway["Services"]) == len(wired.routes) == 1
     (webhook,) = wired.webhooks.values()
@@ -820,7 +831,7 @@ def test_an_update_whose_answer_is_lost_is_not_sent_again_blind_and_the_next_run
     wired.lose_answers[action] = 1
     code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok-2", MIN_SEVERITY="Warning")
     assert code == 1 and "whether it took effect is unknown" in out and "run the deploy again" in out, out
-    assert wired.actions().count(action) == 1  # never twice blind
+    assert wired.deploy_actions().count(action) == 1  # never twice blind
     assert run(*args, FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok-2", MIN_SEVERITY="Warning")[0] == 0
     (webhook,) = wired.webhooks.values()
     assert webhook["Token"] == envs(wired)["CALLBACK_TOKEN"] == "tok-2"
@@ -861,7 +872,7 @@ def test_rules_wired_to_a_route_that_cannot_deliver_are_refused_before_anything_
     assert code == 1 and "default route ('/')" in out and "team-a=cpu-high" in out, out
     code, out = run("--gateway", "prod-gateway", "--alarm-policies", "team-c=cpu-high", ROUTES=ROUTES)
     assert code == 1 and "ROUTES has no 'team-c'" in out, out
-    assert not {"CreateFunction", "CreateRoute", "CreateWebhook", "UpdateRule"} & set(wired.actions())
+    assert not {"CreateFunction", "CreateRoute", "CreateWebhook", "UpdateRule"} & set(wired.deploy_actions())
 
 
 def test_each_route_gets_its_own_callback_url_and_the_rules_named_for_it(run, wired, stub, client) -> None:
@@ -938,7 +949,7 @@ def test_a_callback_url_made_by_hand_is_never_repointed_unasked(run, wired) -> N
     code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok")
     assert code == 1 and "--repoint-callback-url" in out and "no rule was written" in out, out
     assert wired.webhooks["42"]["Url"] == "https://relay.example/team-a" and len(wired.webhooks) == 1
-    assert "UpdateRule" not in wired.actions()
+    assert "UpdateRule" not in wired.deploy_actions()
     code, out = run(*args, "--repoint-callback-url", FLASHDUTY_INTEGRATION_KEY="k")
     assert code == 0, out
     assert wired.webhooks["42"]["Url"].endswith(".volceapi.com/")
@@ -973,3 +984,65 @@ def test_a_policy_holding_the_relays_id_without_the_method_gets_it_once(run, wir
     assert run(*args, FLASHDUTY_INTEGRATION_KEY="k")[0] == 0
     (webhook,) = wired.webhooks.values()
     assert cpu["WebhookIds"] == [webhook["Id"]] and cpu["AlertMethods"] == ["Email", "Webhook"]
+
+
+# One deploy at a time -----------------------------------------------------------------------------
+
+
+def test_two_deploys_at_once_take_turns_and_make_one_callback_url(run, wired) -> None:
+    """CI and a person deploying at once: the second waits for the first's lease, then finds its work."""
+    assert run("--version", FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok")[0] == 0  # the shell both share
+    contended, listed = threading.Event(), []
+
+    def observe(action: str, body: dict, status: int) -> None:
+        if action == "CreateFunction" and body.get("Name", "").endswith("-deploy-lease") and status != 200:
+            contended.set()  # the second found the lease held
+        if action == "ListWebhooks":
+            listed.append(action)
+            if len(listed) == 1:
+                assert contended.wait(30)  # the first holds here until the second is in its way
+            else:
+                contended.set()  # the second got this far too: nothing kept it out
+
+    wired.observe = observe
+    args = ["--gateway", "prod-gateway", "--alarm-policies", "all", "--lease-wait", "60"]
+    codes: list[int] = []
+
+    def deploy() -> None:
+        try:
+            codes.append(cli.main(args, out=io.StringIO()))
+        except SystemExit as exit_:
+            codes.append(int(exit_.code or 0))
+
+    threads = [threading.Thread(target=deploy) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert codes == [0, 0]
+    (webhook,) = wired.webhooks.values()
+    assert all(policy["WebhookIds"] == [webhook["Id"]] for policy in wired.alarm_policies.values())
+    assert all(policy["Tags"] == [{"Key": "team", "Value": "sre"}] for policy in wired.alarm_policies.values())
+    actions = wired.actions()
+    released = actions.index("DeleteFunction")  # the first's lease, given back: only then the second works
+    assert "ListWebhooks" not in actions[released - 1 : released] and actions.count("ListWebhooks") == len(listed)
+    assert [a for a in actions[:released] if a == "ListWebhooks"] == ["ListWebhooks"] * (len(listed) // 2)
+    assert not wired.lease_ids & set(wired.functions)  # no lease left behind
+
+
+def test_a_deploy_refuses_while_another_holds_the_lease_and_a_stale_lease_expires(run, wired) -> None:
+    wired.functions["fn-lease"] = Function(
+        "fn-lease",
+        "volc-flashduty-relay-deploy-lease",
+        package.DEFAULT_RUNTIME,
+        {"Description": f"volc-flashduty-relay deploy lease, held by ci-runner:7:ab until {time.time() + 600:.0f}"},
+    )
+    wired.lease_ids.add("fn-lease")
+    code, out = run("--lease-wait", "0", FLASHDUTY_INTEGRATION_KEY="k")
+    assert code == 1 and "another deploy is running (lease held by ci-runner:7:ab" in out, out
+    assert wired.deploy_actions() == [] and "fn-lease" in wired.functions
+    held_by = "volc-flashduty-relay deploy lease, held by ci-runner:7:ab until"
+    wired.functions["fn-lease"].fields["Description"] = f"{held_by} {time.time() - 1:.0f}"  # its deploy died
+    code, out = run("--lease-wait", "0", FLASHDUTY_INTEGRATION_KEY="k")
+    assert code == 0 and "expired (its deploy died): taking it over" in out, out
+    assert "fn-lease" not in wired.functions and len(wired.functions) == 1

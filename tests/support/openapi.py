@@ -37,6 +37,7 @@ REQUIRED = {
     "GetFunction": ("Id",),
     "CreateFunction": ("Name", "Runtime", "Command", "Port"),
     "UpdateFunction": ("Id",),
+    "DeleteFunction": ("Id",),
     "GetCodeUploadAddress": ("FunctionId", "ContentLength"),
     "CodeUploadCallback": ("FunctionId",),
     "CreateDependencyInstallTask": ("FunctionId",),
@@ -140,6 +141,7 @@ class OpenAPIStub(LocalServer):
         # answer, as a lost response or a read timeout leaves it): the caller cannot tell whether it landed.
         self.lose_answers: dict[str, int] = {}
         self.functions: dict[str, Function] = {}
+        self.lease_ids: set[str] = set()  # functions made as a deploy's lease (deploy.lease)
         self.release_status = "Succeeded"
         self.gateways: dict[str, dict[str, Any]] = {}  # id: {"Id", "Name", "Upstreams", "Services"}
         self.routes: dict[str, dict[str, Any]] = {}
@@ -150,6 +152,9 @@ class OpenAPIStub(LocalServer):
         self.lost: list[str] = []  # what an Update took from a rule: "<rule id>: <field path>"
         # Run once, just after the named action has answered: a person changing things meanwhile.
         self.after: dict[str, Callable[[], None]] = {}
+        # Told of every request once served (action, body, HTTP status), outside the stand-in's lock, before
+        # it answers: a test may hold one caller there until another has got somewhere.
+        self.observe: Callable[[str, dict[str, Any], int], None] = lambda action, body, status: None
         self.upload_base = ""  # where presigned upload addresses point; this server when empty
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -161,6 +166,15 @@ class OpenAPIStub(LocalServer):
     def function(self, name: str) -> Function:
         (found,) = [f for f in self.functions.values() if f.name == name]
         return found
+
+    def deploy_actions(self) -> list[str]:
+        """The actions called, less the deploy lease's (the calls on the function `*-deploy-lease`)."""
+
+        def on_lease(call: Call) -> bool:
+            names = [call.body.get("Name"), *(v for f in call.body.get("Filters") or [] for v in f.get("Values") or [])]
+            return any(str(n).endswith("-deploy-lease") for n in names) or call.body.get("Id") in self.lease_ids
+
+        return [c.action for c in self.calls if not on_lease(c)]
 
     def release(self, function: Function) -> None:
         """The function's draft (fields and code) made a revision that serves traffic."""
@@ -304,12 +318,18 @@ class OpenAPIStub(LocalServer):
         function_id = f"fn{next(self._ids):06d}"
         fields = {k: v for k, v in body.items() if k not in ("Name", "Runtime")}
         self.functions[function_id] = Function(function_id, body["Name"], body["Runtime"], fields)
+        if body["Name"].endswith("-deploy-lease"):
+            self.lease_ids.add(function_id)
         return {"Id": function_id, "Name": body["Name"]}
 
     def _update_function(self, body: dict[str, Any]) -> dict[str, Any]:
         function = self._by_id(body["Id"])
         function.fields.update({k: v for k, v in body.items() if k != "Id"})
         return {"Id": function.id}
+
+    def _delete_function(self, body: dict[str, Any]) -> dict[str, Any]:
+        del self.functions[self._by_id(body["Id"]).id]
+        return {}
 
     def _get_code_upload_address(self, body: dict[str, Any]) -> dict[str, Any]:
         self._by_id(body["FunctionId"])
@@ -595,6 +615,7 @@ class OpenAPIStub(LocalServer):
             "GetFunction": self._get_function,
             "CreateFunction": self._create_function,
             "UpdateFunction": self._update_function,
+            "DeleteFunction": self._delete_function,
             "GetCodeUploadAddress": self._get_code_upload_address,
             "CodeUploadCallback": self._code_upload_callback,
             "CreateDependencyInstallTask": self._create_dependency_install_task,
@@ -690,6 +711,7 @@ class OpenAPIStub(LocalServer):
                     lost = stub.lose_answers.get(action, 0) > 0 and status == 200
                     if lost:
                         stub.lose_answers[action] -= 1
+                stub.observe(action, body if isinstance(body, dict) else {}, status)
                 time.sleep(stub.delays.get(action, 0.0))
                 if lost:  # done, and the connection drops before the answer
                     self.close_connection = True
