@@ -71,6 +71,8 @@ def run(
     settings = config.load(environment)
     refuse_what_cannot_work(settings, environment)
     _refuse_undeliverable(settings, wiring)
+    if wiring.monitor and not wiring.gateway and not (found and _trigger_url(function.triggers(found.id))):
+        raise DeployError(_NO_URL)  # checked before the function is written, not after its release
     wanted_description = description(code)
     if found is None:
         function_id = function.create(target, environment, wanted_description)
@@ -95,13 +97,10 @@ def run(
         gateway = Gateway(caller, clients.gateway, clients.gateway_models, clients.routes, clients.route_models)
         url = gateway.route(function_id, target.name, wiring.gateway)
     else:
-        url = next((u for t in triggers for u in re.findall(r"https?://[^\s\"'\\]+", t.detailed_config or "")), None)
+        url = _trigger_url(triggers)
     if wiring.monitor:
         if url is None:
-            raise DeployError(
-                "Cloud Monitor needs the function's URL, and it has none yet: pass --gateway NAME (an API "
-                "gateway in this region) so that the deploy routes one to it."
-            )
+            raise DeployError(_NO_URL)
         webhook_ids: dict[str, str] = {}
         duplicates: dict[str, list[str]] = {}  # a callback URL kept: its duplicates
         for route in wiring.routes:
@@ -139,6 +138,18 @@ def run(
         for route, kind, rule in chosen:
             monitor.tick(kind, rule, webhook_ids[route])
     return url
+
+
+_NO_URL = (
+    "Cloud Monitor needs the function's URL, and without --gateway the deploy finds none (no API gateway trigger): "
+    "pass --gateway NAME (APIG_GATEWAY_NAME in CI), the API gateway in this region that routes the relay, or "
+    "routes it from now on. Nothing was changed."
+)
+
+
+def _trigger_url(triggers: list[Any]) -> str | None:
+    """The URL of an API gateway trigger the function has, if any."""
+    return next((u for t in triggers for u in re.findall(r"https?://[^\s\"'\\]+", t.detailed_config or "")), None)
 
 
 def _refusals(
