@@ -32,14 +32,17 @@ def endpoint(environ: Mapping[str, str]) -> str:
     return value
 
 
-def client(access_key: str, secret_key: str, region: str, url: str, *, reads: Retry | None = None) -> Any:
+def client(
+    access_key: str, secret_key: str, region: str, url: str, *, reads: Retry | None = None, retries: bool = True
+) -> Any:
     """A signed ApiClient for every SDK (they share volcenginesdkcore). With `reads` (a bounded run's
     read-only calls), the SDK's own retries are off: a call is tried again as that urllib3 Retry
-    says, on connections whose answer flashduty.watched() cuts at the run's deadline."""
+    says, on connections whose answer flashduty.watched() cuts at the run's deadline. `retries=False`
+    turns them off for a caller that writes (the deploy): the SDK would send a write again blind."""
     import volcenginesdkcore
 
     configuration = volcenginesdkcore.Configuration()
-    configuration.auto_retry = reads is None
+    configuration.auto_retry = reads is None and retries
     _give_logging_back(configuration)
     configuration.ak, configuration.sk, configuration.region = access_key, secret_key, region
     parts = urlsplit(url)

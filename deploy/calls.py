@@ -23,25 +23,72 @@ class DeployError(Exception):
     """What went wrong, said so that the user knows what to do."""
 
 
+# Answers after which a call's outcome is unknown: the service was busy or failed part-way.
+UNKNOWN_STATUSES = frozenset({429, 500, 502, 503, 504})
+READ_ATTEMPTS = 3
+# A create whose answer was lost and that, read for, had not landed, is sent again at most this often.
+CREATE_ATTEMPTS = 3
+
+
+class _Unknown(Exception):
+    """A call whose answer never came (a dropped connection, a timeout) or said the service failed."""
+
+
 @dataclass
 class Caller:
-    """Calls one step at a time: a refusal or an unreachable API becomes a DeployError naming the step."""
+    """Calls one step at a time: a refusal or an unreachable API becomes a DeployError naming the step.
+    The SDK's own retries are off (sdk_clients): it would send a write again blind, and a lost answer to
+    a create would make two. A read is tried again; a write never is without reading first."""
 
     api_exception: type[Exception]
     out: TextIO
     sleep: Callable[[float], None] = time.sleep
 
     def call(self, what: str, call: Callable[[], Any]) -> Any:
+        """A read (or a write that is the same whenever sent): tried again on a failure that may pass."""
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                return self._once(what, call)
+            except _Unknown as error:
+                if attempt == READ_ATTEMPTS - 1:
+                    raise DeployError(
+                        f"{what}: cannot reach Volcengine ({error}); check the network, the region and "
+                        "VOLCENGINE_OPENAPI_ENDPOINT"
+                    ) from None
+                self.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def write(self, what: str, call: Callable[[], Any], adopt: Callable[[], Any] | None = None) -> Any:
+        """A write, sent once. When its answer is lost, `adopt` (a read) finds what it made, if it landed:
+        that is used, and only a create that did not land is sent again. Without `adopt` (an update, a
+        release), the deploy stops: the next run reads what is there and finishes."""
+        for _ in range(CREATE_ATTEMPTS):
+            try:
+                return self._once(what, call)
+            except _Unknown as error:
+                if adopt is None:
+                    raise DeployError(
+                        f"{what}: the answer was lost ({error}), so whether it took effect is unknown, and a "
+                        "write is never sent twice blind: run the deploy again, which reads what is there"
+                    ) from None
+                found = adopt()
+                if found is not None:
+                    self.say(f"{what}: the answer was lost ({error}); it had taken effect: using what it made")
+                    return found
+                self.say(f"{what}: the answer was lost ({error}); it had not taken effect: sending it again")
+        raise DeployError(f"{what}: no answer after {CREATE_ATTEMPTS} tries, and nothing made: run the deploy again")
+
+    def _once(self, what: str, call: Callable[[], Any]) -> Any:
         try:
             return call()
         except self.api_exception as error:
+            status = getattr(error, "status", None)
+            if status in UNKNOWN_STATUSES:
+                raise _Unknown(f"HTTP {status}") from None
             raise DeployError(explain(what, error)) from None
         except (OSError, urllib3.exceptions.HTTPError, requests.RequestException) as error:
             # Their text may hold the signed upload URL: say only what kind of failure it was.
-            raise DeployError(
-                f"{what}: cannot reach Volcengine ({type(error).__name__}); check the network, the region "
-                "and VOLCENGINE_OPENAPI_ENDPOINT"
-            ) from None
+            raise _Unknown(type(error).__name__) from None
 
     def pages(self, what: str, fetch: Callable[[int], Any]) -> list[Any]:
         return volcengine_api.pages(lambda page: self.call(what, functools.partial(fetch, page)))
@@ -82,7 +129,7 @@ def sdk_clients(access_key: str, secret_key: str, region: str, endpoint: str) ->
     import volcenginesdkvefaas
     from volcenginesdkcore.universal import UniversalApi
 
-    client = volcengine_api.client(access_key, secret_key, region, endpoint)
+    client = volcengine_api.client(access_key, secret_key, region, endpoint, retries=False)
     return argparse.Namespace(
         faas=volcenginesdkvefaas.VEFAASApi(client),
         faas_models=volcengine_api.models(volcenginesdkvefaas),

@@ -9,8 +9,9 @@ import os
 import re
 import secrets
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import requests
 
@@ -32,7 +33,8 @@ from deploy.function import (
     refuse_what_cannot_work,
 )
 from deploy.gateway import Gateway
-from deploy.monitor import Monitor, Wiring, ticked
+from deploy.lease import Lease
+from deploy.monitor import Kind, Monitor, Wiring, route_url, ticked, webhook_name
 from deploy.package import DEFAULT_RUNTIME, PACKAGE, description, minimum_python, runtime_python, zipped
 from deploy.wiring_test import wiring_test
 
@@ -44,23 +46,34 @@ RECONCILE_CREDENTIALS = {
 }
 
 
+def shell(name: str) -> str | None:
+    """A setting of this shell; blank (spaces, a newline) is unset, as the relay reads it (config._text)."""
+    return os.environ.get(name, "").strip() or None
+
+
 def run(
     clients: argparse.Namespace, target: Target, wiring: Wiring, code: bytes, backups: Path, out: TextIO
 ) -> str | None:
     """Every step, in order; the callback URL, when the function has one."""
     caller = Caller(clients.faas_models.ApiException, out)
     monitor = Monitor(caller, clients.monitor, clients.monitor_models, clients.universal)
-    chosen = []
+    chosen: list[tuple[str, Kind, dict[str, Any]]] = []
     if wiring.monitor:  # every rule is checked before anything is written
         chosen = monitor.rules(wiring)
-        webhook = monitor.find_webhook(target.name)
-        _refuse(monitor.refusals(chosen, webhook.id if webhook else None), "nothing was changed")
+        found_ids = {}
+        for route in wiring.routes:
+            webhook = monitor.find_webhook(webhook_name(target.name, route))
+            found_ids[route] = str(webhook.id) if webhook else None
+        _refuse(_refusals(monitor, chosen, found_ids), "nothing was changed")
     function = Function(caller, clients.faas, clients.faas_models, clients.universal, requests.put)
     found = function.find(target)
     environment = target.wanted_environment(found.settings if found else {})
     _secure(environment, target, wiring, out)
     settings = config.load(environment)
     refuse_what_cannot_work(settings, environment)
+    _refuse_undeliverable(settings, wiring)
+    if wiring.monitor and not wiring.gateway and not (found and _trigger_url(function.triggers(found.id))):
+        raise DeployError(_NO_URL)  # checked before the function is written, not after its release
     wanted_description = description(code)
     if found is None:
         function_id = function.create(target, environment, wanted_description)
@@ -85,30 +98,91 @@ def run(
         gateway = Gateway(caller, clients.gateway, clients.gateway_models, clients.routes, clients.route_models)
         url = gateway.route(function_id, target.name, wiring.gateway)
     else:
-        url = next((u for t in triggers for u in re.findall(r"https?://[^\s\"'\\]+", t.detailed_config or "")), None)
+        url = _trigger_url(triggers)
     if wiring.monitor:
         if url is None:
-            raise DeployError(
-                "Cloud Monitor needs the function's URL, and it has none yet: pass --gateway NAME (an API "
-                "gateway in this region) so that the deploy routes one to it."
+            raise DeployError(_NO_URL)
+        webhook_ids: dict[str, str] = {}
+        duplicates: dict[str, list[str]] = {}  # a callback URL kept: its duplicates
+        for route in wiring.routes:
+            name, route_at = webhook_name(target.name, route), route_url(url, route)
+            webhook_ids[route], duplicates[webhook_ids[route]] = monitor.webhook(
+                name, route_at, environment["CALLBACK_TOKEN"], wiring.repoint
             )
-        webhook_id = monitor.webhook(target.name, url, environment["CALLBACK_TOKEN"])
+            if route != config.DEFAULT_ROUTE:
+                caller.say(f"route {route!r}: callback URL {name!r} to {route_at}")
         _put_back_tags(monitor, backups, target.name, target.region)
         # As they are now, minutes after the check (the function's release waits): checked again, and
         # saved as they are just before the first write, so that the way back keeps what others changed.
-        chosen = [(kind, monitor.read(kind, rule)) for kind, rule in chosen]
-        _refuse(monitor.refusals(chosen, webhook_id), "no rule was written")
-        to_tick = [(kind, rule) for kind, rule in chosen if not ticked(kind, rule, webhook_id)]
-        if to_tick:
-            path = saved.save(backups, target.name, target.region, to_tick)
+        chosen = [(route, kind, monitor.read(kind, rule)) for route, kind, rule in chosen]
+        _refuse(_refusals(monitor, chosen, webhook_ids), "no rule was written")
+        every_duplicate = {d for ds in duplicates.values() for d in ds}
+        calling_duplicates = [
+            (kind, rule) for kind, rule in monitor.all_rules() if every_duplicate & set(rule.get("WebhookIds") or [])
+        ]
+        to_write = {(kind.what, kind.rule_id(rule)): (kind, rule) for kind, rule in calling_duplicates}
+        to_write.update(
+            {(k.what, k.rule_id(r)): (k, r) for route, k, r in chosen if not ticked(k, r, webhook_ids[route])}
+        )
+        if to_write:
+            path = saved.save(backups, target.name, target.region, list(to_write.values()))
             caller.say(
-                f"saved the {len(to_tick)} rules it will write, whole, to {path} (the way back: "
+                f"saved the {len(to_write)} rules it will write, whole, to {path} (the way back: "
                 f"python -m deploy restore {path}; python -m deploy unwire takes the relay out of every rule)"
             )
             monitor.tagging = functools.partial(saved.note_tags, path)
-        for kind, rule in chosen:
-            monitor.tick(kind, rule, webhook_id)
+        for kept, copies in duplicates.items():  # every alarm delivered once: one callback URL in each rule
+            for kind, rule in calling_duplicates:
+                monitor.unwire(kind, rule, set(copies), instead=kept)
+            if copies:
+                monitor.delete_webhooks(copies)
+        for route, kind, rule in chosen:
+            monitor.tick(kind, rule, webhook_ids[route])
     return url
+
+
+_NO_URL = (
+    "Cloud Monitor needs the function's URL, and without --gateway the deploy finds none (no API gateway trigger): "
+    "pass --gateway NAME (APIG_GATEWAY_NAME in CI), the API gateway in this region that routes the relay, or "
+    "routes it from now on. Nothing was changed."
+)
+
+
+def _trigger_url(triggers: list[Any]) -> str | None:
+    """The URL of an API gateway trigger the function has, if any."""
+    return next((u for t in triggers for u in re.findall(r"https?://[^\s\"'\\]+", t.detailed_config or "")), None)
+
+
+def _refusals(
+    monitor: Monitor, chosen: list[tuple[str, Kind, dict[str, Any]]], webhook_ids: Mapping[str, str | None]
+) -> list[str]:
+    """Why each route's rules cannot take its callback URL."""
+    return [
+        refusal
+        for route, webhook_id in webhook_ids.items()
+        for refusal in monitor.refusals([(k, r) for rt, k, r in chosen if rt == route], webhook_id)
+    ]
+
+
+def _refuse_undeliverable(settings: config.Settings, wiring: Wiring) -> None:
+    """Rules wired to a route the relay cannot deliver (it would answer each callback 404): refused
+    before anything is written."""
+    for route in wiring.routes:
+        if settings.integration_key_for(route) is not None:
+            continue
+        if route == config.DEFAULT_ROUTE:
+            named = ", ".join(sorted(settings.routes)) or "none"
+            raise DeployError(
+                "rules are wired to the default route ('/'), but the function has no FLASHDUTY_INTEGRATION_KEY: "
+                "the relay would answer every callback there 404. Say which route feeds them (ROUTES names "
+                f"{named}), e.g. --alarm-policies team-a=cpu-high, or set FLASHDUTY_INTEGRATION_KEY. Nothing "
+                "was changed."
+            )
+        raise DeployError(
+            f"rules are wired to route {route!r}, but ROUTES has no {route!r} (it has "
+            f"{', '.join(sorted(settings.routes)) or 'none'}): the relay would answer every callback there 404. "
+            "Add it to ROUTES, or wire those rules to a route it has. Nothing was changed."
+        )
 
 
 def _put_back_tags(monitor: Monitor, backups: Path, name: str, region: str) -> None:
@@ -159,21 +233,21 @@ def unwire(clients: argparse.Namespace, name: str, region: str, backups: Path, o
     """The relay's callback URL taken out of every rule that calls it; each saved first."""
     caller = Caller(clients.monitor_models.ApiException, out)
     monitor = Monitor(caller, clients.monitor, clients.monitor_models, clients.universal)
-    webhook = monitor.find_webhook(name)
-    if webhook is None:
+    webhooks = {str(w.id) for w in monitor.webhooks_named(name, routes=True)}  # every route's, duplicates too
+    if not webhooks:
         caller.say(f"no callback URL named {name!r}: no rule calls the relay")
         return 0
     _put_back_tags(monitor, backups, name, region)
-    calling = [(kind, rule) for kind, rule in monitor.all_rules() if webhook.id in (rule.get("WebhookIds") or [])]
+    calling = [(kind, rule) for kind, rule in monitor.all_rules() if webhooks & set(rule.get("WebhookIds") or [])]
     if calling:
         path = saved.save(backups, name, region, calling)
         caller.say(f"saved the {len(calling)} rules it will write, whole, to {path}")
         monitor.tagging = functools.partial(saved.note_tags, path)
     for kind, rule in calling:
-        monitor.unwire(kind, rule, webhook.id)
+        monitor.unwire(kind, rule, webhooks)
     caller.say(
-        f"{len(calling)} rules no longer call callback URL {name!r} ({webhook.id}); the callback URL itself is "
-        "kept (delete it in Cloud Monitor once nothing needs it)"
+        f"{len(calling)} rules no longer call callback URL {name!r} ({', '.join(sorted(webhooks))}); the callback "
+        "URL itself is kept (delete it in Cloud Monitor once nothing needs it)"
     )
     return 0
 
@@ -185,6 +259,11 @@ def restore(clients: argparse.Namespace, path: Path, force: bool, out: TextIO) -
     monitor = Monitor(caller, clients.monitor, clients.monitor_models, clients.universal)
     function, rules = saved.load(path)
     webhook = monitor.find_webhook(function)
+    # A restore stopped between UpdateRule and TagResources noted the tags in flight: put back first.
+    for _, rule, tags in saved.noted(path):
+        monitor.put_back_tags(rule, tags)
+        saved.note_tags(path, rule, None)
+    monitor.tagging = functools.partial(saved.note_tags, path)
     changed = [
         f"{kind.name(rule)}: changed since it was saved ({', '.join(fields)})"
         for kind, rule in rules
@@ -227,9 +306,12 @@ def _wiring_plan(target: Target, wiring: Wiring) -> list[str]:
         steps.append(
             f"in Cloud Monitor: a Generic Webhook callback URL {target.name!r} to it, with CALLBACK_TOKEN as its token"
         )
-    for what, chosen in (("event rules", wiring.event_rules), ("alarm policies", wiring.alarm_policies)):
-        if chosen is not None:
-            steps.append(f"tick it in the {what} {', '.join(chosen)}, keeping everything else they have")
+    for what, feeds in (("event rules", wiring.event_rules), ("alarm policies", wiring.alarm_policies)):
+        for route, chosen in (feeds or {}).items():
+            callback = (
+                "it" if route == config.DEFAULT_ROUTE else f"route {route!r}'s own ({target.name}.{route}, /{route})"
+            )
+            steps.append(f"tick {callback} in the {what} {', '.join(chosen)}, keeping everything else they have")
     return steps
 
 
@@ -248,9 +330,20 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
             prog="python -m deploy test", description="send a test event and its Ok through the deployed relay"
         )
         tester.add_argument("--url", required=True, help="the callback URL (what Cloud Monitor posts to)")
-        tester.add_argument("--token", default=os.environ.get("CALLBACK_TOKEN"), help="default: $CALLBACK_TOKEN")
+        tester.add_argument(
+            "--route",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="test this route's callback URL (URL/NAME; 'default' is URL itself); repeat for each route",
+        )
+        tester.add_argument("--token", default=shell("CALLBACK_TOKEN"), help="default: $CALLBACK_TOKEN")
         test_args = tester.parse_args(argv[1:])
-        return wiring_test(test_args.url, test_args.token, out)
+        routes = test_args.route or [config.DEFAULT_ROUTE]
+        failed = [r for r in routes if wiring_test(route_url(test_args.url, r), test_args.token, out) != 0]
+        if len(routes) > 1:
+            print(f"routes failing: {', '.join(failed)}" if failed else "every route works", file=out)
+        return 1 if failed else 0
     if argv[:1] in (["unwire"], ["restore"]):
         return _way_back(argv, out)
     parser = _parser("python -m deploy", (deploy.__doc__ or "").splitlines()[0])
@@ -274,7 +367,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
     )
     parser.add_argument(
         "--gateway",
-        default=os.environ.get("APIG_GATEWAY_NAME") or None,
+        default=shell("APIG_GATEWAY_NAME"),
         metavar="NAME",
         help="route this API gateway (an existing one, in the region) to the function: its URL is the callback "
         "URL (default: $APIG_GATEWAY_NAME)",
@@ -285,11 +378,17 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
     ):
         parser.add_argument(
             option,
-            type=_names,
-            default=_names(os.environ[variable]) if os.environ.get(variable) else None,
-            metavar="ID|NAME,...|all",
-            help=f"tick the relay's callback URL in these Cloud Monitor {what} (default: ${variable})",
+            action="append",
+            metavar="[ROUTE=]ID|NAME,...|all",
+            help=f"tick the relay's callback URL in these Cloud Monitor {what}; ROUTE= (a ROUTES name) ticks that "
+            f"route's own callback URL instead; repeat for each route (default: ${variable}, groups separated "
+            "by ';')",
         )
+    parser.add_argument(
+        "--repoint-callback-url",
+        action="store_true",
+        help="point a callback URL of the relay's name that calls another URL (one made by hand) at the relay",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan and what would be refused; call nothing")
     args = parser.parse_args(argv)
 
@@ -297,20 +396,20 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
     if found is None or found < low:
         parser.exit(2, f"deploy: runtime {args.runtime} runs Python older than the {low[0]}.{low[1]} the code needs\n")
     names = (*config.VARIABLES, *STORE_CREDENTIALS)
-    environment = {name: os.environ[name] for name in names if os.environ.get(name)}
+    environment = {name: value for name in names if (value := shell(name))}
     # Reconcile's key reaches the function only as given for it: never this shell's deploying key.
-    reconcile_key = {to: os.environ[given] for given, to in RECONCILE_CREDENTIALS.items() if os.environ.get(given)}
+    reconcile_key = {to: value for given, to in RECONCILE_CREDENTIALS.items() if (value := shell(given))}
     if reconcile_key:
         if len(reconcile_key) < 2:
             parser.exit(2, "deploy: set both RECONCILE_ACCESS_KEY and RECONCILE_SECRET_KEY (a read-only key)\n")
-        if reconcile_key["VOLCENGINE_ACCESS_KEY"] == os.environ.get("VOLCENGINE_ACCESS_KEY"):
+        if reconcile_key["VOLCENGINE_ACCESS_KEY"] == shell("VOLCENGINE_ACCESS_KEY"):
             parser.exit(
                 2,
                 "deploy: RECONCILE_ACCESS_KEY is the deploying key: give reconcile a key of its own, "
                 "allowed only Cloud Monitor's ListWebhooks, ListRules and ListAlertGroup\n",
             )
         environment.update(reconcile_key, VOLCENGINE_REGION=args.region, RECONCILE_WEBHOOK=args.name)
-        environment.update({name: os.environ[name] for name in RECONCILE_SETTINGS if os.environ.get(name)})
+        environment.update({name: value for name in RECONCILE_SETTINGS if (value := shell(name))})
     try:
         config.load(environment)  # a setting the function would refuse at start is refused here
         endpoint = volcengine_api.endpoint(os.environ)
@@ -326,7 +425,15 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
         frozenset(args.unset),
         args.dry_run_function,
     )
-    wiring = Wiring(args.gateway, args.event_rules, args.alarm_policies)
+    try:
+        wiring = Wiring(
+            args.gateway,
+            _feeds(args.event_rules, shell("DEPLOY_EVENT_RULES")),
+            _feeds(args.alarm_policies, shell("DEPLOY_ALARM_POLICIES")),
+            args.repoint_callback_url,
+        )
+    except argparse.ArgumentTypeError as error:
+        parser.exit(2, f"deploy: {error}\n")
     code = zipped()
     if args.dry_run:
         print(f"would deploy volc-flashduty-relay {VERSION} ({len(code)} bytes) to veFaaS via {endpoint}:", file=out)
@@ -340,11 +447,17 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
         return 0
     clients = _clients(parser, args.region, endpoint)
     try:
-        url = run(clients, target, wiring, code, args.backup_dir, out)
+        with _lease(clients, args.runtime, out).held(args.lease_wait):
+            url = run(clients, target, wiring, code, args.backup_dir, out)
     except DeployError as error:
         parser.exit(1, f"deploy: {error}\n")
     if url:
         print(f"\ndeployed. Callback URL for Cloud Monitor: {url}", file=out)
+        routes = [r for r in wiring.routes if r != config.DEFAULT_ROUTE]
+        for route in routes:
+            print(f"route {route!r}: {route_url(url, route)}", file=out)
+        tests = "".join(f" --route {r}" for r in wiring.routes) if routes else ""
+        print(f"test it: python -m deploy test --url {url}{tests}", file=out)
     else:
         print(
             "\ndeployed. The function has no URL yet: run this again with --gateway NAME (an API gateway in this "
@@ -359,13 +472,20 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--name", default=os.environ.get("VEFAAS_FUNCTION_NAME") or "volc-flashduty-relay")
-    parser.add_argument("--region", default=os.environ.get("VOLCENGINE_REGION") or "cn-beijing")
+    parser.add_argument("--name", default=shell("VEFAAS_FUNCTION_NAME") or "volc-flashduty-relay")
+    parser.add_argument("--region", default=shell("VOLCENGINE_REGION") or "cn-beijing")
     parser.add_argument(
         "--backup-dir",
         type=Path,
-        default=Path(os.environ.get("DEPLOY_BACKUP_DIR") or saved.DEFAULT_DIRECTORY),
+        default=Path(shell("DEPLOY_BACKUP_DIR") or saved.DEFAULT_DIRECTORY),
         help="where the rules it writes are saved first (default: $DEPLOY_BACKUP_DIR, else deploy-backups)",
+    )
+    parser.add_argument(
+        "--lease-wait",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long to wait for another deploy (unwire, restore) to finish (its lease) before refusing",
     )
     return parser
 
@@ -384,15 +504,20 @@ def _way_back(argv: list[str], out: TextIO) -> int:
     args = parser.parse_args(argv[1:])
     try:
         clients = _clients(parser, args.region, volcengine_api.endpoint(os.environ))
-        if command == "unwire":
-            return unwire(clients, args.name, args.region, args.backup_dir, out)
-        return restore(clients, args.file, args.force, out)
+        with _lease(clients, DEFAULT_RUNTIME, out).held(args.lease_wait):
+            if command == "unwire":
+                return unwire(clients, args.name, args.region, args.backup_dir, out)
+            return restore(clients, args.file, args.force, out)
     except (DeployError, ValueError) as error:
         parser.exit(1, f"deploy {command}: {error}\n")
 
 
+def _lease(clients: argparse.Namespace, runtime: str, out: TextIO) -> Lease:
+    return Lease(Caller(clients.faas_models.ApiException, out), clients.faas, clients.faas_models, runtime)
+
+
 def _clients(parser: argparse.ArgumentParser, region: str, endpoint: str) -> argparse.Namespace:
-    access_key, secret_key = os.environ.get("VOLCENGINE_ACCESS_KEY"), os.environ.get("VOLCENGINE_SECRET_KEY")
+    access_key, secret_key = shell("VOLCENGINE_ACCESS_KEY"), shell("VOLCENGINE_SECRET_KEY")
     if not (access_key and secret_key):
         parser.exit(
             2, "deploy: set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY (an access key allowed to use veFaaS)\n"
@@ -423,9 +548,27 @@ def _would_refuse(target: Target) -> list[str]:
         refuse_what_cannot_work(config.load(environment), environment)
     except DeployError as error:
         refusals.append(f"{error} (unless the function already has what is missing)")
-    if not (os.environ.get("VOLCENGINE_ACCESS_KEY") and os.environ.get("VOLCENGINE_SECRET_KEY")):
+    if not (shell("VOLCENGINE_ACCESS_KEY") and shell("VOLCENGINE_SECRET_KEY")):
         refusals.append("VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY (the deploying key) are not set")
     return refusals
+
+
+def _feeds(given: list[str] | None, variable: str | None) -> dict[str, tuple[str, ...]] | None:
+    """Which rules feed which route: `[ROUTE=]ids or names` groups (from the options, else the variable,
+    groups separated by ';'); without ROUTE=, the default route."""
+    groups = given if given is not None else variable.split(";") if variable else None
+    if groups is None:
+        return None
+    feeds: dict[str, tuple[str, ...]] = {}
+    for group in (g for g in groups if g.strip()):
+        route, _, names = group.rpartition("=")
+        route = route.strip() or config.DEFAULT_ROUTE
+        if not config.ROUTE_NAME.match(route):
+            raise argparse.ArgumentTypeError(f"{route!r} is not a route name (a ROUTES name, or default)")
+        feeds[route] = _names(",".join((*feeds.get(route, ()), names)))
+    if not feeds:
+        raise argparse.ArgumentTypeError("give ids or names, comma-separated, or all")
+    return feeds
 
 
 def _names(text: str) -> tuple[str, ...]:

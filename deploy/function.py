@@ -45,11 +45,12 @@ class Target:
         return {"command": COMMAND, "port": PORT, "memory_mb": self.memory_mb, "request_timeout": self.request_timeout}
 
     def wanted_environment(self, existing: Mapping[str, str]) -> dict[str, str]:
-        """The function's environment: what it has, then this shell's settings, less what the user unsets."""
+        """The function's environment: what it has, then this shell's settings, less what the user unsets
+        and less a blank setting, which the relay reads as unset (a token of blanks is no token)."""
         merged = {**existing, **self.environment}
         if self.dry_run_function:
             merged["DRY_RUN"] = "true"
-        return {k: v for k, v in sorted(merged.items()) if k not in self.unset}
+        return {k: v for k, v in sorted(merged.items()) if k not in self.unset and v.strip()}
 
 
 @dataclass(frozen=True)
@@ -80,13 +81,16 @@ class Function:
     store: Callable[[config.DeadLetter, Mapping[str, str]], Store] = Store
     changes: list[str] = field(default_factory=list)
 
-    def find(self, target: Target) -> Existing | None:
-        name = target.name
+    def _id_of(self, name: str) -> str | None:
         request = self.models.ListFunctionsRequest(
             filters=[self.models.FilterForListFunctionsInput(name="Name", values=[name])], page_size=100
         )
         items = self.caller.call("list functions", lambda: self.api.list_functions(request).items) or []
-        function_id = next((item.id for item in items if item.name == name), None)
+        return next((str(item.id) for item in items if item.name == name), None)
+
+    def find(self, target: Target) -> Existing | None:
+        name = target.name
+        function_id = self._id_of(name)
         found = f"found ({function_id})" if function_id else "not found, creating it"
         self.caller.say(f"function {name!r}: {found}")
         if function_id is None:
@@ -119,7 +123,7 @@ class Function:
         return revision.description or "", {e.key: e.value for e in revision.envs or []}
 
     def create(self, target: Target, environment: dict[str, str], wanted_description: str) -> str:
-        function_id: str = self.caller.call(
+        function_id: str = self.caller.write(
             "create function",
             lambda: (
                 self.api.create_function(
@@ -132,6 +136,7 @@ class Function:
                     )
                 ).id
             ),
+            adopt=lambda: self._id_of(target.name),
         )
         self.changes.append("function created")
         self.caller.say(f"function: created ({function_id}) with settings {sorted(environment)}")
@@ -154,7 +159,7 @@ class Function:
                 self.changes.append("what an earlier run left unreleased")
                 self.caller.say("function: configuration unchanged, but not what serves traffic: releasing it")
             return
-        self.caller.call(
+        self.caller.write(
             "update function",
             lambda: self.api.update_function(
                 self.models.UpdateFunctionRequest(
@@ -181,6 +186,7 @@ class Function:
                 ).upload_address
             ),
         )
+        # The same bytes to the same address, and attaching them again, land the same however often sent.
         response = self.caller.call(
             "upload code package",
             lambda: self.put(address, data=code, headers={"Content-Type": "application/zip"}, timeout=120),
@@ -200,7 +206,7 @@ class Function:
                 {"FunctionId": function_id},
             ),
         )
-        self.caller.call(
+        self.caller.write(
             "install dependencies",
             lambda: self.api.create_dependency_install_task(
                 self.models.CreateDependencyInstallTaskRequest(function_id=function_id)
@@ -241,7 +247,7 @@ class Function:
         if not self.changes:
             self.caller.say("release: nothing changed, nothing released")
             return
-        self.caller.call(
+        self.caller.write(
             "release",
             lambda: self.api.release(
                 self.models.ReleaseRequest(function_id=function_id, revision_number=0, description=f"relay {VERSION}")
@@ -271,11 +277,12 @@ class Function:
         wanted = {"crontab": crontab, "payload": payload, "enabled": True}
         found = next((t for t in triggers if t.name == name and str(t.type).lower() == "timer"), None)
         if found is None:
-            self.caller.call(
+            self.caller.write(
                 "create timer",
                 lambda: self.api.create_timer(
                     self.models.CreateTimerRequest(function_id=function_id, name=name, **wanted)
                 ),
+                adopt=lambda: next((t for t in self.triggers(function_id) if t.name == name), None),
             )
             self.caller.say(f"timer {name!r}: created, {does}")
             return
@@ -285,7 +292,7 @@ class Function:
         if all(getattr(current, field_name) == value for field_name, value in wanted.items()):
             self.caller.say(f"timer {name!r}: unchanged")
             return
-        self.caller.call(
+        self.caller.write(
             "update timer",
             lambda: self.api.update_timer(
                 self.models.UpdateTimerRequest(function_id=function_id, id=found.id, **wanted)

@@ -62,19 +62,23 @@ class Gateway:
 
     def _upstream(self, gateway_id: str, function_id: str, name: str) -> str:
         api, models = self.api, self.models
-        found = self._named(
-            "list upstreams",
-            name,
-            lambda: (
-                api.list_upstreams(
-                    models.ListUpstreamsRequest(
-                        gateway_id=gateway_id, filter=models.FilterForListUpstreamsInput(name=name), page_size=100
-                    )
-                ).items
-            ),
-        )
+
+        def find() -> Any:
+            return self._named(
+                "list upstreams",
+                name,
+                lambda: (
+                    api.list_upstreams(
+                        models.ListUpstreamsRequest(
+                            gateway_id=gateway_id, filter=models.FilterForListUpstreamsInput(name=name), page_size=100
+                        )
+                    ).items
+                ),
+            )
+
+        found = find()
         if found is None:
-            upstream_id: str = self.caller.call(
+            upstream_id: str = self.caller.write(
                 "create upstream",
                 lambda: (
                     api.create_upstream(
@@ -83,6 +87,7 @@ class Gateway:
                         )
                     ).id
                 ),
+                adopt=lambda: getattr(find(), "id", None),
             )
             self.caller.say(f"upstream {name!r}: created ({upstream_id}), to function {function_id}")
             return upstream_id
@@ -90,7 +95,7 @@ class Gateway:
         if spec is not None and spec.function_id == function_id:
             self.caller.say(f"upstream {name!r}: found ({found.id}), to this function")
             return str(found.id)
-        self.caller.call(
+        self.caller.write(
             "update upstream",
             lambda: api.update_upstream(
                 models.UpdateUpstreamRequest(id=found.id, name=name, **_upstream_fields(models, "Update", function_id))
@@ -121,7 +126,7 @@ class Gateway:
         if found is not None:
             self.caller.say(f"service {name!r}: found ({found.id})")
             return found
-        service_id = self.caller.call(
+        service_id = self.caller.write(
             "create gateway service",
             lambda: (
                 api.create_gateway_service(
@@ -134,32 +139,38 @@ class Gateway:
                     )
                 ).id
             ),
+            adopt=lambda: getattr(find(), "id", None),
         )
         self.caller.say(f"service {name!r}: created ({service_id})")
         return find()
 
     def _route_to(self, service_id: str, upstream_id: str, name: str) -> None:
         routes, models = self.routes, self.route_models
-        found = self._named(
-            "list routes",
-            name,
-            lambda: (
-                routes.list_routes(
-                    models.ListRoutesRequest(
-                        service_id=service_id, filter=models.FilterForListRoutesInput(name=name), page_size=100
-                    )
-                ).items
-            ),
-        )
+
+        def find() -> Any:
+            return self._named(
+                "list routes",
+                name,
+                lambda: (
+                    routes.list_routes(
+                        models.ListRoutesRequest(
+                            service_id=service_id, filter=models.FilterForListRoutesInput(name=name), page_size=100
+                        )
+                    ).items
+                ),
+            )
+
+        found = find()
         wanted = {**ROUTE_MATCH, "upstream_id": upstream_id}
         if found is None:
-            self.caller.call(
+            self.caller.write(
                 "create route",
                 lambda: routes.create_route(
                     models.CreateRouteRequest(
                         service_id=service_id, name=name, **_route_fields(models, "Create", upstream_id)
                     )
                 ),
+                adopt=find,
             )
             self.caller.say(f"route {name!r}: created, POST and GET / to upstream {upstream_id}")
             return
@@ -173,7 +184,7 @@ class Gateway:
         if have == wanted and len(found.upstream_list) == 1 and found.enable:
             self.caller.say(f"route {name!r}: unchanged")
             return
-        self.caller.call(
+        self.caller.write(
             "update route",
             lambda: routes.update_route(
                 models.UpdateRouteRequest(id=found.id, name=name, **_route_fields(models, "Update", upstream_id))

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import config
+from config import DEFAULT_ROUTE
 from deploy.calls import Caller, DeployError
 
 # Cloud Monitor's "Generic Webhook" type. The OpenAPI reference gives no value set for Type; BytePlus's
@@ -25,6 +27,9 @@ TAG_RESOURCE_TYPE = "rule"
 # An event rule's message queue credentials (Kafka's SASL user, password and mechanism): never saved to a
 # file (CI keeps the saved rules as an artifact); a restore keeps what the rule has then.
 CREDENTIALS = ("Username", "Password", "AuthEncrypt")
+# A rule's old-style single URL (a policy's WebHook, an event rule's Endpoint, as the SDK's models and
+# Volcengine's Terraform provider name them): often a chat bot's hook with its secret in it, so never saved.
+OLD_STYLE_URLS = ("WebHook", "Endpoint")
 WITHHELD = "(withheld: never saved; a restore keeps the rule's own)"
 
 
@@ -81,16 +86,39 @@ KINDS = {kind.what: kind for kind in (EVENT_RULES, ALARM_POLICIES)}
 
 @dataclass(frozen=True)
 class Wiring:
-    """How Cloud Monitor reaches the function: a route on a named API gateway, and the callback URL
-    (webhook) ticked in the event rules and alarm policies named (None: leave them; ("all",): every one)."""
+    """How Cloud Monitor reaches the function: a route on a named API gateway, and for each of the
+    relay's routes (DEFAULT_ROUTE, or a ROUTES name) its own callback URL (webhook), ticked in the event
+    rules and alarm policies named for it (None: leave them; ("all",): every one)."""
 
     gateway: str | None = None
-    event_rules: tuple[str, ...] | None = None
-    alarm_policies: tuple[str, ...] | None = None
+    event_rules: Mapping[str, tuple[str, ...]] | None = None  # route: rule ids or names
+    alarm_policies: Mapping[str, tuple[str, ...]] | None = None
+    repoint: bool = False  # a callback URL of the relay's name at another URL is pointed at the relay
 
     @property
     def monitor(self) -> bool:
         return self.event_rules is not None or self.alarm_policies is not None
+
+    @property
+    def routes(self) -> list[str]:
+        return sorted({route for feeds in (self.event_rules, self.alarm_policies) for route in feeds or {}})
+
+
+def webhook_name(function: str, route: str) -> str:
+    """A route's callback URL's name: the function's for the default route, `<function>.<route>` for
+    another (a function's name has no '.', so no other relay's name is of this form)."""
+    return function if route == DEFAULT_ROUTE else f"{function}.{route}"
+
+
+def _route_of(function: str, name: str) -> str | None:
+    """The route whose callback URL has this name (webhook_name), or None."""
+    prefix, dot, route = name.partition(".")
+    return route if dot and prefix == function and config.ROUTE_NAME.match(route) else None
+
+
+def route_url(url: str, route: str) -> str:
+    """A route's callback URL: the relay reads the route from the path's last segment (config.route_of)."""
+    return url if route == DEFAULT_ROUTE else f"{url.rstrip('/')}/{route}"
 
 
 @dataclass
@@ -105,38 +133,62 @@ class Monitor:
     # back: kept where a later run can read it, so that a run stopped in between loses nothing.
     tagging: Callable[[dict[str, Any], list[Any] | None], None] = field(default=lambda rule, tags: None)
 
-    def find_webhook(self, name: str, url: str | None = None) -> Any:
-        """The relay's callback URL (by its name; of several, the one to `url`), or None."""
+    def webhooks_named(self, name: str, routes: bool = False) -> list[Any]:
+        """Every callback URL of exactly this name (Cloud Monitor allows several), and with `routes`
+        every route's of this function too (webhook_name), oldest first."""
         webhooks = self.caller.pages(
             "list callback URLs",
             lambda page: self.api.list_webhooks(
                 self.models.ListWebhooksRequest(name=name, page_number=page, page_size=100)
             ),
         )
-        return next(iter(sorted((w for w in webhooks if w.name == name), key=lambda w: w.url != url)), None)
+        ours = [w for w in webhooks if w.name == name or (routes and _route_of(name, w.name) is not None)]
+        return sorted(ours, key=lambda w: (len(str(w.id)), str(w.id)))
 
-    def webhook(self, name: str, url: str, token: str) -> str:
-        """Cloud Monitor's callback URL to the relay, with the function's token. A token cannot be read
-        back, so every run sets it: an interrupted rotation cannot leave the two apart."""
+    def find_webhook(self, name: str, url: str | None = None) -> Any:
+        """The relay's callback URL (by its name; of several, the one to `url`), or None."""
+        return next(iter(sorted(self.webhooks_named(name), key=lambda w: w.url != url)), None)
+
+    def webhook(self, name: str, url: str, token: str, repoint: bool = False) -> tuple[str, list[str]]:
+        """Cloud Monitor's callback URL to the relay, with the function's token, and the ids of its
+        duplicates (same name, same URL: what a create sent twice made), which the rules are to leave. A
+        token cannot be read back, so every run sets it: an interrupted rotation cannot leave the two apart."""
         api, models = self.api, self.models
-        found = self.find_webhook(name, url)
+        named = self.webhooks_named(name)
+        same = [w for w in named if w.url == url]
+        # Of duplicates, the one most rules call (then the oldest) stays.
+        same.sort(key=lambda w: -(len(w.rule_ids or []) + len(w.event_rule_ids or [])))
+        duplicates = [str(w.id) for w in same[1:]]
+        if duplicates:
+            self.caller.say(
+                f"callback URL {name!r}: {len(duplicates)} duplicate(s) of it ({', '.join(duplicates)}), same name "
+                f"and URL: their rules are moved to {same[0].id} and they are deleted"
+            )
+        found = same[0] if same else next(iter(named), None)
+        if found is not None and not same and not repoint:
+            raise DeployError(
+                f"callback URL {name!r} ({found.id}) points at {found.url}, not at {url}, where this deploy puts it: "
+                "someone made it by hand, or the gateway's domain changed. It was left as it is: pass "
+                "--repoint-callback-url to point it at the relay's URL, or rename it; no rule was written"
+            )
         if found is None:
-            created = self.caller.call(
+            created = self.caller.write(
                 "create callback URL",
                 lambda: (
                     api.create_webhook(
                         models.CreateWebhookRequest(name=name, type=WEBHOOK_TYPE, url=url, token=token)
                     ).data
                 ),
+                adopt=lambda: next(([w.id] for w in self.webhooks_named(name) if w.url == url), None),
             )
             self.caller.say(f"callback URL {name!r}: created ({created[0]}) to {url}, with the token")
-            return str(created[0])
+            return str(created[0]), []
         differs = [
             what
             for what, differ in (("url", found.url != url), ("type", str(found.type).lower() in CHAT_BOT_TYPES))
             if differ
         ]
-        self.caller.call(
+        self.caller.write(
             "update callback URL",
             lambda: api.update_webhook(
                 models.UpdateWebhookRequest(
@@ -149,35 +201,48 @@ class Monitor:
             + (f"updated its {', '.join(differs)}; " if differs else "")
             + "token set (it cannot be read back, so every run sets it)"
         )
-        return str(found.id)
+        return str(found.id), duplicates
 
-    def unwire(self, kind: Kind, listed: dict[str, Any], webhook_id: str) -> bool:
-        """The webhook taken out of one rule (read again before, compared after); False if it had none."""
+    def delete_webhooks(self, ids: list[str]) -> None:
+        """Duplicates of the relay's callback URL, once no rule calls them."""
+        self._call("delete duplicate callback URLs", "DeleteWebhooksByIds", {"Ids": ids})
+        self.caller.say(f"deleted the duplicate callback URLs {', '.join(ids)}")
+
+    def unwire(self, kind: Kind, listed: dict[str, Any], webhook_ids: set[str], instead: str | None = None) -> bool:
+        """These webhooks taken out of one rule (read again before, compared after), and `instead` ticked
+        in their place if given; False if it had none of them."""
         rule = self.read(kind, listed)
-        if webhook_id not in (rule.get("WebhookIds") or []):
+        if not webhook_ids & set(rule.get("WebhookIds") or []):
             return False
-        others = [i for i in rule["WebhookIds"] if i != webhook_id]
+        others = [i for i in rule["WebhookIds"] if i not in webhook_ids]
+        if instead is not None and instead not in others:
+            others.append(instead)
         methods = rule.get(kind.methods) or []
         wanted = {**rule, "WebhookIds": others}
         if not others and not rule.get("WebHook"):
             wanted[kind.methods] = [m for m in methods if m != "Webhook"]
-        self.write(kind, wanted, f"untick {kind.name(rule)}")
+        what = f"move {kind.name(rule)} to callback URL {instead}" if instead else f"untick {kind.name(rule)}"
+        self.write(kind, wanted, what)
         changed = differences(kind, wanted, self.read(kind, rule))
         if changed:
             raise DeployError(
                 f"{kind.name(rule)}: taking the relay out changed {', '.join(changed)} as well: restore it from "
                 "the saved copy (python -m deploy restore FILE)"
             )
-        self.caller.say(f"{kind.name(rule)}: no longer calls the relay")
+        self.caller.say(
+            f"{kind.name(rule)}: "
+            + (f"now calls {instead} instead of its duplicates" if instead else "no longer calls the relay")
+        )
         return True
 
     def changed_since(self, kind: Kind, saved: dict[str, Any], webhook_id: str | None) -> list[str]:
-        """What differs between a saved rule and the rule now, other than the relay's tick and the tags
-        an interrupted write dropped: what a restore would undo."""
+        """What differs between a saved rule and the rule now, other than the relay's tick: what a restore
+        would undo. Tags the owner removed since are a change like any other (tags a stopped write of ours
+        dropped are noted in the file, and put back before this is asked)."""
         now = self.read(kind, saved)
         saved = with_credentials(kind, saved, now)
         changed = set(differences(kind, saved, now)) & set(differences(kind, with_tick(kind, saved, webhook_id), now))
-        return sorted(changed - ({"Tags"} if not now.get("Tags") else set()))
+        return sorted(changed)
 
     def restore(self, kind: Kind, saved: dict[str, Any]) -> None:
         """A rule written back as saved (with the credentials it has now), and compared after."""
@@ -209,12 +274,16 @@ class Monitor:
     def all_rules(self) -> list[tuple[Kind, dict[str, Any]]]:
         return [(kind, rule) for kind in (EVENT_RULES, ALARM_POLICIES) for rule in self._list(kind)]
 
-    def rules(self, wiring: Wiring) -> list[tuple[Kind, dict[str, Any]]]:
-        """The rules named, as Cloud Monitor's JSON has them (the SDK's list models drop fields)."""
+    def rules(self, wiring: Wiring) -> list[tuple[str, Kind, dict[str, Any]]]:
+        """The rules named for each route, as Cloud Monitor's JSON has them (the SDK's list models drop
+        fields)."""
         chosen = []
-        for kind, wanted in ((EVENT_RULES, wiring.event_rules), (ALARM_POLICIES, wiring.alarm_policies)):
-            if wanted is not None:
-                chosen += [(kind, rule) for rule in _choose(self._list(kind), wanted, kind)]
+        for kind, feeds in ((EVENT_RULES, wiring.event_rules), (ALARM_POLICIES, wiring.alarm_policies)):
+            if feeds is not None:
+                rules = self._list(kind)
+                chosen += [
+                    (route, kind, rule) for route, wanted in feeds.items() for rule in _choose(rules, wanted, kind)
+                ]
         return chosen
 
     def refusals(self, chosen: list[tuple[Kind, dict[str, Any]]], webhook_id: str | None) -> list[str]:
@@ -224,7 +293,7 @@ class Monitor:
             if ticked(kind, rule, webhook_id):
                 continue
             reasons = []
-            if rule.get("WebHook"):
+            if any(rule.get(url) for url in OLD_STYLE_URLS):
                 reasons.append(
                     "it sends to an old-style webhook URL, and Cloud Monitor takes that URL or callback URLs, not "
                     "both: ticking the relay would drop it. Make that URL a callback URL (Cloud Monitor -> "
@@ -321,7 +390,8 @@ class Monitor:
             action=action,
             content_type="application/json",
         )
-        return self.caller.call(what, functools.partial(self.universal.do_call, info, body)) or {}
+        send = self.caller.call if action.startswith(("List", "Get")) else self.caller.write
+        return send(what, functools.partial(self.universal.do_call, info, body)) or {}
 
     def _update_body(self, kind: Kind, rule: dict[str, Any]) -> dict[str, Any]:
         """A rule as its Update takes it: everything it has, less what only a read shows (by the SDK's
@@ -367,7 +437,9 @@ def _canonical(value: Any) -> str:
 
 
 def withheld(rule: dict[str, Any]) -> dict[str, Any]:
-    """A rule as it may be saved: its message queues' credentials left out, marked withheld."""
+    """A rule as it may be saved: its message queues' credentials and its old-style URL left out, marked
+    withheld."""
+    rule = {**rule, **{url: WITHHELD for url in OLD_STYLE_URLS if rule.get(url)}}
     queues = rule.get("MessageQueue")
     if not isinstance(queues, list):
         return rule
@@ -385,6 +457,7 @@ def withheld(rule: dict[str, Any]) -> dict[str, Any]:
 def with_credentials(kind: Kind, saved: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
     """A saved rule with the credentials it withheld as the rule has them now (in its message queue of
     the same other fields); a queue no longer there cannot be written back without them: refused."""
+    saved = {**saved, **{url: now.get(url) for url in OLD_STYLE_URLS if saved.get(url) == WITHHELD}}
     queues = saved.get("MessageQueue")
     if not isinstance(queues, list):
         return saved
@@ -412,9 +485,10 @@ def _sans_credentials(queue: dict[str, Any]) -> dict[str, Any]:
 
 def with_tick(kind: Kind, rule: dict[str, Any], webhook_id: str | None) -> dict[str, Any]:
     """The rule calling the relay too: its webhook id added, and Webhook among its methods."""
+    ids = rule.get("WebhookIds") or []
     return {
         **rule,
-        "WebhookIds": [*(rule.get("WebhookIds") or []), webhook_id],
+        "WebhookIds": ids if webhook_id in ids else [*ids, webhook_id],
         kind.methods: sorted({*(rule.get(kind.methods) or []), "Webhook"}),
     }
 

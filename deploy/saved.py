@@ -53,11 +53,16 @@ def note_tags(path: Path, rule: dict[str, Any], tags: list[Any] | None) -> None:
 
 def tags_in_flight(directory: Path, function: str, region: str) -> list[tuple[Path, dict[str, Any], list[Any]]]:
     """Every policy whose tags a run of this function stopped holding: its file, the policy, its tags."""
-    found = []
-    for path in sorted(directory.glob(f"{function}-{region}-rules-*.json")):
-        for rule_id, note in (json.loads(path.read_text(encoding="utf-8")).get("tags_in_flight") or {}).items():
-            found.append((path, {"Id": rule_id, "RuleName": note.get("RuleName")}, note.get("Tags") or []))
-    return found
+    return [found for path in sorted(directory.glob(f"{function}-{region}-rules-*.json")) for found in noted(path)]
+
+
+def noted(path: Path) -> list[tuple[Path, dict[str, Any], list[Any]]]:
+    """Every policy whose tags the run that wrote this file stopped holding: the file, the policy, its tags."""
+    notes = json.loads(path.read_text(encoding="utf-8")).get("tags_in_flight") or {}
+    return [
+        (path, {"Id": rule_id, "RuleName": note.get("RuleName")}, note.get("Tags") or [])
+        for rule_id, note in notes.items()
+    ]
 
 
 def load(path: Path) -> tuple[str, list[tuple[Kind, dict[str, Any]]]]:

@@ -9,6 +9,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 import tomllib
 import zipfile
 from collections.abc import Callable
@@ -24,7 +26,7 @@ from deploy.function import STORE_CREDENTIALS
 from tests.support.callbacks import ROOT
 from tests.support.flashduty import APP_KEY
 from tests.support.github import GitHubStub
-from tests.support.openapi import ACCESS_KEY, NOT_UPDATED, READER_KEY, SECRET_KEY, OpenAPIStub
+from tests.support.openapi import ACCESS_KEY, NOT_UPDATED, READER_KEY, SECRET_KEY, Function, OpenAPIStub
 from tests.support.servers import free_port, production_server
 from tests.support.venvs import fresh_venv
 
@@ -89,7 +91,7 @@ def test_package_holds_the_relay_and_nothing_else() -> None:
 def test_the_first_deploy_creates_uploads_installs_and_releases(run, openapi) -> None:
     code, out = run("--name", "relay-prod", FLASHDUTY_INTEGRATION_KEY="fd-key", CALLBACK_TOKEN="tok")
     assert code == 0, out
-    assert openapi.actions() == FIRST_DEPLOY and openapi.violations == []
+    assert openapi.deploy_actions() == FIRST_DEPLOY and openapi.violations == []
     function = openapi.function("relay-prod")
     assert function.runtime == package.DEFAULT_RUNTIME
     assert (function.fields["Command"], function.fields["Port"]) == ("./run.sh", 8000)
@@ -104,7 +106,13 @@ def test_a_second_run_changes_nothing(run, openapi) -> None:
     openapi.calls.clear()
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key")
     assert code == 0, out
-    assert openapi.actions() == ["ListFunctions", "GetFunction", "GetReleaseStatus", "GetRevision", "ListTriggers"]
+    assert openapi.deploy_actions() == [
+        "ListFunctions",
+        "GetFunction",
+        "GetReleaseStatus",
+        "GetRevision",
+        "ListTriggers",
+    ]
     assert "configuration unchanged" in out and "nothing released" in out
 
 
@@ -113,8 +121,8 @@ def test_a_changed_setting_updates_only_that(run, openapi) -> None:
     openapi.calls.clear()
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key", MIN_SEVERITY="Warning")
     assert code == 0, out
-    assert "UpdateFunction" in openapi.actions() and "GetCodeUploadAddress" not in openapi.actions()
-    assert openapi.actions()[-3:] == ["Release", "GetReleaseStatus", "ListTriggers"]
+    assert "UpdateFunction" in openapi.deploy_actions() and "GetCodeUploadAddress" not in openapi.deploy_actions()
+    assert openapi.deploy_actions()[-3:] == ["Release", "GetReleaseStatus", "ListTriggers"]
     assert "updated setting MIN_SEVERITY" in out
     assert envs(openapi)["MIN_SEVERITY"] == "Warning"
 
@@ -130,7 +138,7 @@ def test_a_redeploy_keeps_the_functions_own_settings_unless_asked(run, openapi) 
 def test_a_deploy_without_a_key_refuses(run, openapi) -> None:
     code, out = run()
     assert code == 1 and "FLASHDUTY_INTEGRATION_KEY" in out and "--dry-run-function" in out
-    assert openapi.actions() == ["ListFunctions"]  # nothing created
+    assert openapi.deploy_actions() == ["ListFunctions"]  # nothing created
 
 
 def test_a_dry_run_function_is_deployed_only_when_asked(run, openapi) -> None:
@@ -157,7 +165,8 @@ def test_a_missing_permission_says_which(run, openapi) -> None:
     openapi.deny.add("CreateFunction")
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key")
     assert code == 1
-    assert "create function: Volcengine refused it (AccessDenied)" in out and "policy allows this action" in out
+    # The first write is the deploy's lease (deploy.lease: an empty function of its own).
+    assert "take the deploy lease: Volcengine refused it (AccessDenied)" in out and "policy allows this action" in out
 
 
 def test_bad_credentials_give_a_clear_message(run, openapi, monkeypatch) -> None:
@@ -176,7 +185,9 @@ def test_a_failed_release_is_reported(run, openapi) -> None:
 def test_an_unreachable_api_gives_a_clear_message(run, openapi, monkeypatch) -> None:
     monkeypatch.setattr(OpenAPIStub, "origin", f"http://127.0.0.1:{free_port()}")
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key")
-    assert code == 1 and "list functions: cannot reach Volcengine" in out and "VOLCENGINE_OPENAPI_ENDPOINT" in out
+    assert (
+        code == 1 and "read the deploy lease: cannot reach Volcengine" in out and "VOLCENGINE_OPENAPI_ENDPOINT" in out
+    )
 
 
 def test_a_failed_upload_never_shows_the_signed_url(run, openapi) -> None:
@@ -184,7 +195,7 @@ def test_a_failed_upload_never_shows_the_signed_url(run, openapi) -> None:
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key")
     assert code == 1 and "upload code package: cannot reach Volcengine" in out
     assert "secret-signature" not in out
-    assert "Release" not in openapi.actions()
+    assert "Release" not in openapi.deploy_actions()
 
 
 def test_the_store_is_proved_before_the_release(run, openapi, store) -> None:
@@ -197,7 +208,7 @@ def test_the_store_is_proved_before_the_release(run, openapi, store) -> None:
     openapi.calls.clear()
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key", **{**store, "DEADLETTER_URI": "s3://no-such-bucket/relay"})
     assert code == 1 and "dead-letter store refused" in out and "NoSuchBucket" in out and "Nothing was released" in out
-    assert "Release" not in openapi.actions()
+    assert "Release" not in openapi.deploy_actions()
 
 
 def test_a_store_without_credentials_is_refused(run, openapi, monkeypatch) -> None:
@@ -304,7 +315,7 @@ def test_with_a_store_a_timer_drains_it_every_minute_with_a_secret_of_its_own(ru
 
     openapi.calls.clear()
     code, out = run(FLASHDUTY_INTEGRATION_KEY="fd-key", CALLBACK_TOKEN="tok-new", **store)
-    assert "CreateTimer" not in openapi.actions() and "UpdateTimer" not in openapi.actions()
+    assert "CreateTimer" not in openapi.deploy_actions() and "UpdateTimer" not in openapi.deploy_actions()
     assert "timer 'relay-drain': unchanged" in out and envs(openapi)["TIMER_TOKEN"] == timer_token
 
     # What the timer posts, as veFaaS posts it to the web-server function: the relay drains.
@@ -398,7 +409,7 @@ def test_the_deploy_routes_the_gateway_and_ticks_the_callback_url_in_the_rules(r
     code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="fd-key")  # a second run, from a shell without the token
     assert code == 0, out
     # The token cannot be read back: every run sets it (and only it).
-    assert [a for a in wired.actions() if a in WIRING_WRITES] == ["UpdateWebhook"], wired.actions()
+    assert [a for a in wired.deploy_actions() if a in WIRING_WRITES] == ["UpdateWebhook"], wired.deploy_actions()
     assert webhook["Token"] == "tok-wire"
     assert "route 'volc-flashduty-relay': unchanged" in out and "already calls the relay" in out
 
@@ -411,14 +422,14 @@ def test_a_changed_token_reaches_the_callback_url(run, wired) -> None:
     assert code == 0, out
     (webhook,) = wired.webhooks.values()
     assert webhook["Token"] == "tok-new" and "token set" in out
-    assert [a for a in wired.actions() if a in WIRING_WRITES] == ["UpdateWebhook"]
+    assert [a for a in wired.deploy_actions() if a in WIRING_WRITES] == ["UpdateWebhook"]
 
 
 def test_a_rule_that_does_not_exist_ticks_nothing(run, wired) -> None:
     args = ("--gateway", "prod-gateway", "--event-rules", "disk-redeploy,no-such-rule")
     code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="fd-key")
     assert code == 1 and "no event rule has the id or name no-such-rule" in out
-    assert "UpdateEventRule" not in wired.actions()
+    assert "UpdateEventRule" not in wired.deploy_actions()
 
 
 def test_a_gateway_that_does_not_exist_is_named(run, wired) -> None:
@@ -429,7 +440,7 @@ def test_a_gateway_that_does_not_exist_is_named(run, wired) -> None:
 def test_cloud_monitor_without_a_url_asks_for_a_gateway(run, wired) -> None:
     code, out = run("--alarm-policies", "all", FLASHDUTY_INTEGRATION_KEY="fd-key")
     assert code == 1 and "pass --gateway NAME" in out
-    assert not {"CreateWebhook", "UpdateRule"} & set(wired.actions())
+    assert not {"CreateWebhook", "UpdateRule"} & set(wired.deploy_actions())
 
 
 @pytest.mark.parametrize(
@@ -498,7 +509,7 @@ def test_reconcile_gets_its_own_key_and_a_timer_every_5_minutes(run, openapi, st
     )
     answer = app.post("/", json=event)
     assert answer.status_code == 200 and answer.get_json()["exit_code"] == 0, answer.get_json()
-    assert "ListAlertGroup" in openapi.actions() and stub.list_calls
+    assert "ListAlertGroup" in openapi.deploy_actions() and stub.list_calls
 
 
 def test_reconcile_never_gets_the_deploying_key(run, openapi, store) -> None:
@@ -523,7 +534,7 @@ def test_a_route_changed_by_hand_and_a_new_function_are_put_right(run, wired) ->
     (upstream,) = next(iter(wired.gateways.values()))["Upstreams"].values()
     assert upstream["UpstreamSpec"]["VeFaas"]["FunctionId"] == new_id != function.id
     assert route["Enable"] is True and len(wired.routes) == 1
-    assert [a for a in wired.actions() if a in WIRING_WRITES] == ["UpdateUpstream", "UpdateRoute"]
+    assert [a for a in wired.deploy_actions() if a in WIRING_WRITES] == ["UpdateUpstream", "UpdateRoute"]
     assert wired.violations == []
 
 
@@ -555,7 +566,7 @@ def test_every_rule_that_would_lose_something_is_named_before_anything_is_writte
     assert "alarm policy 'windowed'" in out and "Conditions[].EvaluationWindow" in out
     assert "'cpu-high'" not in out.split("nothing was changed")[1]  # a rule that can take it is not named
     assert json.dumps(wired.alarm_policies, sort_keys=True) == before
-    assert not {"CreateFunction", "CreateRoute", "CreateWebhook", "UpdateRule"} & set(wired.actions())
+    assert not {"CreateFunction", "CreateRoute", "CreateWebhook", "UpdateRule"} & set(wired.deploy_actions())
 
 
 def test_a_write_that_changes_more_than_the_tick_is_put_back_and_named(run, wired, monkeypatch) -> None:
@@ -590,7 +601,7 @@ def test_unwire_and_restore_are_the_way_back(run, wired) -> None:
     assert code == 0, out
     assert wired.event_rules == before_rules and wired.alarm_policies == before_policies
     code, out = run("restore", saved)  # again: nothing to write
-    assert code == 0 and "UpdateRule" not in wired.actions()[-6:]
+    assert code == 0 and "UpdateRule" not in wired.deploy_actions()[-6:]
 
 
 def test_a_public_route_without_a_token_gets_a_strong_one_shown_once(run, wired, client) -> None:
@@ -669,7 +680,7 @@ def test_a_rule_changed_after_the_check_is_checked_again_and_saved_as_it_is_then
     code, out = run("--gateway", "prod-gateway", "--alarm-policies", "all", FLASHDUTY_INTEGRATION_KEY="k")
     assert code == 1 and "no rule was written" in out
     assert f"alarm policy 'disk-full' ({policy['Id']})" in out and "EvaluationWindow" in out
-    assert wired.lost == [] and "UpdateRule" not in wired.actions()  # not even the other, unchanged one
+    assert wired.lost == [] and "UpdateRule" not in wired.deploy_actions()  # not even the other, unchanged one
     assert policy["Conditions"][0]["EvaluationWindow"] == 300
 
     del policy["Conditions"][0]["EvaluationWindow"]
@@ -677,7 +688,7 @@ def test_a_rule_changed_after_the_check_is_checked_again_and_saved_as_it_is_then
     args = ("--gateway", "prod-gateway", "--alarm-policies", "disk-full")
     code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="k")
     assert code == 1 and "nothing was written to it" in out and "EvaluationWindow" in out
-    assert wired.lost == [] and "UpdateRule" not in wired.actions()
+    assert wired.lost == [] and "UpdateRule" not in wired.deploy_actions()
 
     def operator_lowers_the_threshold() -> None:
         policy["Conditions"][0]["Threshold"] = "70"
@@ -702,7 +713,7 @@ def test_restore_never_overwrites_a_change_made_since_the_save_unless_told(run, 
     code, out = run("restore", saved)
     assert code == 1 and f"alarm policy 'disk-full' ({disk['Id']}): changed since it was saved (Conditions)" in out
     assert "--force" in out and "'cpu-high'" not in out  # only the relay's tick differs in that one
-    assert not {"UpdateRule", "TagResources"} & set(wired.actions())  # nothing half-done
+    assert not {"UpdateRule", "TagResources"} & set(wired.deploy_actions())  # nothing half-done
     assert disk["Conditions"][0]["Threshold"] == "70" and cpu["WebhookIds"]
 
     code, out = run("restore", saved, "--force")
@@ -743,7 +754,7 @@ def test_tags_a_stopped_run_took_come_back_in_a_run_that_starts_with_no_files(ru
     assert disk["Tags"] == [{"Key": "team", "Value": "sre"}]
     wired.calls.clear()
     assert ci_run(4, "--alarm-policies", "cpu-high")[0] == 0  # the note is cleared: nothing to put back
-    assert "TagResources" not in wired.actions()
+    assert "TagResources" not in wired.deploy_actions()
 
 
 def test_no_credential_is_saved_and_restore_keeps_the_rules_own(run, wired) -> None:
@@ -768,4 +779,285 @@ def test_no_credential_is_saved_and_restore_keeps_the_rules_own(run, wired) -> N
     wired.calls.clear()
     code, out = run("restore", str(path), "--force")
     assert code == 1 and "message queue (topic 'alerts'" in out and "nothing was restored" in out
-    assert "UpdateEventRule" not in wired.actions()
+    assert "UpdateEventRule" not in wired.deploy_actions()
+
+
+def test_a_token_of_blanks_is_no_token_and_the_deploy_makes_a_real_one(run, wired, client) -> None:
+    code, out = run(
+        "--gateway", "prod-gateway", "--alarm-policies", "cpu-high", FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN=" \n"
+    )
+    assert code == 0, out
+    token = envs(wired)["CALLBACK_TOKEN"]
+    assert token.strip() == token and len(token) >= 40 and "shown only this once" in out
+    (webhook,) = wired.webhooks.values()
+    assert webhook["Token"] == token
+    forged = client(FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN=token).post(
+        "/", data=(ROOT / "samples/metric.json").read_bytes()
+    )
+    assert forged.status_code == 401
+
+
+def test_a_blank_setting_on_the_function_is_unset(run, openapi) -> None:
+    assert run(FLASHDUTY_INTEGRATION_KEY="fd-key", CALLBACK_TOKEN="\t ")[0] == 0
+    assert "CALLBACK_TOKEN" not in envs(openapi)  # blank in the shell: not set on the function
+    openapi.function("volc-flashduty-relay").fields["Envs"].append({"Key": "CALLBACK_TOKEN", "Value": " \n"})
+    openapi.add_gateway("prod-gateway")
+    code, out = run("--gateway", "prod-gateway", FLASHDUTY_INTEGRATION_KEY="fd-key")
+    assert code == 0, out
+    assert envs(openapi)["CALLBACK_TOKEN"].strip() and "shown only this once" in out
+
+
+# Every write happens once: an answer lost after the write is read for, never sent blind again -------
+
+
+@pytest.mark.parametrize(
+    "action",
+    ["CreateFunction", "CreateUpstream", "CreateGatewayService", "CreateRoute", "CreateWebhook", "CreateTimer"],
+)
+def test_a_create_whose_answer_is_lost_is_found_and_adopted_never_made_twice(run, wired, store, action) -> None:
+    wired.lose_answers[action] = 1  # done, and the connection drops before the answer
+    args = ("--gateway", "prod-gateway", "--event-rules", "all", "--alarm-policies", "all")
+    code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok", **store)
+    assert code == 0, out
+    assert wired.deploy_actions().count(action) == 1 and "the answer was lost" in out
+    (gateway,) = wired.gateways.values()
+    assert len(wired.functions) == len(gateway["Upstreams"]) == len(gateway["Services"]) == len(wired.routes) == 1
+    (webhook,) = wired.webhooks.values()
+    assert len(wired.function("volc-flashduty-relay").triggers) == 1
+    rules = [*wired.event_rules.values(), *wired.alarm_policies.values()]
+    assert all(rule["WebhookIds"].count(webhook["Id"]) == 1 for rule in rules) and wired.violations == []
+
+
+@pytest.mark.parametrize("action", ["UpdateFunction", "UpdateWebhook", "UpdateRule", "TagResources", "Release"])
+def test_an_update_whose_answer_is_lost_is_not_sent_again_blind_and_the_next_run_finishes(run, wired, action) -> None:
+    args = ("--gateway", "prod-gateway", "--alarm-policies", "cpu-high")
+    assert run(*args, FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok-1")[0] == 0
+    policy = next(iter(wired.alarm_policies.values()))
+    policy["WebhookIds"], policy["AlertMethods"] = [], ["Email"]  # unticked, so the next run writes it
+    wired.calls.clear()
+    wired.lose_answers[action] = 1
+    code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok-2", MIN_SEVERITY="Warning")
+    assert code == 1 and "whether it took effect is unknown" in out and "run the deploy again" in out, out
+    assert wired.deploy_actions().count(action) == 1  # never twice blind
+    assert run(*args, FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok-2", MIN_SEVERITY="Warning")[0] == 0
+    (webhook,) = wired.webhooks.values()
+    assert webhook["Token"] == envs(wired)["CALLBACK_TOKEN"] == "tok-2"
+    assert policy["WebhookIds"] == [webhook["Id"]] and policy["Tags"] == [{"Key": "team", "Value": "sre"}]
+
+
+def test_duplicate_callback_urls_the_deploy_made_are_merged_and_unwire_takes_out_every_one(run, wired) -> None:
+    args = ("--gateway", "prod-gateway", "--event-rules", "all", "--alarm-policies", "all")
+    assert run(*args, FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok")[0] == 0
+    (first,) = wired.webhooks.values()
+    # What an SDK's blind retry of CreateWebhook left: a second callback URL of the same name and URL,
+    # ticked in one policy by a deploy that found it first.
+    second = {**first, "Id": "9" * 19, "RuleIds": [], "EventRuleIds": []}
+    wired.webhooks[second["Id"]] = second
+    cpu, disk = wired.alarm_policies.values()
+    disk["WebhookIds"] = [second["Id"]]
+    second["RuleIds"] = [disk["Id"]]
+    code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok")
+    assert code == 0, out
+    assert list(wired.webhooks) == [first["Id"]] and "duplicate" in out
+    assert cpu["WebhookIds"] == disk["WebhookIds"] == [first["Id"]]  # every alarm delivered once
+
+    wired.webhooks[second["Id"]] = {**second, "RuleIds": [disk["Id"]]}
+    disk["WebhookIds"] = [first["Id"], second["Id"]]
+    code, out = run("unwire")
+    assert code == 0 and "4 rules no longer call" in out, out
+    rules = [*wired.event_rules.values(), *wired.alarm_policies.values()]
+    assert not any({first["Id"], second["Id"]} & set(rule["WebhookIds"]) for rule in rules)
+
+
+# Every route wired to its own URL -------------------------------------------------------------------
+
+ROUTES = json.dumps({"team-a": "key-a", "team-b": "key-b"})
+
+
+def test_rules_wired_to_a_route_that_cannot_deliver_are_refused_before_anything_is_written(run, wired) -> None:
+    code, out = run("--gateway", "prod-gateway", "--alarm-policies", "cpu-high", ROUTES=ROUTES, CALLBACK_TOKEN="t")
+    assert code == 1 and "default route ('/')" in out and "team-a=cpu-high" in out, out
+    code, out = run("--gateway", "prod-gateway", "--alarm-policies", "team-c=cpu-high", ROUTES=ROUTES)
+    assert code == 1 and "ROUTES has no 'team-c'" in out, out
+    assert not {"CreateFunction", "CreateRoute", "CreateWebhook", "UpdateRule"} & set(wired.deploy_actions())
+
+
+def test_each_route_gets_its_own_callback_url_and_the_rules_named_for_it(run, wired, stub, client) -> None:
+    args = ("--gateway", "prod-gateway", "--alarm-policies", "team-a=cpu-high", "--event-rules", "team-a=all")
+    code, out = run(*args, ROUTES=ROUTES, CALLBACK_TOKEN="tok", DEPLOY_ALARM_POLICIES="x=ignored-for-the-option")
+    assert code == 0, out
+    code, out = run("--gateway", "prod-gateway", ROUTES=ROUTES, DEPLOY_ALARM_POLICIES="team-b=disk-full")
+    assert code == 0, out
+    named = {w["Name"]: w for w in wired.webhooks.values()}
+    assert sorted(named) == ["volc-flashduty-relay.team-a", "volc-flashduty-relay.team-b"]
+    team_a, team_b = named["volc-flashduty-relay.team-a"], named["volc-flashduty-relay.team-b"]
+    assert team_a["Url"].endswith("/team-a") and team_b["Url"].endswith("/team-b")
+    cpu, disk = wired.alarm_policies.values()
+    assert cpu["WebhookIds"] == [team_a["Id"]] and disk["WebhookIds"] == [team_b["Id"]]
+    assert all(team_a["Id"] in rule["WebhookIds"] for rule in wired.event_rules.values())
+    assert "--route team-b" in out
+    # What Cloud Monitor posts to each URL reaches that route's integration, not a 404.
+    app = client(ROUTES=ROUTES, CALLBACK_TOKEN="tok", FLASHDUTY_PUSH_URL=stub.url)
+    for webhook, key in ((team_a, "key-a"), (team_b, "key-b")):
+        path = "/" + webhook["Url"].split("/", 3)[3]
+        answer = app.post(path, data=(ROOT / "samples/metric.json").read_bytes(), headers={"Token": "tok"})
+        assert answer.status_code == 200 and answer.get_json()["failed"] == 0, answer.get_json()
+        assert key in {r.integration_key for r in stub.accepted()}
+
+    code, out = run("unwire")
+    assert code == 0 and "4 rules no longer call" in out, out  # every route's callback URL
+
+
+def test_the_wiring_test_tests_every_route(stub) -> None:
+    env = {"ROUTES": ROUTES, "FLASHDUTY_PUSH_URL": stub.url, "CALLBACK_TOKEN": "tok-w"}
+    with production_server(env) as (url, _, _):
+        out = io.StringIO()
+        args = ["test", "--url", url, "--token", "tok-w", "--route", "team-a", "--route", "team-b"]
+        assert cli.main(args, out=out) == 0, out.getvalue()
+        assert "every route works" in out.getvalue()
+        assert cli.main([*args, "--route", "default"], out=out) == 1  # no default key: said, not passed
+    assert "routes failing: default" in out.getvalue()
+    assert {r.integration_key for r in stub.accepted()} == {"key-a", "key-b"}
+
+
+# What is not ours stays as it is ------------------------------------------------------------------
+
+BOT_HOOK = "https://open.feishu.cn/open-apis/bot/v2/hook/bot-secret-0123"
+
+
+def test_an_event_rules_old_style_endpoint_is_refused_and_never_saved(run, wired, tmp_path) -> None:
+    wired.add_event_rule("bot-alerts", Endpoint=BOT_HOOK, ContactMethods=["Webhook"])
+    before = json.dumps(wired.event_rules, sort_keys=True)
+    code, out = run("--gateway", "prod-gateway", "--event-rules", "all", FLASHDUTY_INTEGRATION_KEY="k")
+    assert code == 1 and "event rule 'bot-alerts'" in out and "old-style webhook URL" in out, out
+    assert json.dumps(wired.event_rules, sort_keys=True) == before
+    # One that an older deploy ticked anyway (both were sent): unwire saves it, without the URL.
+    (rule,) = [r for r in wired.event_rules.values() if r["RuleName"] == "bot-alerts"]
+    assert run("--gateway", "prod-gateway", "--event-rules", "disk-redeploy", FLASHDUTY_INTEGRATION_KEY="k")[0] == 0
+    (webhook,) = wired.webhooks.values()
+    rule["WebhookIds"] = [webhook["Id"]]
+    code, out = run("unwire")
+    assert code == 0 and "2 rules no longer call" in out, out
+    files = [path.read_text() for path in Path(os.environ["DEPLOY_BACKUP_DIR"]).glob("*.json")]
+    assert len(files) == 2 and not any("bot-secret" in text for text in files)
+    assert rule["Endpoint"] == BOT_HOOK  # the rule keeps its own
+
+
+def test_a_callback_url_made_by_hand_is_never_repointed_unasked(run, wired) -> None:
+    wired.webhooks["42"] = {
+        "Id": "42",
+        "Name": "volc-flashduty-relay",  # as docs/setup.md told, to a route's path
+        "Type": "custom",
+        "Url": "https://relay.example/team-a",
+        "RuleIds": [],
+        "EventRuleIds": [],
+    }
+    args = ("--gateway", "prod-gateway", "--alarm-policies", "cpu-high")
+    code, out = run(*args, FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok")
+    assert code == 1 and "--repoint-callback-url" in out and "no rule was written" in out, out
+    assert wired.webhooks["42"]["Url"] == "https://relay.example/team-a" and len(wired.webhooks) == 1
+    assert "UpdateRule" not in wired.deploy_actions()
+    code, out = run(*args, "--repoint-callback-url", FLASHDUTY_INTEGRATION_KEY="k")
+    assert code == 0, out
+    assert wired.webhooks["42"]["Url"].endswith(".volceapi.com/")
+
+
+def test_restore_keeps_tags_the_owner_removed_since_and_finishes_a_stopped_restore(run, wired) -> None:
+    assert run("--gateway", "prod-gateway", "--alarm-policies", "all", FLASHDUTY_INTEGRATION_KEY="k")[0] == 0
+    saved = sorted(Path(os.environ["DEPLOY_BACKUP_DIR"]).glob("*.json"))[-1]
+    cpu, disk = wired.alarm_policies.values()
+    cpu["Tags"] = []  # the owner removes the tags after the save
+    code, out = run("restore", str(saved))
+    assert code == 1 and f"alarm policy 'cpu-high' ({cpu['Id']}): changed since it was saved (Tags)" in out, out
+    assert cpu["Tags"] == [] and cpu["WebhookIds"]  # nothing restored
+
+    cpu["Tags"] = [{"Key": "team", "Value": "sre"}]
+    wired.deny.add("TagResources")  # a restore stopped between UpdateRule and TagResources
+    code, out = run("restore", str(saved))
+    assert code == 1 and "refused it (AccessDenied)" in out
+    assert not cpu.get("Tags")
+    wired.deny.clear()
+    code, out = run("restore", str(saved))
+    assert code == 0, out
+    assert cpu["Tags"] == disk["Tags"] == [{"Key": "team", "Value": "sre"}]
+    assert cpu["WebhookIds"] == disk["WebhookIds"] == []
+
+
+def test_a_policy_holding_the_relays_id_without_the_method_gets_it_once(run, wired) -> None:
+    args = ("--gateway", "prod-gateway", "--alarm-policies", "cpu-high")
+    assert run(*args, FLASHDUTY_INTEGRATION_KEY="k")[0] == 0
+    cpu = next(iter(wired.alarm_policies.values()))
+    cpu["AlertMethods"] = ["Email"]  # someone turned the callback method off, the id stays
+    assert run(*args, FLASHDUTY_INTEGRATION_KEY="k")[0] == 0
+    (webhook,) = wired.webhooks.values()
+    assert cpu["WebhookIds"] == [webhook["Id"]] and cpu["AlertMethods"] == ["Email", "Webhook"]
+
+
+# One deploy at a time -----------------------------------------------------------------------------
+
+
+def test_two_deploys_at_once_take_turns_and_make_one_callback_url(run, wired) -> None:
+    """CI and a person deploying at once: the second waits for the first's lease, then finds its work."""
+    assert run("--version", FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok")[0] == 0  # the shell both share
+    contended, listed = threading.Event(), []
+
+    def observe(action: str, body: dict, status: int) -> None:
+        names = [body.get("Name"), *(v for f in body.get("Filters") or [] for v in f.get("Values") or [])]
+        if listed and any(str(name).endswith("-deploy-lease") for name in names):
+            contended.set()  # the second, while the first works, asks for the lease
+        if action == "ListWebhooks":
+            listed.append(action)
+            if len(listed) == 1:
+                assert contended.wait(30)  # the first holds here until the second is in its way
+            else:
+                contended.set()  # the second got this far too: nothing kept it out
+
+    wired.observe = observe
+    args = ["--gateway", "prod-gateway", "--alarm-policies", "all", "--lease-wait", "60"]
+    codes: list[int] = []
+
+    def deploy() -> None:
+        try:
+            codes.append(cli.main(args, out=io.StringIO()))
+        except SystemExit as exit_:
+            codes.append(int(exit_.code or 0))
+
+    threads = [threading.Thread(target=deploy) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert codes == [0, 0]
+    (webhook,) = wired.webhooks.values()
+    assert all(policy["WebhookIds"] == [webhook["Id"]] for policy in wired.alarm_policies.values())
+    assert all(policy["Tags"] == [{"Key": "team", "Value": "sre"}] for policy in wired.alarm_policies.values())
+    actions = wired.actions()
+    released = actions.index("DeleteFunction")  # the first's lease, given back: only then the second works
+    assert actions[:released].count("ListWebhooks") == actions[released:].count("ListWebhooks") == len(listed) / 2
+    assert not wired.lease_ids & set(wired.functions)  # no lease left behind
+
+
+def test_a_deploy_refuses_while_another_holds_the_lease_and_a_stale_lease_expires(run, wired) -> None:
+    wired.functions["fn-lease"] = Function(
+        "fn-lease",
+        "volc-flashduty-relay-deploy-lease",
+        package.DEFAULT_RUNTIME,
+        {"Description": f"volc-flashduty-relay deploy lease, held by ci-runner:7:ab until {time.time() + 600:.0f}"},
+    )
+    wired.lease_ids.add("fn-lease")
+    code, out = run("--lease-wait", "0", FLASHDUTY_INTEGRATION_KEY="k")
+    assert code == 1 and "another deploy is running (lease held by ci-runner:7:ab" in out, out
+    assert wired.deploy_actions() == [] and "fn-lease" in wired.functions
+    held_by = "volc-flashduty-relay deploy lease, held by ci-runner:7:ab until"
+    wired.functions["fn-lease"].fields["Description"] = f"{held_by} {time.time() - 1:.0f}"  # its deploy died
+    code, out = run("--lease-wait", "0", FLASHDUTY_INTEGRATION_KEY="k")
+    assert code == 0 and "expired (its deploy died): taking it over" in out, out
+    assert "fn-lease" not in wired.functions and len(wired.functions) == 1
+
+
+def test_wiring_without_the_gateway_is_refused_before_the_function_is_written(run, wired) -> None:
+    assert run("--gateway", "prod-gateway", "--alarm-policies", "all", FLASHDUTY_INTEGRATION_KEY="k")[0] == 0
+    wired.calls.clear()
+    code, out = run("--alarm-policies", "all", FLASHDUTY_INTEGRATION_KEY="k", MIN_SEVERITY="Warning")
+    assert code == 1 and "APIG_GATEWAY_NAME" in out and "Nothing was changed" in out, out
+    assert not {"UpdateFunction", "Release", "UpdateWebhook", "UpdateRule"} & set(wired.deploy_actions())

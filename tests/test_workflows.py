@@ -80,7 +80,7 @@ def test_the_pipeline_never_lets_the_deploy_print_a_token_into_its_log() -> None
     (guard,) = [s for s in steps if s.get("name") == "CALLBACK_TOKEN is set"]
     assert names.index(guard["name"]) < names.index("Deploy to veFaaS")
     assert guard["env"]["CALLBACK_TOKEN"] == "${{ secrets.CALLBACK_TOKEN }}"
-    for token, passes in (("a-secret", True), ("", False)):
+    for token, passes in (("a-secret", True), ("", False), (" \n", False), ("\t \r\n", False)):
         result = subprocess.run(
             ["bash", "-c", guard["run"]], env={**os.environ, "CALLBACK_TOKEN": token}, capture_output=True, text=True
         )

@@ -37,6 +37,7 @@ REQUIRED = {
     "GetFunction": ("Id",),
     "CreateFunction": ("Name", "Runtime", "Command", "Port"),
     "UpdateFunction": ("Id",),
+    "DeleteFunction": ("Id",),
     "GetCodeUploadAddress": ("FunctionId", "ContentLength"),
     "CodeUploadCallback": ("FunctionId",),
     "CreateDependencyInstallTask": ("FunctionId",),
@@ -60,6 +61,7 @@ REQUIRED = {
     "ListWebhooks": (),
     "CreateWebhook": ("Name", "Type", "Url"),
     "UpdateWebhook": ("Id", "Name", "Type", "Url"),
+    "DeleteWebhooksByIds": ("Ids",),
     "ListEventRules": (),
     "UpdateEventRule": ("EventBusName", "EventSource", "Level", "RuleId", "RuleName"),
     "ListRules": (),
@@ -135,7 +137,11 @@ class OpenAPIStub(LocalServer):
         # Action: how to answer each of its requests instead of serving it (None: serve it), as a busy
         # service or its gateway does (a 429 with Retry-After, a 5xx); a drip serves it, dripped.
         self.faults: dict[str, Callable[[], Fault | None]] = {}
+        # Action: how many of its answers to lose after doing the action (the connection drops before the
+        # answer, as a lost response or a read timeout leaves it): the caller cannot tell whether it landed.
+        self.lose_answers: dict[str, int] = {}
         self.functions: dict[str, Function] = {}
+        self.lease_ids: set[str] = set()  # functions made as a deploy's lease (deploy.lease)
         self.release_status = "Succeeded"
         self.gateways: dict[str, dict[str, Any]] = {}  # id: {"Id", "Name", "Upstreams", "Services"}
         self.routes: dict[str, dict[str, Any]] = {}
@@ -154,6 +160,9 @@ class OpenAPIStub(LocalServer):
         self.lost: list[str] = []  # what an Update took from a rule: "<rule id>: <field path>"
         # Run once, just after the named action has answered: a person changing things meanwhile.
         self.after: dict[str, Callable[[], None]] = {}
+        # Told of every request once served (action, body, HTTP status), outside the stand-in's lock, before
+        # it answers: a test may hold one caller there until another has got somewhere.
+        self.observe: Callable[[str, dict[str, Any], int], None] = lambda action, body, status: None
         self.upload_base = ""  # where presigned upload addresses point; this server when empty
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -165,6 +174,15 @@ class OpenAPIStub(LocalServer):
     def function(self, name: str) -> Function:
         (found,) = [f for f in self.functions.values() if f.name == name]
         return found
+
+    def deploy_actions(self) -> list[str]:
+        """The actions called, less the deploy lease's (the calls on the function `*-deploy-lease`)."""
+
+        def on_lease(call: Call) -> bool:
+            names = [call.body.get("Name"), *(v for f in call.body.get("Filters") or [] for v in f.get("Values") or [])]
+            return any(str(n).endswith("-deploy-lease") for n in names) or call.body.get("Id") in self.lease_ids
+
+        return [c.action for c in self.calls if not on_lease(c)]
 
     def release(self, function: Function) -> None:
         """The function's draft (fields and code) made a revision that serves traffic."""
@@ -304,15 +322,22 @@ class OpenAPIStub(LocalServer):
         return {"Id": function.id, "Name": function.name, "Runtime": function.runtime, **function.fields}
 
     def _create_function(self, body: dict[str, Any]) -> dict[str, Any]:
+        _unique(body["Name"], [f.name for f in self.functions.values()], "function")
         function_id = f"fn{next(self._ids):06d}"
         fields = {k: v for k, v in body.items() if k not in ("Name", "Runtime")}
         self.functions[function_id] = Function(function_id, body["Name"], body["Runtime"], fields)
+        if body["Name"].endswith("-deploy-lease"):
+            self.lease_ids.add(function_id)
         return {"Id": function_id, "Name": body["Name"]}
 
     def _update_function(self, body: dict[str, Any]) -> dict[str, Any]:
         function = self._by_id(body["Id"])
         function.fields.update({k: v for k, v in body.items() if k != "Id"})
         return {"Id": function.id}
+
+    def _delete_function(self, body: dict[str, Any]) -> dict[str, Any]:
+        del self.functions[self._by_id(body["Id"]).id]
+        return {}
 
     def _get_code_upload_address(self, body: dict[str, Any]) -> dict[str, Any]:
         self._by_id(body["FunctionId"])
@@ -388,6 +413,7 @@ class OpenAPIStub(LocalServer):
 
     def _create_upstream(self, body: dict[str, Any]) -> dict[str, Any]:
         gateway = self._gateway(body["GatewayId"])
+        _unique(body["Name"], [u["Name"] for u in gateway["Upstreams"].values()], "upstream")
         if body["SourceType"] != "VeFaas" or not (body["UpstreamSpec"].get("VeFaas") or {}).get("FunctionId"):
             self.violations.append(f"CreateUpstream of {body['SourceType']} without UpstreamSpec.VeFaas.FunctionId")
         upstream_id = f"ud{next(self._ids):06d}"
@@ -409,6 +435,7 @@ class OpenAPIStub(LocalServer):
 
     def _create_gateway_service(self, body: dict[str, Any]) -> dict[str, Any]:
         gateway = self._gateway(body["GatewayId"])
+        _unique(body["ServiceName"], [s["Name"] for s in gateway["Services"].values()], "service")
         service_id = f"sd{next(self._ids):06d}"
         gateway["Services"][service_id] = {
             "Id": service_id,
@@ -434,6 +461,8 @@ class OpenAPIStub(LocalServer):
         upstreams = {u for g in self.gateways.values() for u in g["Upstreams"]}
         if any(u.get("UpstreamId") not in upstreams for u in body["UpstreamList"]):
             self.violations.append("CreateRoute to an upstream that does not exist")
+        same_service = [r["Name"] for r in self.routes.values() if r["ServiceId"] == body["ServiceId"]]
+        _unique(body["Name"], same_service, "route")
         route_id = f"rt{next(self._ids):06d}"
         self.routes[route_id] = {"Id": route_id, **body}
         return {"Id": route_id}
@@ -474,6 +503,17 @@ class OpenAPIStub(LocalServer):
         elif body.get("Token"):
             self.webhooks[body["Id"]]["Token"] = body["Token"]
         return {"Data": [body["Id"]]}
+
+    def _delete_webhooks_by_ids(self, body: dict[str, Any]) -> dict[str, Any]:
+        for webhook_id in body["Ids"]:
+            webhook = self.webhooks.get(webhook_id)
+            if webhook is None:
+                raise _Refusal(404, "NotFound.Webhook", f"webhook {webhook_id} not found")
+            if webhook["RuleIds"] or webhook["EventRuleIds"]:  # the harsher reading: one in use is kept
+                raise _Refusal(400, "OperationDenied.WebhookInUse", f"webhook {webhook_id} is used by rules")
+        for webhook_id in body["Ids"]:
+            del self.webhooks[webhook_id]
+        return {"Data": body["Ids"]}
 
     def _list_event_rules(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._page(body, list(self.event_rules.values()))
@@ -589,6 +629,7 @@ class OpenAPIStub(LocalServer):
             "GetFunction": self._get_function,
             "CreateFunction": self._create_function,
             "UpdateFunction": self._update_function,
+            "DeleteFunction": self._delete_function,
             "GetCodeUploadAddress": self._get_code_upload_address,
             "CodeUploadCallback": self._code_upload_callback,
             "CreateDependencyInstallTask": self._create_dependency_install_task,
@@ -612,6 +653,7 @@ class OpenAPIStub(LocalServer):
             "ListWebhooks": self._list_webhooks,
             "CreateWebhook": self._create_webhook,
             "UpdateWebhook": self._update_webhook,
+            "DeleteWebhooksByIds": self._delete_webhooks_by_ids,
             "ListEventRules": self._list_event_rules,
             "UpdateEventRule": self._update_event_rule,
             "ListRules": self._list_rules,
@@ -680,7 +722,14 @@ class OpenAPIStub(LocalServer):
                         status = refusal.status
                         error = {"Code": refusal.code, "Message": refusal.message}
                         answer = {"ResponseMetadata": {**metadata, "Error": error}}
+                    lost = stub.lose_answers.get(action, 0) > 0 and status == 200
+                    if lost:
+                        stub.lose_answers[action] -= 1
+                stub.observe(action, body if isinstance(body, dict) else {}, status)
                 time.sleep(stub.delays.get(action, 0.0))
+                if lost:  # done, and the connection drops before the answer
+                    self.close_connection = True
+                    return
                 data = json.dumps(answer).encode()
                 if fault is not None and fault.drip:
                     head = f"HTTP/1.0 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
@@ -719,12 +768,19 @@ def _alert_state(group: dict[str, Any], alerting: Any = ("alerting", "alarm", "f
     return "alerting" if str(group["AlertState"]).lower() in alerting else "normal"
 
 
+def _unique(name: str, taken: list[str], what: str) -> None:
+    """A veFaaS function's, and a gateway's upstream, service and route names are unique where they live
+    (a Cloud Monitor callback URL's are not)."""
+    if name in taken:
+        raise _Refusal(400, "AlreadyExists", f"a {what} named {name!r} already exists")
+
+
 def _refuse_webhooks(body: dict[str, Any], action: str) -> None:
     """One old-style URL or up to WEBHOOKS_MAX callback URLs: the console's rule, and Terraform's one-of."""
     ids = body.get("WebhookIds") or []
     if len(ids) > WEBHOOKS_MAX:
         raise _Refusal(400, "InvalidParameter.WebhookIds", f"{action}: at most {WEBHOOKS_MAX} webhook ids")
-    if ids and body.get("Webhook"):
+    if ids and (body.get("Webhook") or body.get("Endpoint")):  # a policy's URL, an event rule's
         raise _Refusal(400, "InvalidParameter.Webhook", f"{action}: a webhook URL or webhook ids, not both")
 
 
