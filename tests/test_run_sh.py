@@ -24,6 +24,11 @@ from tests.support.processes import descendants, stop, wait_gone
 from tests.support.servers import free_port, production_server, wait_until_up
 
 
+def make_run(port: int) -> list[str]:
+    """`make run` on this port, with the venv of the Python running the tests."""
+    return ["make", "--no-print-directory", "run", f"PORT={port}", "VENV=" + str(Path(sys.executable).parents[1])]
+
+
 @pytest.mark.parametrize("variable", ["_FAAS_RUNTIME_PORT", "_BYTEFAAS_RUNTIME_PORT"])
 def test_run_sh_serves_the_relay(variable: str) -> None:
     with production_server({"DRY_RUN": "true", "THREADS": "4"}, port_variable=variable) as (url, _, _):
@@ -152,13 +157,7 @@ def test_make_run_serves_a_dry_run_on_loopback_says_so_and_stops_whole(stop_make
     for name in ("FLASHDUTY_INTEGRATION_KEY", "ROUTES", "CALLBACK_TOKEN", "DEADLETTER_URI"):
         env.pop(name, None)
     with tempfile.TemporaryFile("w+") as log:
-        command = [
-            "make",
-            "--no-print-directory",
-            "run",
-            f"PORT={port}",
-            "VENV=" + str(Path(sys.executable).parents[1]),
-        ]
+        command = make_run(port)
         # A session of its own, as a terminal gives a foreground job: Ctrl-C reaches its whole group.
         make = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log, text=True, start_new_session=True)
         try:
@@ -351,13 +350,7 @@ def test_make_run_on_a_port_in_use_says_so_in_one_line_naming_port() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        command = [
-            "make",
-            "--no-print-directory",
-            "run",
-            f"PORT={port}",
-            "VENV=" + str(Path(sys.executable).parents[1]),
-        ]
+        command = make_run(port)
         env = {**os.environ, "PYTHON": sys.executable}
         result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
