@@ -199,6 +199,27 @@ def test_an_alert_closed_by_a_stale_recovery_while_the_alarm_is_on_is_opened_aga
     assert open_resources(stub) == ["i-flap"]
 
 
+def test_a_flap_whose_new_firing_was_lost_is_paged_however_an_oks_labels_read(
+    run, openapi, policy, stub, relay
+) -> None:
+    """It ended and fired again 30 s later; the relay delivered the recovery, the new firing was lost.
+    Served: an Ok leaves the alert its firing's labels, so its close reads like a person's."""
+    stub.ok_keeps_labels = True
+    earlier = openapi.add_alert_group(policy, "i-flap", epoch(12), AlertState="Recovered", EndAt=epoch(11))
+    relay(callback_of(earlier))
+    relay(callback_of(earlier, recovered=True))
+    stub.age_alerts(AGO)
+    (closed,) = stub.alerts_of(stub.accepted()[0].event["alert_key"])
+    earlier["EndAt"] = closed["end_time"]  # by one clock: the clocks' skew is another test's
+    openapi.add_alert_group(policy, "i-flap", closed["end_time"] + 30)
+    code, out = run()
+    assert code == 0 and "1 lost firings" in out and "0 closed by hand" in out, out
+    assert open_resources(stub) == ["i-flap"] and statuses(stub)[-1] == ("Critical", "i-flap")
+    stub.age_alerts(AGO)
+    sent = len(stub.accepted())
+    assert run()[0] == 0 and len(stub.accepted()) == sent  # paged once
+
+
 def test_a_lost_escalation_raises_the_open_alert_to_its_level(run, openapi, policy, stub, relay) -> None:
     group = openapi.add_alert_group(policy, "i-hot", epoch(20))  # the policy's level: critical
     relay(callback_of(group, level="warning"))  # the relay had the warning; the critical never arrived

@@ -146,6 +146,9 @@ class FlashdutyStub(LocalServer):
         self.alert_records: list[dict[str, Any]] = []  # as /alert/list gives them, oldest first
         self.integration_ids: dict[str, int] = {}  # integration key: its id
         self.denied_read = False  # the APP key's role lacks Channels Read
+        # An Ok leaves an alert its firing's labels: how a closed alert's labels read is not documented,
+        # and under this reading an alert an Ok closed reads like one a person closed.
+        self.ok_keeps_labels = False
         self.list_delay = 0.0  # seconds before each /alert/list answer
         self.list_calls: list[dict[str, Any]] = []  # each /alert/list request body it served
         # How to answer each /alert/list request instead of serving it (None: serve it); a drip serves it, dripped.
@@ -237,7 +240,9 @@ class FlashdutyStub(LocalServer):
                 "event_cnt": 0,
             }
             self.alert_records.append(alert)
-        alert.update(title=event["title_rule"], labels=dict(event.get("labels", {})), last_time=now, updated_at=now)
+        alert.update(last_time=now, updated_at=now)
+        if status != "Ok" or not self.ok_keeps_labels:
+            alert.update(title=event["title_rule"], labels=dict(event.get("labels", {})))
         alert["event_cnt"] += 1
         # alert_severity stays what the alert opened with: a later, more severe event never raises it.
         alert["alert_status"] = status
