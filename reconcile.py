@@ -453,6 +453,7 @@ class Run:
     report: Report
     on_keys: set[tuple[str, str]] = field(default_factory=set)  # (route, key) of every alert of an alarm on now
     handled: set[tuple[str, str]] = field(default_factory=set)
+    blind: set[str] = field(default_factory=set)  # routes whose integration the APP key cannot see
 
     def ask(self, keys: Iterable[str], since: datetime) -> list[Alert]:
         """What Flashduty holds now of these alert keys, changed since (less the clocks' skew)."""
@@ -468,12 +469,48 @@ class Run:
         if rest:
             asked = self.ask((k for a in rest for k in a.closing), min(a.started for a in rest))
             decided += self._decide(rest, [*known, *asked], read_at)
-        due: dict[str, list[mapping.Event]] = {}
+        due: dict[str, list[list[mapping.Event]]] = {}
         for alarm, action, events in decided:
             self.found(action, alarm.firing["title_rule"])
             self.handled |= {(alarm.route, k) for k in alarm.closing}
-            due.setdefault(alarm.route, []).extend(events)
-        self.sender.send(due)
+            if events:
+                due.setdefault(alarm.route, []).append(events)
+        self.send(due)
+
+    def send(self, due: dict[str, list[list[mapping.Event]]]) -> None:
+        """Send each alarm's events (a list an alarm) to its route. To a route whose integration no alert
+        read has shown yet, one alarm's go first (an alarm on's firing, which merges into an alert the
+        relay opened, before a missed alarm's pair), and Flashduty is asked whether it shows them: if
+        not, the APP key cannot see that integration's channel, nor what the relay delivered there, and
+        nothing more goes to that route this run (said in the report)."""
+        ready: dict[str, list[mapping.Event]] = {}
+        for route, alarms in due.items():
+            if route not in self.integrations.seen and route not in self.blind and not self.sender.dry_run:
+                first, *alarms = sorted(alarms, key=len)
+                self.probe(route, first)
+            if route in self.blind:
+                self.report.left += len({e["alert_key"] for events in alarms for e in events})
+                continue
+            ready[route] = [e for events in alarms for e in events]
+        self.sender.send(ready)
+
+    def probe(self, route: str, events: list[mapping.Event]) -> None:
+        """Send one alarm's events to a route whose integration is not known, and learn it from where
+        Flashduty shows them; where it shows none, the route is blind to the APP key."""
+        sent_at = datetime.now(UTC)
+        if self.sender.send({route: events}):
+            return  # not delivered: no word on what the APP key sees
+        shown = self.ask((e["alert_key"] for e in events), sent_at)
+        if len({a.integration_id for a in shown}) == 1:
+            self.integrations.learn(route, max(shown, key=lambda a: a.updated_at))
+        elif not shown:
+            self.blind.add(route)
+            self.report.errors.append(
+                f"route {route!r}: what reconcile just sent to its integration does not show in Flashduty's alert "
+                "list: FLASHDUTY_APP_KEY cannot see that integration's channel, so what the relay delivered there "
+                "is invisible to reconcile, and nothing more is sent to it. Give the APP key's role Channels Read "
+                "on that channel (docs/reconcile.md: least privilege)"
+            )
 
     def _decide(
         self, alarms: list[Alarm], alerts: Sequence[Alert], read_at: datetime

@@ -220,6 +220,26 @@ def test_a_flap_whose_new_firing_was_lost_is_paged_however_an_oks_labels_read(
     assert run()[0] == 0 and len(stub.accepted()) == sent  # paged once
 
 
+def test_an_app_key_blind_to_a_routes_channel_is_reported_and_never_resends_blindly(
+    run, openapi, policy, stub, relay
+) -> None:
+    """The relay delivered a flap to an integration whose channel the APP key cannot see."""
+    stub.channels[stub.integration_id(KEY)] = 2
+    stub.visible_channels = {1}
+    flap = openapi.add_alert_group(policy, "i-hidden", epoch(12), AlertState="Recovered", EndAt=epoch(11))
+    relay(callback_of(flap))
+    relay(callback_of(flap, recovered=True))
+    for n in range(3):
+        openapi.add_alert_group(policy, f"i-hidden-{n}", epoch(10), AlertState="Recovered", EndAt=epoch(9))
+    stub.age_alerts(AGO)
+    delivered = len(stub.accepted())
+    code, out = run()
+    assert code == 1 and "cannot see" in out and "Channels Read" in out, out
+    assert len(stub.accepted()) == delivered + 2  # one missed alarm's firing and Ok showed it blind; no more
+    assert len(stub.alert_records) == 2 and stub.open_alert_records() == []
+    assert "3 left for the next run" in out
+
+
 def test_a_lost_escalation_raises_the_open_alert_to_its_level(run, openapi, policy, stub, relay) -> None:
     group = openapi.add_alert_group(policy, "i-hot", epoch(20))  # the policy's level: critical
     relay(callback_of(group, level="warning"))  # the relay had the warning; the critical never arrived

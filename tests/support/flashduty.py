@@ -17,7 +17,9 @@ harsher reading), but keeps its last event's labels.
 `POST /alert/list` serves them with the documented filters (required start_time/end_time at most
 31 days apart, is_active, integration_ids, alert_keys, by_updated_at), 100 a page at most with a
 search_after_ctx cursor, the `app_key` check (401), a refusal for a key without Channels Read
-(403), and the account's 50 requests a second and 1,000 a minute (429).
+(403), results filtered to the channels the APP key may see (`visible_channels`; each integration's
+channel in `channels`), and the account's 50 requests a second and 1,000 a minute (429). Under
+`ok_keeps_labels`, an Ok leaves an alert its firing's labels (undocumented: another reading).
 """
 
 from __future__ import annotations
@@ -149,6 +151,8 @@ class FlashdutyStub(LocalServer):
         # An Ok leaves an alert its firing's labels: how a closed alert's labels read is not documented,
         # and under this reading an alert an Ok closed reads like one a person closed.
         self.ok_keeps_labels = False
+        self.channels: dict[int, int] = {}  # integration id: its channel's id (1 unless set)
+        self.visible_channels: set[int] | None = None  # the channels the APP key may see (None: all)
         self.list_delay = 0.0  # seconds before each /alert/list answer
         self.list_calls: list[dict[str, Any]] = []  # each /alert/list request body it served
         # How to answer each /alert/list request instead of serving it (None: serve it); a drip serves it, dripped.
@@ -229,7 +233,7 @@ class FlashdutyStub(LocalServer):
                 "alert_key": key,
                 "integration_id": integration,
                 "integration_name": f"integration {integration}",
-                "channel_id": 1,
+                "channel_id": self.channels.get(integration, 1),
                 "alert_severity": status,
                 "alert_status": status,
                 "start_time": now,
@@ -277,6 +281,7 @@ class FlashdutyStub(LocalServer):
             and ("is_active" not in body or body["is_active"] == (not a["end_time"]))
             and (not keys or a["alert_key"] in keys)
             and (not integrations or a["integration_id"] in integrations)
+            and (self.visible_channels is None or a["channel_id"] in self.visible_channels)
         ]
         after = int(body.get("search_after_ctx") or 0)
         limit = int(body.get("limit") or 20)
