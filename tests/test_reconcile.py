@@ -31,6 +31,7 @@ from tests.support.servers import always, every_other, free_port, in_turn, produ
 
 KEY = "fd-reconcile-key-0123456789"
 TEAM_KEY = "fd-team-a-key-0123456789"
+STAGING_KEY = "fd-staging-key-0123456789"
 WEBHOOK = "volc-flashduty-relay"
 AGO = 600  # seconds: how long ago what Flashduty holds happened, once a test lets time pass
 STARTUP_SECONDS = 3.0  # a `python -m reconcile` process starting (the SDK's import) and exiting
@@ -238,6 +239,28 @@ def test_an_app_key_blind_to_a_routes_channel_is_reported_and_never_resends_blin
     assert len(stub.accepted()) == delivered + 2  # one missed alarm's firing and Ok showed it blind; no more
     assert len(stub.alert_records) == 2 and stub.open_alert_records() == []
     assert "3 left for the next run" in out
+
+
+def test_another_deployments_alerts_on_the_same_policies_are_never_taken_for_its_own(
+    run, openapi, policy, stub, client, settings
+) -> None:
+    """Staging and production on the same policies and Flashduty account: staging's relay delivered
+    the firing, production's callback was lost."""
+    staging = client(FLASHDUTY_INTEGRATION_KEY=STAGING_KEY, FLASHDUTY_PUSH_URL=stub.url)
+    on = openapi.add_alert_group(policy, "i-on", epoch(20))
+    assert staging.post("/", json=callback_of(on)).status_code == 200
+    stub.age_alerts(AGO)
+    code, out = run()
+    assert code == 0 and "1 lost firings" in out, out
+    production = stub.integration_id(KEY)
+    assert [a["labels"]["resource_id"] for a in stub.open_alert_records() if a["integration_id"] == production] == [
+        "i-on"
+    ]
+    stub.age_alerts(AGO)
+    sent = len(stub.accepted())
+    code, out = run(since=timedelta(days=1))
+    assert code == 0 and "1 already matching" in out and len(stub.accepted()) == sent, out
+    assert len(stub.open_alert_records()) == 2  # staging's is staging's reconcile's to judge
 
 
 def test_a_lost_escalation_raises_the_open_alert_to_its_level(run, openapi, policy, stub, relay) -> None:
@@ -1028,8 +1051,11 @@ def test_a_run_that_fails_after_sending_reports_what_it_sent_and_is_not_cannot_r
 def test_an_alert_left_in_an_integration_its_route_moved_from_is_reported_never_counted_closed(
     run, openapi, policy, stub, relay
 ) -> None:
+    """An alert pushed before the stamp (flashduty.STAMP_LABEL): a stamped one of a key no route has
+    now is another deployment's as far as reconcile can tell, and is left alone."""
     group = openapi.add_alert_group(policy, "i-moved", epoch(60 * 48))
-    relay(callback_of(group))
+    (firing,) = mapping.translate(callback_of(group)).events
+    assert requests.post(stub.url, params={"integration_key": KEY}, json=firing, timeout=5).status_code == 200
     group.update(AlertState="Recovered", EndAt=epoch(60))  # its recovery was lost
     stub.age_alerts(AGO)
     moved = "fd-new-integration-key-0123456789"  # the default route now pushes to another integration

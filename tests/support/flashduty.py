@@ -43,6 +43,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import flashduty
 from tests.support.callbacks import ROOT
 from tests.support.servers import LocalServer, drip, free_port
 
@@ -53,6 +54,19 @@ WINDOW_MAX_SECONDS = 31 * 86400
 PAGE_MAX = 100
 STATUSES = {"Critical", "Warning", "Info", "Ok"}
 LABEL_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def unstamped(event: Any, integration_key: str, problems: list[str]) -> Any:
+    """A pushed event less the relay's stamp of its integration (flashduty.STAMP_LABEL), which must be
+    the stamp of the key it was pushed with (else a problem; versions before it pushed none): the event
+    as the translation made it."""
+    labels = event.get("labels") if isinstance(event, dict) else None
+    if not isinstance(labels, dict):
+        return event
+    if labels.get(flashduty.STAMP_LABEL, flashduty.stamp(integration_key)) != flashduty.stamp(integration_key):
+        problems.append(f"labels.{flashduty.STAMP_LABEL} is not the stamp of the integration key it was pushed with")
+    rest = {name: value for name, value in labels.items() if name != flashduty.STAMP_LABEL}
+    return {**event, "labels": rest}
 
 
 def contract_violations(event: Any) -> list[str]:
@@ -101,7 +115,7 @@ class Fault:
 
 @dataclass
 class Received:
-    event: dict[str, Any]
+    event: dict[str, Any]  # as translated: less the stamp of its integration (checked: `unstamped`)
     integration_key: str
     at: float  # time.monotonic() of arrival
     answered: int  # the status it was given (0 for a reset)
@@ -202,7 +216,7 @@ class FlashdutyStub(LocalServer):
         counted against the limits): an account's state in one step, however many alerts it holds."""
         with self._lock:
             for event in events:
-                self._merge(event, integration_key)
+                self._merge(flashduty.stamped(event, integration_key), integration_key)
 
     def age_alerts(self, seconds: int) -> None:
         """Everything Flashduty holds happened this much longer ago (a test's way to let time pass)."""
@@ -382,6 +396,7 @@ class FlashdutyStub(LocalServer):
                 except ValueError:
                     event = None
                 problems += contract_violations(event)
+                pushed, event = event, unstamped(event, key, problems)
                 fault = stub._next_fault()
                 with stub._lock:
                     if not problems and not fault.reset and fault.status == 200 and fault.body is None:
@@ -399,7 +414,7 @@ class FlashdutyStub(LocalServer):
                         )
                     )
                     if stub.received[-1].accepted:
-                        stub._merge(event, key)
+                        stub._merge(pushed, key)
                 if fault.delay:
                     time.sleep(fault.delay)
                 if fault.reset:
