@@ -101,12 +101,15 @@ def decide(alarm: Alarm | None, alerts: Sequence[Alert], known: Known) -> tuple[
         if not alarm.paged:
             return BELOW_MINIMUM, []
         # A person's close of the alert of this level, or above (the level it opened at), is theirs to
-        # keep; a close of a lower level's alert is not a word on this one.
+        # keep; a close of a lower level's alert is not a word on this one. Only a close clearly after
+        # this alarm started counts: one before it, or within the clocks' skew of it, may be the Ok of
+        # the alarm's episode before (a flap whose new firing was lost), and the labels that tell an Ok
+        # from a person's close are an undocumented reading. Paging is the safe side of that doubt.
         latest = max((a for a in alerts if _rank(a.severity) >= level), key=lambda a: a.updated_at, default=None)
         if (
             latest
             and latest.end_time
-            and latest.end_time >= alarm.started - CLOCK_SKEW
+            and latest.end_time > alarm.started + CLOCK_SKEW
             and not alert_groups.recovered_by_event(latest.labels)
         ):
             return BY_HAND, []

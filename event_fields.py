@@ -167,7 +167,7 @@ def _labels(core: Mapping[str, str], extra: Iterable[tuple[str, str]]) -> dict[s
         while name in labels:
             number += 1
             name = f"{key}_{number}"
-        if len(labels) >= LABELS_MAX - 1:
+        if len(labels) >= LABELS_MAX - 2:  # room for labels_dropped, and the delivery's flashduty.STAMP_LABEL
             dropped += 1
             continue
         labels[name] = truncate(value, LABEL_VALUE_MAX)

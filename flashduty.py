@@ -16,6 +16,7 @@ import collections
 import contextlib
 import contextvars
 import functools
+import hashlib
 import json
 import math
 import os
@@ -42,6 +43,10 @@ import logs
 from config import MAX_CONCURRENCY, RateLimits
 from mapping import CRITICAL, INFO, OK, WARNING, Event
 
+# The label every pushed event carries: which integration it was pushed to (the first 12 hex of the
+# integration key's SHA-256), so that reconcile knows the alerts of its own integrations from those
+# of another deployment on the same policies and Flashduty account, without revealing the key.
+STAMP_LABEL = "relay_integration"
 RETRIES = 3  # Flashduty suggests at most 3 retries, backing off from 1 s
 BACKOFF_FACTOR = 0.5  # urllib3 waits 0, 1, 2 s before the retries
 RETRY_AFTER_CAP_SECONDS = 3.0
@@ -453,6 +458,17 @@ def _unanswered(event: Event, progress: _Progress) -> Outcome:
     return Outcome(event, False, error=cause, attempts=progress.attempts)
 
 
+def stamp(integration_key: str) -> str:
+    """The STAMP_LABEL value of the events pushed with this integration key."""
+    return hashlib.sha256(integration_key.encode()).hexdigest()[:12]
+
+
+def stamped(event: Event, integration_key: str) -> Event:
+    """The event as it is pushed: its labels and the stamp of its integration (the translation leaves a
+    label for it: event_fields.LABELS_MAX)."""
+    return {**event, "labels": {**event.get("labels", {}), STAMP_LABEL: stamp(integration_key)}}
+
+
 def _send(
     event: Event, push_url: str, integration_key: str, limiter_: RateLimiter, deadline: float, progress: _Progress
 ) -> Outcome:
@@ -479,7 +495,7 @@ def _post(
         response = pool_for(push_url).request(
             "POST",
             f"{push_url}?{urlencode({'integration_key': integration_key})}",
-            body=json.dumps(event, ensure_ascii=False).encode("utf-8"),
+            body=json.dumps(stamped(event, integration_key), ensure_ascii=False).encode("utf-8"),
             headers={"Content-Type": "application/json"},
             timeout=urllib3.Timeout(connect=min(CONNECT_TIMEOUT_SECONDS, remaining), read=remaining),
             preload_content=False,  # read below, outside the retries, while the watchdog still guards it

@@ -350,17 +350,35 @@ class Integrations:
     seen: dict[str, tuple[datetime, int]] = field(default_factory=dict)  # route: (seen, integration id)
 
     def ours(self, alert: Alert) -> bool:
-        """A metric alert the relay made for a reconciled policy."""
+        """A metric alert the relay made for a reconciled policy, and pushed (where it says: its stamp)
+        to one of this deployment's integrations."""
         labels = alert.labels
         return (
             labels.get("source") == "volcengine"
             and labels.get("kind") in metric_alarms.RECOVERY_TYPES
             and labels.get("rule_id") in self.routes
+            and any(self.mine(route, alert) for route in self.routes[labels["rule_id"]])
         )
+
+    def mine(self, route: str, alert: Alert) -> bool:
+        """Whether this alert may be of this route's integration: its stamp (flashduty.STAMP_LABEL) is
+        the route's key's; an alert pushed before the stamp has none, and is judged by where it is."""
+        stamp = alert.labels.get(flashduty.STAMP_LABEL)
+        key = self.settings.integration_key_for(route)
+        return stamp is None or (key is not None and stamp == flashduty.stamp(key))
+
+    def learn_stamped(self, alert: Alert) -> None:
+        """A stamped alert is, for certain, of the integration of each route of its policy whose key
+        has that stamp."""
+        if flashduty.STAMP_LABEL in alert.labels:
+            for route in self.routes.get(alert.labels.get("rule_id", ""), ()):
+                self.learn(route, alert)
 
     def learn(self, route: str, alert: Alert) -> None:
         """An alert of this route's: its integration is the route's (the latest seen wins, as after a
-        route was moved to another integration)."""
+        route was moved to another integration). Another deployment's (another stamp) teaches nothing."""
+        if not self.mine(route, alert):
+            return
         seen = self.seen.get(route)
         if seen is None or seen[0] < alert.updated_at:
             self.seen[route] = (alert.updated_at, alert.integration_id)
@@ -368,8 +386,12 @@ class Integrations:
     def routes_of(self, alert: Alert) -> list[str]:
         """The routes whose integration holds this alert; where none is known to, each route of its
         policy whose integration is not known yet (an Ok where nothing is open opens nothing)."""
-        known = [r for r, (_, i) in self.seen.items() if i == alert.integration_id]
-        return known or sorted(r for r in self.routes.get(alert.labels.get("rule_id", ""), ()) if r not in self.seen)
+        known = [r for r, (_, i) in self.seen.items() if i == alert.integration_id and self.mine(r, alert)]
+        return known or sorted(
+            r
+            for r in self.routes.get(alert.labels.get("rule_id", ""), ())
+            if r not in self.seen and self.mine(r, alert)
+        )
 
     def theirs(self, alarm: Alarm, by_key: Mapping[str, Mapping[str, Alert]], routes: set[str]) -> list[Alert]:
         """Flashduty's alerts of this alarm's keys in its route's integration (where that is not known,
@@ -381,7 +403,8 @@ class Integrations:
             a
             for k in alarm.closing
             for a in by_key.get(k, {}).values()
-            if a.integration_id == integration or (integration is None and a.integration_id not in others)
+            if self.mine(alarm.route, a)
+            and (a.integration_id == integration or (integration is None and a.integration_id not in others))
         ]
         if alarm.ended is None and self._unsure(alarm, routes, theirs):
             # One policy feeds several routes whose integrations are not known: an open alert may be
@@ -464,6 +487,7 @@ class Run:
     report: Report
     on_keys: set[tuple[str, str]] = field(default_factory=set)  # (route, key) of every alert of an alarm on now
     handled: set[tuple[str, str]] = field(default_factory=set)
+    blind: set[str] = field(default_factory=set)  # routes whose integration the APP key cannot see
 
     def ask(self, keys: Iterable[str], since: datetime) -> list[Alert]:
         """What Flashduty holds now of these alert keys, changed since (less the clocks' skew)."""
@@ -479,12 +503,48 @@ class Run:
         if rest:
             asked = self.ask((k for a in rest for k in a.closing), min(a.started for a in rest))
             decided += self._decide(rest, [*known, *asked], read_at)
-        due: dict[str, list[mapping.Event]] = {}
+        due: dict[str, list[list[mapping.Event]]] = {}
         for alarm, action, events in decided:
             self.found(action, alarm.firing["title_rule"])
             self.handled |= {(alarm.route, k) for k in alarm.closing}
-            due.setdefault(alarm.route, []).extend(events)
-        self.sender.send(due)
+            if events:
+                due.setdefault(alarm.route, []).append(events)
+        self.send(due)
+
+    def send(self, due: dict[str, list[list[mapping.Event]]]) -> None:
+        """Send each alarm's events (a list an alarm) to its route. To a route whose integration no alert
+        read has shown yet, one alarm's go first (an alarm on's firing, which merges into an alert the
+        relay opened, before a missed alarm's pair), and Flashduty is asked whether it shows them: if
+        not, the APP key cannot see that integration's channel, nor what the relay delivered there, and
+        nothing more goes to that route this run (said in the report)."""
+        ready: dict[str, list[mapping.Event]] = {}
+        for route, alarms in due.items():
+            if route not in self.integrations.seen and route not in self.blind and not self.sender.dry_run:
+                first, *alarms = sorted(alarms, key=len)
+                self.probe(route, first)
+            if route in self.blind:
+                self.report.left += len({e["alert_key"] for events in alarms for e in events})
+                continue
+            ready[route] = [e for events in alarms for e in events]
+        self.sender.send(ready)
+
+    def probe(self, route: str, events: list[mapping.Event]) -> None:
+        """Send one alarm's events to a route whose integration is not known, and learn it from where
+        Flashduty shows them; where it shows none, the route is blind to the APP key."""
+        sent_at = datetime.now(UTC)
+        if self.sender.send({route: events}):
+            return  # not delivered: no word on what the APP key sees
+        shown = self.ask((e["alert_key"] for e in events), sent_at)
+        if len({a.integration_id for a in shown}) == 1:
+            self.integrations.learn(route, max(shown, key=lambda a: a.updated_at))
+        elif not shown:
+            self.blind.add(route)
+            self.report.errors.append(
+                f"route {route!r}: what reconcile just sent to its integration does not show in Flashduty's alert "
+                "list: FLASHDUTY_APP_KEY cannot see that integration's channel, so what the relay delivered there "
+                "is invisible to reconcile, and nothing more is sent to it. Give the APP key's role Channels Read "
+                "on that channel (docs/reconcile.md: least privilege)"
+            )
 
     def _decide(
         self, alarms: list[Alarm], alerts: Sequence[Alert], read_at: datetime
@@ -495,6 +555,7 @@ class Run:
             for alert_key in alarm.closing:
                 routes_of_key.setdefault(alert_key, set()).add(alarm.route)
         for alert in alerts:
+            self.integrations.learn_stamped(alert)
             if len(routes_of_key.get(alert.alert_key, ())) == 1:
                 self.integrations.learn(next(iter(routes_of_key[alert.alert_key])), alert)
         by_key: dict[str, dict[str, Alert]] = {}
@@ -629,6 +690,7 @@ def reconcile(
     open_alerts = [a for a in reader.open_alerts(now - HISTORY, now) if integrations.ours(a)]
     report.open_in_flashduty = len(open_alerts)
     for alert in open_alerts:  # where a policy feeds one route, its alerts say that route's integration
+        integrations.learn_stamped(alert)
         if len(routes[alert.labels["rule_id"]]) == 1:
             integrations.learn(next(iter(routes[alert.labels["rule_id"]])), alert)
     on_read_at = datetime.now(UTC)

@@ -31,6 +31,7 @@ from tests.support.servers import always, every_other, free_port, in_turn, produ
 
 KEY = "fd-reconcile-key-0123456789"
 TEAM_KEY = "fd-team-a-key-0123456789"
+STAGING_KEY = "fd-staging-key-0123456789"
 WEBHOOK = "volc-flashduty-relay"
 AGO = 600  # seconds: how long ago what Flashduty holds happened, once a test lets time pass
 STARTUP_SECONDS = 3.0  # a `python -m reconcile` process starting (the SDK's import) and exiting
@@ -197,6 +198,69 @@ def test_an_alert_closed_by_a_stale_recovery_while_the_alarm_is_on_is_opened_aga
     code, out = run()
     assert code == 0 and "1 lost firings" in out, out
     assert open_resources(stub) == ["i-flap"]
+
+
+def test_a_flap_whose_new_firing_was_lost_is_paged_however_an_oks_labels_read(
+    run, openapi, policy, stub, relay
+) -> None:
+    """It ended and fired again 30 s later; the relay delivered the recovery, the new firing was lost.
+    Served: an Ok leaves the alert its firing's labels, so its close reads like a person's."""
+    stub.ok_keeps_labels = True
+    earlier = openapi.add_alert_group(policy, "i-flap", epoch(12), AlertState="Recovered", EndAt=epoch(11))
+    relay(callback_of(earlier))
+    relay(callback_of(earlier, recovered=True))
+    stub.age_alerts(AGO)
+    (closed,) = stub.alerts_of(stub.accepted()[0].event["alert_key"])
+    earlier["EndAt"] = closed["end_time"]  # by one clock: the clocks' skew is another test's
+    openapi.add_alert_group(policy, "i-flap", closed["end_time"] + 30)
+    code, out = run()
+    assert code == 0 and "1 lost firings" in out and "0 closed by hand" in out, out
+    assert open_resources(stub) == ["i-flap"] and statuses(stub)[-1] == ("Critical", "i-flap")
+    stub.age_alerts(AGO)
+    sent = len(stub.accepted())
+    assert run()[0] == 0 and len(stub.accepted()) == sent  # paged once
+
+
+def test_an_app_key_blind_to_a_routes_channel_is_reported_and_never_resends_blindly(
+    run, openapi, policy, stub, relay
+) -> None:
+    """The relay delivered a flap to an integration whose channel the APP key cannot see."""
+    stub.channels[stub.integration_id(KEY)] = 2
+    stub.visible_channels = {1}
+    flap = openapi.add_alert_group(policy, "i-hidden", epoch(12), AlertState="Recovered", EndAt=epoch(11))
+    relay(callback_of(flap))
+    relay(callback_of(flap, recovered=True))
+    for n in range(3):
+        openapi.add_alert_group(policy, f"i-hidden-{n}", epoch(10), AlertState="Recovered", EndAt=epoch(9))
+    stub.age_alerts(AGO)
+    delivered = len(stub.accepted())
+    code, out = run()
+    assert code == 1 and "cannot see" in out and "Channels Read" in out, out
+    assert len(stub.accepted()) == delivered + 2  # one missed alarm's firing and Ok showed it blind; no more
+    assert len(stub.alert_records) == 2 and stub.open_alert_records() == []
+    assert "3 left for the next run" in out
+
+
+def test_another_deployments_alerts_on_the_same_policies_are_never_taken_for_its_own(
+    run, openapi, policy, stub, client, settings
+) -> None:
+    """Staging and production on the same policies and Flashduty account: staging's relay delivered
+    the firing, production's callback was lost."""
+    staging = client(FLASHDUTY_INTEGRATION_KEY=STAGING_KEY, FLASHDUTY_PUSH_URL=stub.url)
+    on = openapi.add_alert_group(policy, "i-on", epoch(20))
+    assert staging.post("/", json=callback_of(on)).status_code == 200
+    stub.age_alerts(AGO)
+    code, out = run()
+    assert code == 0 and "1 lost firings" in out, out
+    production = stub.integration_id(KEY)
+    assert [a["labels"]["resource_id"] for a in stub.open_alert_records() if a["integration_id"] == production] == [
+        "i-on"
+    ]
+    stub.age_alerts(AGO)
+    sent = len(stub.accepted())
+    code, out = run(since=timedelta(days=1))
+    assert code == 0 and "1 already matching" in out and len(stub.accepted()) == sent, out
+    assert len(stub.open_alert_records()) == 2  # staging's is staging's reconcile's to judge
 
 
 def test_a_lost_escalation_raises_the_open_alert_to_its_level(run, openapi, policy, stub, relay) -> None:
@@ -991,8 +1055,11 @@ def test_a_run_that_fails_after_sending_reports_what_it_sent_and_is_not_cannot_r
 def test_an_alert_left_in_an_integration_its_route_moved_from_is_reported_never_counted_closed(
     run, openapi, policy, stub, relay
 ) -> None:
+    """An alert pushed before the stamp (flashduty.STAMP_LABEL): a stamped one of a key no route has
+    now is another deployment's as far as reconcile can tell, and is left alone."""
     group = openapi.add_alert_group(policy, "i-moved", epoch(60 * 48))
-    relay(callback_of(group))
+    (firing,) = mapping.translate(callback_of(group)).events
+    assert requests.post(stub.url, params={"integration_key": KEY}, json=firing, timeout=5).status_code == 200
     group.update(AlertState="Recovered", EndAt=epoch(60))  # its recovery was lost
     stub.age_alerts(AGO)
     moved = "fd-new-integration-key-0123456789"  # the default route now pushes to another integration

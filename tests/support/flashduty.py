@@ -17,7 +17,9 @@ harsher reading), but keeps its last event's labels.
 `POST /alert/list` serves them with the documented filters (required start_time/end_time at most
 31 days apart, is_active, integration_ids, alert_keys, by_updated_at), 100 a page at most with a
 search_after_ctx cursor, the `app_key` check (401), a refusal for a key without Channels Read
-(403), and the account's 50 requests a second and 1,000 a minute (429).
+(403), results filtered to the channels the APP key may see (`visible_channels`; each integration's
+channel in `channels`), and the account's 50 requests a second and 1,000 a minute (429). Under
+`ok_keeps_labels`, an Ok leaves an alert its firing's labels (undocumented: another reading).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import flashduty
 from tests.support.callbacks import ROOT
 from tests.support.servers import LocalServer, drip, free_port
 
@@ -51,6 +54,19 @@ WINDOW_MAX_SECONDS = 31 * 86400
 PAGE_MAX = 100
 STATUSES = {"Critical", "Warning", "Info", "Ok"}
 LABEL_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def unstamped(event: Any, integration_key: str, problems: list[str]) -> Any:
+    """A pushed event less the relay's stamp of its integration (flashduty.STAMP_LABEL), which must be
+    the stamp of the key it was pushed with (else a problem; versions before it pushed none): the event
+    as the translation made it."""
+    labels = event.get("labels") if isinstance(event, dict) else None
+    if not isinstance(labels, dict):
+        return event
+    if labels.get(flashduty.STAMP_LABEL, flashduty.stamp(integration_key)) != flashduty.stamp(integration_key):
+        problems.append(f"labels.{flashduty.STAMP_LABEL} is not the stamp of the integration key it was pushed with")
+    rest = {name: value for name, value in labels.items() if name != flashduty.STAMP_LABEL}
+    return {**event, "labels": rest}
 
 
 def contract_violations(event: Any) -> list[str]:
@@ -100,7 +116,7 @@ class Fault:
 
 @dataclass
 class Received:
-    event: dict[str, Any]
+    event: dict[str, Any]  # as translated: less the stamp of its integration (checked: `unstamped`)
     integration_key: str
     at: float  # time.monotonic() of arrival
     answered: int  # the status it was given (0 for a reset)
@@ -147,6 +163,11 @@ class FlashdutyStub(LocalServer):
         self.alert_records: list[dict[str, Any]] = []  # as /alert/list gives them, oldest first
         self.integration_ids: dict[str, int] = {}  # integration key: its id
         self.denied_read = False  # the APP key's role lacks Channels Read
+        # An Ok leaves an alert its firing's labels: how a closed alert's labels read is not documented,
+        # and under this reading an alert an Ok closed reads like one a person closed.
+        self.ok_keeps_labels = False
+        self.channels: dict[int, int] = {}  # integration id: its channel's id (1 unless set)
+        self.visible_channels: set[int] | None = None  # the channels the APP key may see (None: all)
         self.list_delay = 0.0  # seconds before each /alert/list answer
         self.list_calls: list[dict[str, Any]] = []  # each /alert/list request body it served
         # How to answer each /alert/list request instead of serving it (None: serve it); a drip serves it, dripped.
@@ -196,7 +217,7 @@ class FlashdutyStub(LocalServer):
         counted against the limits): an account's state in one step, however many alerts it holds."""
         with self._lock:
             for event in events:
-                self._merge(event, integration_key)
+                self._merge(flashduty.stamped(event, integration_key), integration_key)
 
     def age_alerts(self, seconds: int) -> None:
         """Everything Flashduty holds happened this much longer ago (a test's way to let time pass)."""
@@ -227,7 +248,7 @@ class FlashdutyStub(LocalServer):
                 "alert_key": key,
                 "integration_id": integration,
                 "integration_name": f"integration {integration}",
-                "channel_id": 1,
+                "channel_id": self.channels.get(integration, 1),
                 "alert_severity": status,
                 "alert_status": status,
                 "start_time": now,
@@ -238,7 +259,9 @@ class FlashdutyStub(LocalServer):
                 "event_cnt": 0,
             }
             self.alert_records.append(alert)
-        alert.update(title=event["title_rule"], labels=dict(event.get("labels", {})), last_time=now, updated_at=now)
+        alert.update(last_time=now, updated_at=now)
+        if status != "Ok" or not self.ok_keeps_labels:
+            alert.update(title=event["title_rule"], labels=dict(event.get("labels", {})))
         alert["event_cnt"] += 1
         # alert_severity stays what the alert opened with: a later, more severe event never raises it.
         alert["alert_status"] = status
@@ -273,6 +296,7 @@ class FlashdutyStub(LocalServer):
             and ("is_active" not in body or body["is_active"] == (not a["end_time"]))
             and (not keys or a["alert_key"] in keys)
             and (not integrations or a["integration_id"] in integrations)
+            and (self.visible_channels is None or a["channel_id"] in self.visible_channels)
         ]
         after = int(body.get("search_after_ctx") or 0)
         limit = int(body.get("limit") or 20)
@@ -373,6 +397,7 @@ class FlashdutyStub(LocalServer):
                 except ValueError:
                     event = None
                 problems += contract_violations(event)
+                pushed, event = event, unstamped(event, key, problems)
                 fault = stub._next_fault()
                 with stub._lock:
                     if not problems and not fault.reset and fault.status == 200 and fault.body is None:
@@ -390,7 +415,7 @@ class FlashdutyStub(LocalServer):
                         )
                     )
                     if stub.received[-1].accepted:
-                        stub._merge(event, key)
+                        stub._merge(pushed, key)
                 if fault.delay:
                     time.sleep(fault.delay)
                 if fault.reset:
