@@ -757,6 +757,25 @@ def test_tags_a_stopped_run_took_come_back_in_a_run_that_starts_with_no_files(ru
     assert "TagResources" not in wired.deploy_actions()
 
 
+def test_the_pipeline_brings_only_its_own_runs_artifact(tmp_path) -> None:
+    """deploy.yml's step takes the newest artifact of its own runs (this workflow, a push or a
+    dispatch, this repository): never a newer one a pull request's run uploaded under the same name,
+    a fork's least of all (it runs the fork's own workflow)."""
+    steps = yaml.safe_load((ROOT / ".github/workflows/deploy.yml").read_text())["jobs"]["vefaas"]["steps"]
+    (bring,) = [s for s in steps if "gh run download" in s.get("run", "")]
+    github = GitHubStub(tmp_path / "github")
+    for number, owner, kind in [(1, "ours", {}), (2, "fork", {"fork": True}), (3, "pr", {"event": "pull_request"})]:
+        folder = tmp_path / owner
+        folder.mkdir()
+        (folder / "saved.json").write_text(json.dumps({"from": owner}))
+        path = ".github/workflows/ci.yml" if owner == "pr" else ".github/workflows/deploy.yml"
+        github.upload(number, bring["env"]["ARTIFACT"], folder, f"2026-01-0{number}T00:00:00Z", path=path, **kind)
+    backups = tmp_path / "backups"
+    env = {**os.environ, **bring["env"], **github.env(), "DEPLOY_BACKUP_DIR": str(backups)}
+    subprocess.run(["bash", "-eo", "pipefail", "-c", bring["run"]], env=env, check=True)
+    assert json.loads((backups / "saved.json").read_text()) == {"from": "ours"}
+
+
 def test_no_credential_is_saved_and_restore_keeps_the_rules_own(run, wired) -> None:
     before = json.loads(json.dumps(wired.event_rules))
     code, out = run("--gateway", "prod-gateway", "--event-rules", "all", FLASHDUTY_INTEGRATION_KEY="k")

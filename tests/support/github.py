@@ -17,6 +17,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from tests.support.callbacks import ROOT
 
+REPOSITORY_ID, FORK_ID = 1001, 2002
+
 
 class GitHubStub:
     """A repository's artifacts: each a folder of files, kept under `root`, as upload-artifact keeps them."""
@@ -30,8 +32,21 @@ class GitHubStub:
         gh.chmod(0o755)
         self._index().write_text("[]")
 
-    def upload(self, run_id: int, name: str, folder: Path, created_at: str, expired: bool = False) -> None:
-        """What actions/upload-artifact does at the end of a run: the folder's files, kept as `name`."""
+    def upload(
+        self,
+        run_id: int,
+        name: str,
+        folder: Path,
+        created_at: str,
+        expired: bool = False,
+        *,
+        fork: bool = False,
+        path: str = ".github/workflows/deploy.yml",
+        event: str = "push",
+    ) -> None:
+        """What actions/upload-artifact does at the end of a run: the folder's files, kept as `name`.
+        The run is of the workflow at `path`, started by `event`; `fork`: a pull request's from a fork,
+        which runs in this repository with the fork's own workflow (its artifacts are listed here too)."""
         shutil.copytree(folder, self.root / "runs" / str(run_id) / name)
         artifacts = json.loads(self._index().read_text())
         artifacts.append(
@@ -40,10 +55,17 @@ class GitHubStub:
                 "name": name,
                 "expired": expired,
                 "created_at": created_at,
-                "workflow_run": {"id": run_id},
+                "workflow_run": {
+                    "id": run_id,
+                    "repository_id": REPOSITORY_ID,
+                    "head_repository_id": FORK_ID if fork else REPOSITORY_ID,
+                },
             }
         )
         self._index().write_text(json.dumps(artifacts))
+        runs = json.loads(self._runs().read_text()) if self._runs().exists() else {}
+        runs[str(run_id)] = {"id": run_id, "path": path, "event": event, "repository": {"id": REPOSITORY_ID}}
+        self._runs().write_text(json.dumps(runs))
 
     def env(self) -> dict[str, str]:
         """What the step's environment holds for gh: the stand-in first on PATH, its state, a repository."""
@@ -52,6 +74,9 @@ class GitHubStub:
 
     def _index(self) -> Path:
         return self.root / "artifacts.json"
+
+    def _runs(self) -> Path:
+        return self.root / "runs.json"
 
 
 def main(argv: list[str]) -> int:
@@ -62,6 +87,14 @@ def main(argv: list[str]) -> int:
     artifacts: list[dict[str, Any]] = json.loads((root / "artifacts.json").read_text())
     if argv[:1] == ["api"] and len(argv) == 4 and argv[2] == "--jq":
         url = urlsplit(argv[1])
+        runs_path = f"repos/{os.environ['GH_REPO']}/actions/runs/"
+        if url.path.startswith(runs_path):  # one workflow run, as GitHub's REST answer has it
+            runs = json.loads((root / "runs.json").read_text()) if (root / "runs.json").exists() else {}
+            found_run = runs.get(url.path.removeprefix(runs_path))
+            if found_run is None:
+                print(f"gh: HTTP 404: Not Found ({argv[1]})", file=sys.stderr)
+                return 1
+            return subprocess.run(["jq", "-r", argv[3]], input=json.dumps(found_run), text=True, check=False).returncode
         if url.path != f"repos/{os.environ['GH_REPO']}/actions/artifacts":
             print(f"gh: HTTP 404: Not Found ({argv[1]})", file=sys.stderr)
             return 1
