@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.support.callbacks import ROOT
@@ -70,7 +71,8 @@ def test_the_pipeline_runs_the_same_deploy_with_the_wiring_and_reconcile() -> No
     for command in ("python -m deploy test", "python -m deploy unwire", "python -m deploy restore"):
         assert command in help_text
     (keep,) = [s for s in steps if "upload-artifact" in s.get("uses", "")]
-    assert keep["with"]["path"] == step["env"]["DEPLOY_BACKUP_DIR"] + "/" and keep["if"] == "always()"
+    assert keep["with"]["path"] == step["env"]["DEPLOY_BACKUP_DIR"] + "/"
+    assert keep["if"] == "always() && steps.target.outputs.ready == 'true'"  # kept even when the deploy failed
 
 
 def test_the_pipeline_never_lets_the_deploy_print_a_token_into_its_log() -> None:
@@ -85,3 +87,33 @@ def test_the_pipeline_never_lets_the_deploy_print_a_token_into_its_log() -> None
             ["bash", "-c", guard["run"]], env={**os.environ, "CALLBACK_TOKEN": token}, capture_output=True, text=True
         )
         assert (result.returncode == 0) is passes and ("CALLBACK_TOKEN secret" in result.stdout) is not passes
+
+
+@pytest.mark.parametrize(
+    ("job", "needed"),
+    [("vefaas", ("VOLCENGINE_ACCESS_KEY", "VOLCENGINE_SECRET_KEY")), ("aws", ("AWS_DEPLOY_ROLE_ARN", "AWS_REGION"))],
+)
+def test_a_tag_skips_a_target_not_set_up_with_a_notice_and_a_run_by_hand_fails(
+    job: str, needed: tuple[str, ...], tmp_path: Path
+) -> None:
+    """Every v* tag runs both deploy jobs: one whose target's secrets are not set skips every step
+    after its check, with a notice; a run started by hand for it says what to set, and fails."""
+    check, *rest = yaml.safe_load((ROOT / ".github/workflows/deploy.yml").read_text())["jobs"][job]["steps"]
+    assert check["id"] == "target" and set(needed) <= set(check["env"])
+    assert all(step["if"].endswith("steps.target.outputs.ready == 'true'") for step in rest)
+
+    def checked(event: str, **secrets: str) -> tuple[int, str, str]:
+        output = tmp_path / f"output-{len(list(tmp_path.iterdir()))}"  # a fresh file for each step run
+        env = {"PATH": os.environ["PATH"], "EVENT": event, "GITHUB_OUTPUT": str(output), **secrets}
+        done = subprocess.run(["bash", "-eo", "pipefail", "-c", check["run"]], env=env, capture_output=True, text=True)
+        return done.returncode, done.stdout, output.read_text() if output.exists() else ""
+
+    code, said, output = checked("push")
+    assert code == 0 and said.startswith("::notice::") and "skipped" in said and output == "ready=false\n"
+    assert all(name in said for name in needed)
+    code, said, _ = checked("push", **{name: " \n" for name in needed})  # blank is unset
+    assert code == 0 and "::notice::" in said
+    code, said, _ = checked("workflow_dispatch")
+    assert code == 1 and said.startswith("::error::") and all(name in said for name in needed)
+    code, said, output = checked("push", **{name: "set" for name in needed})
+    assert code == 0 and said == "" and output == "ready=true\n"
