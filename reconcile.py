@@ -82,6 +82,7 @@ PAGE_SIZE = 100  # the largest ListAlertGroup page is not documented: the common
 # ListAlertGroup pages on their way at once. Cloud Monitor documents no rate limit for it; a 429 is
 # asked again (flashduty.read_retry). 5,000 alarms on are 50 pages: at 0.6 s a page, 4 s instead of 30.
 PAGES_AT_ONCE = 8
+STALE_BATCH = 4 * PAGES_AT_ONCE  # policies and resources whose stale alerts are read, then closed, at a time
 GROUP_LIMIT = 5000  # ListAlertGroup gives at most this many entries for one query: a wider window is split
 MIN_WINDOW = timedelta(minutes=2)  # a window under one minute would mean "the last 7 days" to the API
 TIMER_SECONDS = 240.0  # a timer every 5 minutes: a run ends well before the next
@@ -579,6 +580,19 @@ class Run:
             for route in self.integrations.routes_of(alert)
             if not any((r, alert.alert_key) in seen for r in self.integrations.routes_of(alert))
         ]
+        # A batch of policies and resources at a time, each batch's Oks sent once its evidence is read:
+        # a run out of time before the last has closed the first, and the next run the rest.
+        by_source: dict[tuple[str, str], list[tuple[str, Alert]]] = {}
+        for route, alert in stale:
+            by_source.setdefault((alert.labels.get("rule_id", ""), alert.labels.get("resource_id", "")), []).append(
+                (route, alert)
+            )
+        sources = sorted(by_source)
+        for first in range(0, len(sources), STALE_BATCH):
+            batch = [item for source in sources[first : first + STALE_BATCH] for item in by_source[source]]
+            self._close_stale(batch, read_at, now)
+
+    def _close_stale(self, stale: list[tuple[str, Alert]], read_at: datetime, now: datetime) -> None:
         if not stale:
             return
         shown_ended = self.shown_ended({alert.alert_id: alert for _, alert in stale}.values(), now)
