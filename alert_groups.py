@@ -68,17 +68,20 @@ def alert_group(group: Mapping[str, Any], policy: Mapping[str, Any] | None = Non
     if recovered and ended is None:
         ended = started  # it says it ended, not when: no later than anything since it started
     no_data = _no_data(group.get("AlertType"))
+    pairs = _dimension_pairs(group.get("Dimension"))
+    resource_id, resource_name = as_text(group.get("ResourceId")), as_text(group.get("ResourceName"))
+    rule_id, rule_name = as_text(group.get("RuleId")), as_text(group.get("RuleName"))
     resource = {
-        "Id": as_text(group.get("ResourceId")),
-        "Name": as_text(group.get("ResourceName")),
+        "Id": resource_id,
+        "Name": resource_name,
         "Region": as_text(group.get("Region")),
         "AlertGroupId": as_text(group.get("Id")),
-        "Dimensions": [{"Name": name, "Value": value} for name, value in _dimension_pairs(group.get("Dimension"))],
+        "Dimensions": [{"Name": name, "Value": value} for name, value in pairs],
     }
     policy = policy or {}
     rule = {
-        "RuleId": as_text(group.get("RuleId")),
-        "RuleName": as_text(group.get("RuleName")),
+        "RuleId": rule_id,
+        "RuleName": rule_name,
         "Level": as_text(group.get("Level")),
         "Namespace": as_text(group.get("Namespace")),
         "SubNamespace": as_text(group.get("SubNamespace")),
@@ -92,12 +95,9 @@ def alert_group(group: Mapping[str, Any], policy: Mapping[str, Any] | None = Non
         happened = int(at.timestamp()) if at else None
         return {"Type": callback_type, **rule, "HappenedAt": happened, list_name: [resource]}
 
-    pairs = _dimension_pairs(group.get("Dimension"))
-    resource_id, rule_id = as_text(group.get("ResourceId")), as_text(group.get("RuleId"))
     siblings = [(name, value) for name, value in pairs if value and value != resource_id]
-    kind = NO_DATA if no_data else METRIC
     before = key_before_levels(
-        kind, rule_id or as_text(group.get("RuleName")), resource_id or as_text(group.get("ResourceName")), siblings
+        NO_DATA if no_data else METRIC, rule_id or rule_name, resource_id or resource_name, siblings
     )
     return AlertGroup(callback(False, started), callback(True, ended), started, ended if recovered else None, before)
 
