@@ -584,9 +584,7 @@ class Run:
         # a run out of time before the last has closed the first, and the next run the rest.
         by_source: dict[tuple[str, str], list[tuple[str, Alert]]] = {}
         for route, alert in stale:
-            by_source.setdefault((alert.labels.get("rule_id", ""), alert.labels.get("resource_id", "")), []).append(
-                (route, alert)
-            )
+            by_source.setdefault(_source(alert), []).append((route, alert))
         sources = sorted(by_source)
         for first in range(0, len(sources), STALE_BATCH):
             batch = [item for source in sources[first : first + STALE_BATCH] for item in by_source[source]]
@@ -633,9 +631,7 @@ class Run:
         key on, and holds the alert's own alert group, where its labels name one."""
         by_source: dict[tuple[str, str], list[Alert]] = {}
         for alert in alerts:
-            by_source.setdefault((alert.labels.get("rule_id", ""), alert.labels.get("resource_id", "")), []).append(
-                alert
-            )
+            by_source.setdefault(_source(alert), []).append(alert)
 
         def read(source: tuple[str, str]) -> tuple[int, set[str], set[str]]:
             """How many it could not read, the keys of its alarms on, and its ended alert groups."""
@@ -723,6 +719,11 @@ def reconcile(
         run.settle(alarms, datetime.now(UTC))
     run.close_stale(open_alerts, on_read_at, now)
     return report
+
+
+def _source(alert: Alert) -> tuple[str, str]:
+    """The alarm policy and resource an alert of the relay's is of, as its labels name them."""
+    return alert.labels.get("rule_id", ""), alert.labels.get("resource_id", "")
 
 
 def _newest_first(now: datetime, since: timedelta) -> list[tuple[datetime, datetime]]:
