@@ -6,7 +6,8 @@ relay meant to send: a record is an intent, an alert is what arrived. The APP ke
 with Channels Read. The account may make 50 requests a second and 1,000 a minute: one limiter per
 key keeps inside both. A window is at most 31 days, a page at most 100 alerts. Each read goes
 through the delivery's pool, its answer cut off at the run's deadline and a 429 or 5xx asked again
-within it (flashduty.watched, flashduty.read_retry).
+within it (flashduty.watched, flashduty.read_retry). Each answer's Date header tells the run
+Flashduty's clock (clocks.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from urllib.parse import urlencode, urlsplit
 import urllib3
 from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError
 
+from clocks import Clock
 from config import RateLimits
 from flashduty import PastDeadline, limiter, pool_for, read_retry, watched
 
@@ -64,10 +66,21 @@ class AlertReader:
     api_url: str
     app_key: str
     deadline: float
+    clock: Clock = field(default_factory=lambda: Clock("Flashduty"))  # its answers' Date headers
 
-    def open_alerts(self, since: datetime, until: datetime) -> list[Alert]:
-        """Every open alert that started in [since, until], of every integration the key may see."""
-        return [a for start, end in windows(since, until) for a in self._list({"is_active": True}, start, end)]
+    def open_alerts(self, history: timedelta) -> list[Alert]:
+        """Every open alert that started within `history` of now, of every integration the key may
+        see. Oldest first, so that the newest window ends at Flashduty's now as its answers by then
+        have shown it (clocks.py)."""
+        found: list[Alert] = []
+        start = self.clock.now() - history
+        while True:
+            now = self.clock.now()
+            end = min(start + WINDOW, now)
+            found += self._list({"is_active": True}, start, end)
+            if end == now:
+                return found
+            start = end
 
     def alerts_of(self, keys: Sequence[str], since: datetime, until: datetime) -> list[Alert]:
         """Every alert of these keys, open or closed, that changed in [since, until]."""
@@ -118,6 +131,7 @@ class AlertReader:
                     raise TimeoutError(
                         f"Flashduty's Open API ({host}) was still answering at the run's deadline: cut off"
                     )
+        self.clock.heard(response.headers.get("Date"), time.time())
         try:
             answer = json.loads(response.data)
         except (ValueError, RecursionError):

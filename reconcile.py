@@ -38,12 +38,13 @@ import itertools
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
@@ -54,6 +55,7 @@ import logs
 import mapping
 import metric_alarms
 import volcengine_api
+from clocks import Clock
 from decisions import (
     ACTIONS,
     BY_HAND,
@@ -138,6 +140,7 @@ class CloudMonitor:
     api: Any
     models: Any
     deadline: float
+    clock: Clock = field(default_factory=lambda: Clock("Cloud Monitor"))  # its answers' Date headers
 
     def wiring(self, webhook: str, settings: config.Settings, report: Report) -> dict[str, set[str]]:
         """Each alarm policy that calls the relay, and the routes it feeds: from the callback URL named
@@ -145,10 +148,7 @@ class CloudMonitor:
         hooks = self._pages(
             "ListWebhooks",
             "list callback URLs",
-            lambda page: (
-                self.api.list_webhooks,
-                self.models.ListWebhooksRequest(page_number=page, page_size=PAGE_SIZE),
-            ),
+            lambda page: self.models.ListWebhooksRequest(page_number=page, page_size=PAGE_SIZE),
         )
         hosts = {urlsplit(h.url or "").netloc for h in hooks if h.name == webhook}
         routes: dict[str, set[str]] = {}
@@ -169,7 +169,7 @@ class CloudMonitor:
         rules = self._pages(
             "ListRules",
             "list alarm policies",
-            lambda page: (self.api.list_rules, self.models.ListRulesRequest(page_number=page, page_size=PAGE_SIZE)),
+            lambda page: self.models.ListRulesRequest(page_number=page, page_size=PAGE_SIZE),
         )
         return {rule.id: volcengine_api.wire(rule) for rule in rules if rule.id in ids}
 
@@ -200,7 +200,7 @@ class CloudMonitor:
                 page_number=page,
                 page_size=PAGE_SIZE,
             )
-            return self._call("ListAlertGroup", "list alarm history", self.api.list_alert_group, request)
+            return self._call("ListAlertGroup", "list alarm history", request)
 
         first = fetch(1)
         total = first.total_count or 0
@@ -224,18 +224,23 @@ class CloudMonitor:
                 return
         report.unread += max(1, total - read)  # past the limit in a minimal window
 
-    def _pages(self, action: str, what: str, request_of: Callable[[int], tuple[Callable[..., Any], Any]]) -> list[Any]:
-        return volcengine_api.pages(lambda page: self._call(action, what, *request_of(page)))
+    def _pages(self, action: str, what: str, request_of: Callable[[int], Any]) -> list[Any]:
+        return volcengine_api.pages(lambda page: self._call(action, what, request_of(page)))
 
-    def _call(self, action: str, what: str, method: Callable[..., Any], request: Any) -> Any:
+    def _call(self, action: str, what: str, request: Any) -> Any:
+        """The SDK's answer to one action, its Date header heard by the clock."""
         import urllib3
 
         remaining = min(CALL_TIMEOUT_SECONDS, self.deadline - time.monotonic())
         if remaining < 1.0:
             raise TimeoutError(f"no time left to {what}")
+        # The SDK's `<action>_with_http_info` gives the answer's headers too: its Date is Cloud Monitor's clock.
+        method = getattr(self.api, f"{re.sub(r'(?<!^)(?=[A-Z])', '_', action).lower()}_with_http_info")
         with flashduty.watched(self.deadline) as progress:  # an answer still arriving then is cut off
             try:
-                return method(request, _request_timeout=(min(5.0, remaining), remaining))
+                data, _, headers = method(request, _request_timeout=(min(5.0, remaining), remaining))
+                self.clock.heard(headers.get("Date"), time.time())
+                return data
             except self.models.ApiException as error:
                 code, denied = volcengine_api.refusal(error)
                 if denied:
@@ -421,11 +426,6 @@ class Integrations:
         return alarm.route not in self.seen and len(holding) < len(unknown)
 
 
-def _until() -> datetime:
-    """The end of a Flashduty read: now, by Flashduty's clock too."""
-    return datetime.now(UTC) + CLOCK_SKEW
-
-
 # Sending ----------------------------------------------------------------------------------------------
 
 
@@ -492,7 +492,7 @@ class Run:
 
     def ask(self, keys: Iterable[str], since: datetime) -> list[Alert]:
         """What Flashduty holds now of these alert keys, changed since (less the clocks' skew)."""
-        return self.reader.alerts_of(sorted(set(keys)), since - CLOCK_SKEW, _until())
+        return self.reader.alerts_of(sorted(set(keys)), since - CLOCK_SKEW, self.reader.clock.now() + CLOCK_SKEW)
 
     def settle(self, alarms: list[Alarm], read_at: datetime, known: Sequence[Alert] = ()) -> None:
         """Decide each alarm against what Flashduty holds of its keys now, and send what is due. An
@@ -532,7 +532,7 @@ class Run:
     def probe(self, route: str, events: list[mapping.Event]) -> None:
         """Send one alarm's events to a route whose integration is not known, and learn it from where
         Flashduty shows them; where it shows none, the route is blind to the APP key."""
-        sent_at = datetime.now(UTC)
+        sent_at = self.reader.clock.now()
         if self.sender.send({route: events}):
             return  # not delivered: no word on what the APP key sees
         shown = self.ask((e["alert_key"] for e in events), sent_at)
@@ -569,7 +569,7 @@ class Run:
             decided.append((alarm, *decide(alarm, theirs, known)))
         return decided
 
-    def close_stale(self, open_alerts: list[Alert], read_at: datetime, now: datetime) -> None:
+    def close_stale(self, open_alerts: list[Alert], read_at: datetime) -> None:
         """Each open alert of the relay's that no alarm read accounts for: its Ok where Cloud Monitor
         shows every alarm of its key ended, once Flashduty, asked again just before, says nothing
         changed it since Cloud Monitor was read."""
@@ -588,12 +588,12 @@ class Run:
         sources = sorted(by_source)
         for first in range(0, len(sources), STALE_BATCH):
             batch = [item for source in sources[first : first + STALE_BATCH] for item in by_source[source]]
-            self._close_stale(batch, read_at, now)
+            self._close_stale(batch, read_at)
 
-    def _close_stale(self, stale: list[tuple[str, Alert]], read_at: datetime, now: datetime) -> None:
+    def _close_stale(self, stale: list[tuple[str, Alert]], read_at: datetime) -> None:
         if not stale:
             return
-        shown_ended = self.shown_ended({alert.alert_id: alert for _, alert in stale}.values(), now)
+        shown_ended = self.shown_ended({alert.alert_id: alert for _, alert in stale}.values())
         asked = self.ask((alert.alert_key for _, alert in stale), min(alert.updated_at for _, alert in stale))
         due: dict[str, list[mapping.Event]] = {}
         closing: dict[str, Alert] = {}  # alert id: the alert (an alert of several routes is sent to each)
@@ -625,7 +625,7 @@ class Run:
             else:
                 self.report.stale_closed += 1
 
-    def shown_ended(self, alerts: Iterable[Alert], now: datetime) -> set[str]:
+    def shown_ended(self, alerts: Iterable[Alert]) -> set[str]:
         """The ids of these alerts whose every alarm Cloud Monitor shows ended: a complete read of their
         policy and resource's alarms (a year of them: ListAlertGroup by ResourceId) has none of their
         key on, and holds the alert's own alert group, where its labels name one."""
@@ -639,6 +639,7 @@ class Run:
             local = Report()
             on_keys: set[str] = set()
             ended: set[str] = set()  # the ids of its ended alert groups, and their keys
+            now = self.monitor.clock.now()  # read now: an alarm that started during the run is in it
             for page in self.monitor.groups([rule_id], now - HISTORY, now + CLOCK_SKEW, [], local, resource_id):
                 for raw in page:
                     for alarm in self.cloud.of(raw):
@@ -679,7 +680,6 @@ def reconcile(
     webhook: str,
     since: timedelta,
     dry_run: bool,
-    now: datetime,
     out: TextIO,
     report: Report,
 ) -> Report:
@@ -697,27 +697,31 @@ def reconcile(
     sender = Sender(settings, reader.deadline, dry_run, out, report)
     run = Run(monitor, reader, cloud, integrations, sender, report)
     rule_ids = sorted(routes)
-    open_alerts = [a for a in reader.open_alerts(now - HISTORY, now) if integrations.ours(a)]
+    # Each time is said in the clock of the service it is compared with (clocks.py): Cloud Monitor's
+    # for its windows (its answers above told it), Flashduty's for its windows and for "when Cloud
+    # Monitor was read", which its alerts' updated_at is held against.
+    now = monitor.clock.now()
+    open_alerts = [a for a in reader.open_alerts(HISTORY) if integrations.ours(a)]
     report.open_in_flashduty = len(open_alerts)
     for alert in open_alerts:  # where a policy feeds one route, its alerts say that route's integration
         integrations.learn_stamped(alert)
         if len(routes[alert.labels["rule_id"]]) == 1:
             integrations.learn(next(iter(routes[alert.labels["rule_id"]])), alert)
-    on_read_at = datetime.now(UTC)
+    on_read_at = reader.clock.now()
     for start, end in _newest_first(now, since):
         for page in monitor.groups(rule_ids, start, end, ["alerting"], report):
             alarms = cloud.alarms(page, on=True)
             report.on += len(alarms)
             run.on_keys |= {(a.route, k) for a in alarms for k in a.closing}
             keys = {k for a in alarms for k in a.closing}
-            run.settle(alarms, datetime.now(UTC), [a for a in open_alerts if a.alert_key in keys])
+            run.settle(alarms, reader.clock.now(), [a for a in open_alerts if a.alert_key in keys])
     if report.unread:
         return report  # what is on is not all known: no Ok may be sent on its absence
     for page in monitor.groups(rule_ids, now - since, now + CLOCK_SKEW, [], report):
         alarms = [a for a in cloud.alarms(page) if a.ended and (a.route, a.key) not in run.on_keys]
         report.ended += len(alarms)
-        run.settle(alarms, datetime.now(UTC))
-    run.close_stale(open_alerts, on_read_at, now)
+        run.settle(alarms, reader.clock.now())
+    run.close_stale(open_alerts, on_read_at)
     return report
 
 
@@ -730,7 +734,8 @@ def _newest_first(now: datetime, since: timedelta) -> list[tuple[datetime, datet
     """Where the alarms on now are looked for, in turn: those triggered within `since` first (an
     outage's lost firings are there; a page nobody got matters most), then the rest of HISTORY. The
     two windows do not overlap (the API's bounds are whole seconds, both included). They end a
-    CLOCK_SKEW past this clock's now: an alarm Cloud Monitor's clock (ahead of ours) started "later"."""
+    CLOCK_SKEW past `now` (Cloud Monitor's, as its answers show it): the allowance for what its Date
+    headers cannot say to the second."""
     until = now + CLOCK_SKEW
     if not MIN_WINDOW <= since < HISTORY:
         return [(now - HISTORY, until)]
@@ -741,11 +746,10 @@ def run(environ: Mapping[str, str], *, since: timedelta, max_seconds: float, dry
     """0 when Flashduty matches Cloud Monitor, 1 when something is left for the next run, 2 when it
     cannot run: it stopped (a setting, a refusal, a service out of reach or failing, its time ran
     out) before it could send anything. Either way, one JSON summary line in the log."""
-    now = datetime.now(UTC)
     deadline = time.monotonic() + max_seconds
     report = Report()
     try:
-        _run(environ, report, since=since, deadline=deadline, dry_run=dry_run, now=now, out=out)
+        _run(environ, report, since=since, deadline=deadline, dry_run=dry_run, out=out)
     except (ReconcileError, ReadError, config.ConfigError, ValueError, TimeoutError) as failure:
         stopped = f"stopped: {failure}" if isinstance(failure, TimeoutError) else str(failure)
         if not report.sent:  # nothing done: the next run would meet the same
@@ -777,7 +781,6 @@ def _run(
     since: timedelta,
     deadline: float,
     dry_run: bool,
-    now: datetime,
     out: TextIO,
 ) -> None:
     settings = config.load(environ)
@@ -802,22 +805,15 @@ def _run(
         volcenginesdkcloudmonitor.CLOUDMONITORApi(client), volcengine_api.models(volcenginesdkcloudmonitor), deadline
     )
     webhook = environ.get("RECONCILE_WEBHOOK", "").strip() or DEFAULT_WEBHOOK
-    reconcile(
-        monitor,
-        AlertReader(api_url, app_key, deadline),
-        settings,
-        webhook=webhook,
-        since=since,
-        dry_run=dry_run,
-        now=now,
-        out=out,
-        report=report,
-    )
+    reader = AlertReader(api_url, app_key, deadline)
+    reconcile(monitor, reader, settings, webhook=webhook, since=since, dry_run=dry_run, out=out, report=report)
     print(
         f"Cloud Monitor: {report.on} alarms on, {report.ended} triggered and ended in the last {since}; "
         f"Flashduty: {report.open_in_flashduty} of their alerts open",
         file=out,
     )
+    for line in filter(None, (monitor.clock.notable(), reader.clock.notable())):
+        print(f"  {line}", file=out)
 
 
 def timer_seconds(seconds_left: float | None) -> float:

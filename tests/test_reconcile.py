@@ -8,6 +8,7 @@ import io
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -1166,6 +1167,51 @@ def test_an_alarm_whose_start_is_ahead_of_this_clock_keeps_its_alert(run, openap
     code, out = run()
     assert ("Ok", "i-skew") not in statuses(stub), out
     assert open_resources(stub) == ["i-skew"], out
+
+
+# This machine's clock off Cloud Monitor's and Flashduty's (both services' stand-ins keep their own,
+# and date their answers by it), either way: every time is read in the clock of its service.
+CLOCK_OFF = [-180, -90, 90, 180]
+
+
+def says_off(out: str, skew: int, service: str) -> bool:
+    """Whether the run says how far this machine's clock is off the service's (a Date header, to the second)."""
+    said = re.search(rf"clock is (\d+) s (behind|ahead of) {service}'s", out)
+    way = "behind" if skew > 0 else "ahead of"
+    return bool(said) and abs(int(said[1]) - abs(skew)) <= 1 and said[2] == way
+
+
+@pytest.mark.parametrize("skew", CLOCK_OFF)
+def test_with_this_clock_off_a_brief_alarm_the_relay_delivers_while_reading_is_not_reopened(
+    run, openapi, policy, stub, relay, skew
+) -> None:
+    openapi.skew = stub.skew = skew
+    group = openapi.add_alert_group(policy, "i-clock", epoch(1) + skew)
+
+    def fires_and_recovers() -> None:  # just after Cloud Monitor said it is on: the relay delivers both
+        relay(callback_of(group))
+        group.update(AlertState="Recovered", EndAt=epoch(0) + skew)
+        relay(callback_of(group, recovered=True))
+
+    openapi.after["ListAlertGroup"] = fires_and_recovers
+    code, out = run()
+    assert [status for status, _ in statuses(stub)].count("Critical") == 1, out  # no firing re-opens it
+    assert code == 0 and "1 changed while reading" in out and open_resources(stub) == [], out
+    assert says_off(out, skew, "Flashduty") and says_off(out, skew, "Cloud Monitor"), out
+
+
+@pytest.mark.parametrize("skew", CLOCK_OFF)
+def test_with_this_clock_off_an_alarm_the_relay_just_delivered_is_not_shown_twice(
+    run, openapi, policy, stub, relay, skew
+) -> None:
+    openapi.skew = stub.skew = skew
+    group = openapi.add_alert_group(policy, "i-brief", epoch(10) + skew, AlertState="Recovered", EndAt=epoch(1) + skew)
+    relay(callback_of(group))
+    relay(callback_of(group, recovered=True))
+    code, out = run()
+    assert code == 0 and len(stub.alert_records) == 1 and statuses(stub)[0] == ("Critical", "i-brief"), out
+    assert [status for status, _ in statuses(stub)].count("Critical") == 1, out  # not shown twice
+    assert says_off(out, skew, "Cloud Monitor") and says_off(out, skew, "Flashduty"), out
 
 
 def test_the_docs_name_every_alert_state_spelling_reconcile_reads():

@@ -45,7 +45,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import flashduty
 from tests.support.callbacks import ROOT
-from tests.support.servers import LocalServer, drip, free_port
+from tests.support.servers import DatedHandler, LocalServer, drip, free_port
 
 PATH = "/event/push/alert/standard"
 ALERT_LIST = "/alert/list"
@@ -230,12 +230,12 @@ class FlashdutyStub(LocalServer):
         """A person resolves the incident of the open alert of this key: it closes without an event."""
         with self._lock:
             (alert,) = [a for a in self.alert_records if a["alert_key"] == alert_key and not a["end_time"]]
-            now = int(at if at is not None else time.time())
+            now = int(at if at is not None else self.clock())
             alert.update(end_time=now, updated_at=now, alert_status="Ok")
 
     def _merge(self, event: dict[str, Any], integration_key: str) -> None:
         """An accepted event into its alert, as Flashduty merges them. Under the lock."""
-        now, key = int(time.time()), event.get("alert_key", "")
+        now, key = int(self.clock()), event.get("alert_key", "")
         integration = self.integration_id(integration_key)
         open_ = [a for a in self.alert_records if a["integration_id"] == integration and a["alert_key"] == key]
         alert = next((a for a in open_ if not a["end_time"]), None)
@@ -330,7 +330,7 @@ class FlashdutyStub(LocalServer):
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         stub = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(DatedHandler):
             protocol_version = "HTTP/1.1"
             # Headers and body go out as two writes: without this, Nagle's algorithm and the
             # client's delayed ACK add 40 ms to every answer.

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.support.flashduty import Fault
-from tests.support.servers import LocalServer, drip
+from tests.support.servers import DatedHandler, LocalServer, drip
 
 ACCESS_KEY = "AKLTlocalstandin"
 SECRET_KEY = "c2VjcmV0LW9mLXRoZS1zdGFuZC1pbg=="
@@ -686,7 +686,7 @@ class OpenAPIStub(LocalServer):
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         stub = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(DatedHandler):
             def log_message(self, *args: Any) -> None:
                 pass
 

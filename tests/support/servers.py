@@ -36,11 +36,22 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128  # not Python's 5: a burst of new connections must not be reset
 
 
+class DatedHandler(BaseHTTPRequestHandler):
+    """A stand-in's handler whose answers' Date header is its service's clock (LocalServer.clock)."""
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        clock = getattr(self.server, "clock", time.time)
+        return super().date_time_string(clock() if timestamp is None else timestamp)
+
+
 class LocalServer:
     """An HTTP stand-in on 127.0.0.1, served from a daemon thread between start() and stop()."""
 
+    skew = 0.0  # seconds its service's clock is ahead of this machine's
+
     def __init__(self, handler: type[BaseHTTPRequestHandler], port: int = 0) -> None:
         self._server = _Server(("127.0.0.1", port), handler)
+        self._server.clock = self.clock  # type: ignore[attr-defined]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._scheme = "http"
 
@@ -55,6 +66,10 @@ class LocalServer:
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._scheme = "https"
         return self
+
+    def clock(self) -> float:
+        """Now by its service's clock: what its answers and records say."""
+        return time.time() + self.skew
 
     def start(self) -> Self:
         self._thread.start()
