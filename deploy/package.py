@@ -30,6 +30,7 @@ MODULES = (
     "reconcile.py",
     "decisions.py",
     "flashduty_alerts.py",
+    "clocks.py",
     "volcengine_api.py",
 )
 # ...and what a veFaaS web-server function needs beside them: its start command and what it installs.
