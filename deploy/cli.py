@@ -52,7 +52,7 @@ def shell(name: str) -> str | None:
 
 
 def run(
-    clients: argparse.Namespace, target: Target, wiring: Wiring, code: bytes, backups: Path, out: TextIO
+    clients: argparse.Namespace, target: Target, wiring: Wiring, code: bytes, backups: saved.Folder, out: TextIO
 ) -> str | None:
     """Every step, in order; the callback URL, when the function has one."""
     caller = Caller(clients.faas_models.ApiException, out)
@@ -130,7 +130,7 @@ def run(
                 f"saved the {len(to_write)} rules it will write, whole, to {path} (the way back: "
                 f"python -m deploy restore {path}; python -m deploy unwire takes the relay out of every rule)"
             )
-            monitor.tagging = functools.partial(saved.note_tags, path)
+            monitor.tagging = functools.partial(saved.note_tags, backups, path)
         for kept, copies in duplicates.items():  # every alarm delivered once: one callback URL in each rule
             for kind, rule in calling_duplicates:
                 monitor.unwire(kind, rule, set(copies), instead=kept)
@@ -185,11 +185,14 @@ def _refuse_undeliverable(settings: config.Settings, wiring: Wiring) -> None:
         )
 
 
-def _put_back_tags(monitor: Monitor, backups: Path, name: str, region: str) -> None:
+def _put_back_tags(monitor: Monitor, backups: saved.Folder, name: str, region: str) -> None:
     """What a run stopped between UpdateRule and TagResources took, as its file noted, put back first."""
-    for path, rule, tags in saved.tags_in_flight(backups, name, region):
+    notes, refused = saved.tags_in_flight(backups, name, region)
+    for line in refused:
+        monitor.caller.say(line)
+    for path, rule, tags in notes:
         monitor.put_back_tags(rule, tags)
-        saved.note_tags(path, rule, None)
+        saved.note_tags(backups, path, rule, None)
 
 
 def _refuse(refused: list[str], so_far: str) -> None:
@@ -229,7 +232,7 @@ def _secure(environment: dict[str, str], target: Target, wiring: Wiring, out: Te
         environment["TIMER_TOKEN"] = secrets.token_urlsafe(32)  # only the function and its timers hold it
 
 
-def unwire(clients: argparse.Namespace, name: str, region: str, backups: Path, out: TextIO) -> int:
+def unwire(clients: argparse.Namespace, name: str, region: str, backups: saved.Folder, out: TextIO) -> int:
     """The relay's callback URL taken out of every rule that calls it; each saved first."""
     caller = Caller(clients.monitor_models.ApiException, out)
     monitor = Monitor(caller, clients.monitor, clients.monitor_models, clients.universal)
@@ -242,7 +245,7 @@ def unwire(clients: argparse.Namespace, name: str, region: str, backups: Path, o
     if calling:
         path = saved.save(backups, name, region, calling)
         caller.say(f"saved the {len(calling)} rules it will write, whole, to {path}")
-        monitor.tagging = functools.partial(saved.note_tags, path)
+        monitor.tagging = functools.partial(saved.note_tags, backups, path)
     for kind, rule in calling:
         monitor.unwire(kind, rule, webhooks)
     caller.say(
@@ -252,7 +255,7 @@ def unwire(clients: argparse.Namespace, name: str, region: str, backups: Path, o
     return 0
 
 
-def restore(clients: argparse.Namespace, path: Path, force: bool, out: TextIO) -> int:
+def restore(clients: argparse.Namespace, path: Path, backups: saved.Folder, force: bool, out: TextIO) -> int:
     """The rules in a saved file written back as they were; a rule changed since by anything but the
     relay's tick is named and left, with every other, unless forced."""
     caller = Caller(clients.monitor_models.ApiException, out)
@@ -262,8 +265,8 @@ def restore(clients: argparse.Namespace, path: Path, force: bool, out: TextIO) -
     # A restore stopped between UpdateRule and TagResources noted the tags in flight: put back first.
     for _, rule, tags in saved.noted(path):
         monitor.put_back_tags(rule, tags)
-        saved.note_tags(path, rule, None)
-    monitor.tagging = functools.partial(saved.note_tags, path)
+        saved.note_tags(backups, path, rule, None)
+    monitor.tagging = functools.partial(saved.note_tags, backups, path)
     changed = [
         f"{kind.name(rule)}: changed since it was saved ({', '.join(fields)})"
         for kind, rule in rules
@@ -448,7 +451,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
     clients = _clients(parser, args.region, endpoint)
     try:
         with _lease(clients, args.runtime, out).held(args.lease_wait):
-            url = run(clients, target, wiring, code, args.backup_dir, out)
+            url = run(clients, target, wiring, code, _folder(args.backup_dir), out)
     except DeployError as error:
         parser.exit(1, f"deploy: {error}\n")
     if url:
@@ -506,10 +509,16 @@ def _way_back(argv: list[str], out: TextIO) -> int:
         clients = _clients(parser, args.region, volcengine_api.endpoint(os.environ))
         with _lease(clients, DEFAULT_RUNTIME, out).held(args.lease_wait):
             if command == "unwire":
-                return unwire(clients, args.name, args.region, args.backup_dir, out)
-            return restore(clients, args.file, args.force, out)
+                return unwire(clients, args.name, args.region, _folder(args.backup_dir), out)
+            return restore(clients, args.file, _folder(args.file.parent), args.force, out)
     except (DeployError, ValueError) as error:
         parser.exit(1, f"deploy {command}: {error}\n")
+
+
+def _folder(path: Path) -> saved.Folder:
+    """The folder of saved rules, its files signed with a key from the deploying secret key (_clients
+    checked it is set)."""
+    return saved.Folder.of(path, shell("VOLCENGINE_SECRET_KEY") or "")
 
 
 def _lease(clients: argparse.Namespace, runtime: str, out: TextIO) -> Lease:

@@ -757,6 +757,31 @@ def test_tags_a_stopped_run_took_come_back_in_a_run_that_starts_with_no_files(ru
     assert "TagResources" not in wired.deploy_actions()
 
 
+def test_a_file_the_deploy_did_not_write_is_never_acted_on(run, wired, tmp_path) -> None:
+    """A saved file is signed with a key from the deploying secret key: one planted in the folder (an
+    artifact from elsewhere), or altered, makes the deploy tag nothing; it is set aside and named."""
+    backups = tmp_path / "backups"  # the run fixture's
+    cpu, disk = wired.alarm_policies.values()
+    wired.deny.add("TagResources")  # a run stops between UpdateRule and TagResources: its note is real
+    assert run("--gateway", "prod-gateway", "--alarm-policies", "cpu-high", FLASHDUTY_INTEGRATION_KEY="k")[0] == 1
+    wired.deny.clear()
+    (real,) = backups.glob("*-rules-*.json")
+    altered = json.loads(real.read_text())
+    altered["tags_in_flight"][cpu["Id"]]["Tags"].append({"Key": "owner", "Value": "stranger"})
+    real.write_text(json.dumps(altered))  # its note altered: no longer what the deploy signed
+    planted = dict(altered, rules=[{"kind": "alarm policy", "rule": disk}], signature="0" * 64)
+    planted["tags_in_flight"] = {disk["Id"]: {"RuleName": disk["RuleName"], "Tags": [{"Key": "owner", "Value": "x"}]}}
+    (backups / real.name.replace("-rules-", "-rules-2099")).write_text(json.dumps(planted))
+    disk["Tags"] = []
+    wired.calls.clear()
+
+    code, out = run("--gateway", "prod-gateway", "--alarm-policies", "cpu-high", FLASHDUTY_INTEGRATION_KEY="k")
+    assert code == 0 and out.count("not a file this deploy wrote") == 2, out
+    assert disk["Tags"] == [] and {"Key": "owner", "Value": "stranger"} not in (cpu.get("Tags") or []), out
+    assert [p.name.endswith(".refused") for p in backups.glob("*-rules-*")] == [True, True]  # never read again
+    assert "python -m deploy restore" in out  # the way back, for a person who knows the file is theirs
+
+
 def test_the_pipeline_brings_only_its_own_runs_artifact(tmp_path) -> None:
     """deploy.yml's step takes the newest artifact of its own runs (this workflow, a push or a
     dispatch, this repository): never a newer one a pull request's run uploaded under the same name,
@@ -764,14 +789,21 @@ def test_the_pipeline_brings_only_its_own_runs_artifact(tmp_path) -> None:
     steps = yaml.safe_load((ROOT / ".github/workflows/deploy.yml").read_text())["jobs"]["vefaas"]["steps"]
     (bring,) = [s for s in steps if "gh run download" in s.get("run", "")]
     github = GitHubStub(tmp_path / "github")
-    for number, owner, kind in [(1, "ours", {}), (2, "fork", {"fork": True}), (3, "pr", {"event": "pull_request"})]:
+    dispatched = {"event": "workflow_dispatch", "head_branch": "main"}
+    others = [
+        (3, "fork", {"fork": True}),
+        (4, "pr", {"event": "pull_request", "head_branch": "feature"}),
+        (5, "branch", {"event": "workflow_dispatch", "head_branch": "feature"}),  # a branch's own deploy.yml
+        (6, "branch-push", {"event": "push", "head_branch": "feature"}),
+    ]
+    for number, owner, kind in [(1, "tag", {}), (2, "ours", dispatched), *others]:
         folder = tmp_path / owner
         folder.mkdir()
         (folder / "saved.json").write_text(json.dumps({"from": owner}))
         path = ".github/workflows/ci.yml" if owner == "pr" else ".github/workflows/deploy.yml"
         github.upload(number, bring["env"]["ARTIFACT"], folder, f"2026-01-0{number}T00:00:00Z", path=path, **kind)
     backups = tmp_path / "backups"
-    env = {**os.environ, **bring["env"], **github.env(), "DEPLOY_BACKUP_DIR": str(backups)}
+    env = {**os.environ, **bring["env"], **github.env(), "DEPLOY_BACKUP_DIR": str(backups), "DEFAULT_BRANCH": "main"}
     subprocess.run(["bash", "-eo", "pipefail", "-c", bring["run"]], env=env, check=True)
     assert json.loads((backups / "saved.json").read_text()) == {"from": "ours"}
 

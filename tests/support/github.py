@@ -43,10 +43,12 @@ class GitHubStub:
         fork: bool = False,
         path: str = ".github/workflows/deploy.yml",
         event: str = "push",
+        head_branch: str = "v1.0.0",
     ) -> None:
         """What actions/upload-artifact does at the end of a run: the folder's files, kept as `name`.
-        The run is of the workflow at `path`, started by `event`; `fork`: a pull request's from a fork,
-        which runs in this repository with the fork's own workflow (its artifacts are listed here too)."""
+        The run is of the workflow at `path`, started by `event` on `head_branch` (a tag's name, for a
+        tag's push); `fork`: a pull request's from a fork, which runs in this repository with the
+        fork's own workflow (its artifacts are listed here too)."""
         shutil.copytree(folder, self.root / "runs" / str(run_id) / name)
         artifacts = json.loads(self._index().read_text())
         artifacts.append(
@@ -64,7 +66,13 @@ class GitHubStub:
         )
         self._index().write_text(json.dumps(artifacts))
         runs = json.loads(self._runs().read_text()) if self._runs().exists() else {}
-        runs[str(run_id)] = {"id": run_id, "path": path, "event": event, "repository": {"id": REPOSITORY_ID}}
+        runs[str(run_id)] = {
+            "id": run_id,
+            "path": path,
+            "event": event,
+            "head_branch": head_branch,
+            "repository": {"id": REPOSITORY_ID},
+        }
         self._runs().write_text(json.dumps(runs))
 
     def env(self) -> dict[str, str]:
