@@ -30,7 +30,7 @@ from logs import safe_name
 if TYPE_CHECKING:
     from deadletter import Store
 
-VERSION = "0.4.0"  # 0.4: one alert per level, a part by its AlertGroupId: new keys (docs/upgrading.md)
+VERSION = "0.4.1"  # 0.4: one alert per level, a part by its AlertGroupId: new keys (docs/upgrading.md)
 MAX_BODY_BYTES = 1024 * 1024
 ALLOWED_METHODS = "GET, HEAD, POST"
 # With a dead-letter store, delivery stops this much before the deadline to leave time to store.
