@@ -1047,8 +1047,10 @@ def test_a_policy_holding_the_relays_id_without_the_method_gets_it_once(run, wir
 # One deploy at a time -----------------------------------------------------------------------------
 
 
-def test_two_deploys_at_once_take_turns_and_make_one_callback_url(run, wired) -> None:
-    """CI and a person deploying at once: the second waits for the first's lease, then finds its work."""
+@pytest.mark.parametrize("names", [("volc-flashduty-relay",) * 2, ("relay-staging", "relay-production")])
+def test_two_deploys_at_once_take_turns_and_make_one_callback_url(run, wired, names) -> None:
+    """CI and a person deploying at once: the second waits for the first's lease, then finds its work.
+    Two relays (staging, production) ticking the same policies take turns too: no tag is lost."""
     assert run("--version", FLASHDUTY_INTEGRATION_KEY="k", CALLBACK_TOKEN="tok")[0] == 0  # the shell both share
     contended, listed = threading.Event(), []
 
@@ -1067,20 +1069,21 @@ def test_two_deploys_at_once_take_turns_and_make_one_callback_url(run, wired) ->
     args = ["--gateway", "prod-gateway", "--alarm-policies", "all", "--lease-wait", "60"]
     codes: list[int] = []
 
-    def deploy() -> None:
+    def deploy(name: str) -> None:
         try:
-            codes.append(cli.main(args, out=io.StringIO()))
+            codes.append(cli.main([*args, "--name", name], out=io.StringIO()))
         except SystemExit as exit_:
             codes.append(int(exit_.code or 0))
 
-    threads = [threading.Thread(target=deploy) for _ in range(2)]
+    threads = [threading.Thread(target=deploy, args=(name,)) for name in names]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(120)
     assert codes == [0, 0]
-    (webhook,) = wired.webhooks.values()
-    assert all(policy["WebhookIds"] == [webhook["Id"]] for policy in wired.alarm_policies.values())
+    webhooks = sorted(w["Id"] for w in wired.webhooks.values())
+    assert len(webhooks) == len(set(names))  # one callback URL a relay
+    assert all(sorted(policy["WebhookIds"]) == webhooks for policy in wired.alarm_policies.values())
     assert all(policy["Tags"] == [{"Key": "team", "Value": "sre"}] for policy in wired.alarm_policies.values())
     actions = wired.actions()
     released = actions.index("DeleteFunction")  # the first's lease, given back: only then the second works
