@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 import alert_groups
 from flashduty_alerts import Alert
-from mapping import SEVERITY_RANK, Event
+from mapping import OK, SEVERITY_RANK, Event
 
 # Volcengine's clock and Flashduty's: what Flashduty did this long before an alarm started counts as after.
 CLOCK_SKEW = timedelta(seconds=60)
@@ -52,12 +52,15 @@ KEPT = (UNREADABLE, UNPROVEN)  # an alert left as it is for want of evidence: th
 
 @dataclass(frozen=True)
 class Alarm:
-    """A Cloud Monitor alarm as the relay would have sent it to one route."""
+    """A Cloud Monitor alarm as the relay would have sent it to one route; or an Event Center
+    lifecycle (an event type on a resource), on since its opening (an incident: since it happened),
+    ended by its ending."""
 
     route: str
     key: str  # its firing's
     started: datetime
-    ended: datetime | None  # None while it is on; set only when its own alert group says it ended
+    ended: datetime | None  # None while it is on; set only when its own alert group (or event) says it ended
+    # Its firing; for a lifecycle whose opening the read does not hold, its ending's Ok (never sent).
     firing: Event
     # The Ok of each alert the relay may have opened for it (one a level and identity), by alert key.
     closing: dict[str, Event]
@@ -120,6 +123,8 @@ def decide(alarm: Alarm | None, alerts: Sequence[Alert], known: Known) -> tuple[
         if known.unreadable:
             return UNREADABLE, []
         return LOST_RECOVERY, list({a.alert_key: alarm.closing[a.alert_key] for a in open_}.values())
+    if alarm.firing["event_status"] == OK:
+        return MATCHING, []  # an Event Center lifecycle whose opening the read does not hold: nothing to show
     if not alarm.paged:
         return BELOW_MINIMUM, []
     if any(a.updated_at >= alarm.started - CLOCK_SKEW for a in alerts):

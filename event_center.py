@@ -12,12 +12,14 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from event_fields import (
+    ALERT_SEVERITIES,
     OK,
     SEVERITY_RANK,
     WARNING,
     Candidate,
     EventStatus,
     Options,
+    alert_key,
     as_dicts,
     as_text,
     compact_json,
@@ -112,11 +114,10 @@ def candidates(callback: Mapping[str, Any], options: Options) -> list[Candidate]
         [as_text(r.get("Level")) or "(none)" for r, _, known in ranked if not known] if rules else ["(none)"]
     )
 
-    event_type = as_text(callback.get("EventType")) or as_text(details.get("type"))
-    check, state = _lifecycle(event_type, options)
+    event_type, check, state = _type(callback, details, options)
     subject = as_text(details.get("subject"))
     fields = _service_fields(details)
-    resource = as_text(details.get("volcresourcename")) or subject or _service_resource(fields, check)
+    resource = _resource(details, fields, check)
     event_id = as_text(callback.get("Id")) or as_text(details.get("id"))
     account = as_text(callback.get("AccountId")) or as_text(details.get("volcaccountid"))
     region = as_text(callback.get("Region")) or as_text(details.get("volcregion"))
@@ -174,11 +175,45 @@ def candidates(callback: Mapping[str, Any], options: Options) -> list[Candidate]
     # One alert per lifecycle of one event type on one resource (and severity: states matched by rules
     # of other levels), whatever its state; an event that names no resource is an alert of its own,
     # never merged with others of its type.
-    identity = resource or "event " + (event_id or details_text or compact_json(details))
+    identity = _identity(resource, event_id, details, details_text)
     events = on_its_alerts(
         title=title, status=status, identities=[(EVENT, check, identity)], lines=lines, labels=labels
     )
     return [Candidate(event, filterable=not closes and not unknown_levels) for event in events]
+
+
+def lifecycle_keys(callback: Mapping[str, Any], options: Options) -> list[str]:
+    """The alert key of each level this callback's lifecycle (its event type on its resource) may hold
+    an alert under: what an ending's Ok closes."""
+    details, details_text = _details(callback.get("Details"))
+    _, check, _ = _type(callback, details, options)
+    resource = _resource(details, _service_fields(details), check)
+    event_id = as_text(callback.get("Id")) or as_text(details.get("id"))
+    identity = _identity(resource, event_id, details, details_text)
+    return [alert_key(EVENT, check, identity, level) for level in ALERT_SEVERITIES]
+
+
+def _type(callback: Mapping[str, Any], details: Mapping[str, Any], options: Options) -> tuple[str, str, str]:
+    """The event type, the type without its state (the alert's `check`), and the state."""
+    event_type = as_text(callback.get("EventType")) or as_text(details.get("type"))
+    return event_type, *_lifecycle(event_type, options)
+
+
+def _resource(details: Mapping[str, Any], fields: Mapping[str, str], check: str) -> str:
+    subject = as_text(details.get("subject"))
+    return as_text(details.get("volcresourcename")) or subject or _service_resource(fields, check)
+
+
+def _identity(resource: str, event_id: str, details: Mapping[str, Any], details_text: str) -> str:
+    # An event that names no resource is an alert of its own, never merged with others of its type.
+    return resource or "event " + (event_id or details_text or compact_json(details))
+
+
+def ends(check: str, options: Options) -> bool:
+    """Whether an alert of this event type (its `check`) closes when its lifecycle ends; else only a
+    person closes it."""
+    lifecycle = _known_lifecycle(check, options)
+    return lifecycle is not None and not lifecycle.ending_is_the_incident
 
 
 def _known_lifecycle(check: str, options: Options) -> EventLifecycle | None:

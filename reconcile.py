@@ -44,12 +44,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import alert_groups
 import config
+import event_center
+import event_rules
 import flashduty
 import logs
 import mapping
@@ -110,6 +112,7 @@ class CannotRun(Exception):
 class Report:
     on: int = 0  # alarms on in Cloud Monitor
     ended: int = 0  # alarms triggered and ended within --since, not on now
+    events: int = 0  # Event Center events of the relay's event rules read
     open_in_flashduty: int = 0  # the relay's open alerts of the reconciled policies
     found: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ACTIONS, 0))
     stale_closed: int = 0  # open in Flashduty, on nowhere in Cloud Monitor: its Ok sent
@@ -123,6 +126,7 @@ class Report:
             "message": "reconcile",
             "on_in_cloud_monitor": self.on,
             "ended_in_window": self.ended,
+            "events_read": self.events,
             "open_in_flashduty": self.open_in_flashduty,
             **self.found,
             "stale_closed": self.stale_closed,
@@ -142,9 +146,11 @@ class CloudMonitor:
     deadline: float
     clock: Clock = field(default_factory=lambda: Clock("Cloud Monitor"))  # its answers' Date headers
 
-    def wiring(self, webhook: str, settings: config.Settings, report: Report) -> dict[str, set[str]]:
-        """Each alarm policy that calls the relay, and the routes it feeds: from the callback URL named
-        `webhook` and every callback URL on its host (other routes' paths)."""
+    def wiring(
+        self, webhook: str, settings: config.Settings, report: Report
+    ) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+        """Each alarm policy, and each event rule, that calls the relay, and the routes it feeds: from
+        the callback URL named `webhook` and every callback URL on its host (other routes' paths)."""
         hooks = self._pages(
             "ListWebhooks",
             "list callback URLs",
@@ -152,17 +158,19 @@ class CloudMonitor:
         )
         hosts = {urlsplit(h.url or "").netloc for h in hooks if h.name == webhook}
         routes: dict[str, set[str]] = {}
+        event_routes: dict[str, set[str]] = {}
         for hook in hooks:
             url = urlsplit(hook.url or "")  # never printed: its query may hold the callback token
-            if url.netloc not in hosts or not hook.rule_ids:
+            if url.netloc not in hosts or not (hook.rule_ids or hook.event_rule_ids):
                 continue
             route = settings.route_of(url.path)
             if route is None:
                 report.errors.append(f"callback URL {hook.name!r} names a route ROUTES does not have: not reconciled")
                 continue
-            for rule_id in hook.rule_ids:
-                routes.setdefault(rule_id, set()).add(route)
-        return routes
+            for table, ids in ((routes, hook.rule_ids), (event_routes, hook.event_rule_ids)):
+                for rule_id in ids or []:
+                    table.setdefault(rule_id, set()).add(route)
+        return routes, event_routes
 
     def policies(self, ids: set[str]) -> dict[str, dict[str, Any]]:
         """These alarm policies as ListRules gives them (their project and tags)."""
@@ -172,6 +180,41 @@ class CloudMonitor:
             lambda page: self.models.ListRulesRequest(page_number=page, page_size=PAGE_SIZE),
         )
         return {rule.id: volcengine_api.wire(rule) for rule in rules if rule.id in ids}
+
+    def event_rules(self, ids: set[str]) -> dict[str, dict[str, Any]]:
+        """These event rules as ListEventRules gives them (their source, types, level, pattern, hours)."""
+        rules = self._pages(
+            "ListEventRules",
+            "list event rules",
+            lambda page: self.models.ListEventRulesRequest(page_number=page, page_size=PAGE_SIZE),
+        )
+        return {rule.rule_id: volcengine_api.wire(rule) for rule in rules if rule.rule_id in ids}
+
+    def events(
+        self, sources: list[str], types: list[str], start: datetime, end: datetime
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The events of these sources and types that happened in [start, end], oldest first, a page at
+        a time, as the API spells them. As with alarms, a read ends at an empty page, or a short one
+        with no more than TotalCount read."""
+        read = 0
+        for page in itertools.count(1):
+            request = self.models.ListEventsRequest(
+                source=sources,
+                event_type=types,
+                start_time=int(start.timestamp()),
+                end_time=int(end.timestamp()),
+                order_by="HappenTime",
+                asc=True,
+                page_number=page,
+                page_size=PAGE_SIZE,
+            )
+            response = self._call("ListEvents", "list events", request)
+            batch = [volcengine_api.wire(e) for e in response.data or []]
+            read += len(batch)
+            if batch:
+                yield batch
+            if not batch or (len(batch) < PAGE_SIZE and read >= (response.total_count or 0)):
+                return
 
     def groups(
         self,
@@ -343,6 +386,66 @@ class AlarmReader:
         return bool({(rule_id, ""), (rule_id, labels.get("resource_id", ""))} & self.unreadable)
 
 
+@dataclass
+class EventReader:
+    """ListEvents' events as the Event Center callbacks the relay's event rules would have sent, per
+    route and lifecycle (an event type on a resource): one alarm each, for decisions.decide. Its last
+    event says what Flashduty should show: an opening (or an incident) on, an ending ended."""
+
+    routes: dict[str, set[str]]  # event rule id: the routes it feeds
+    rules: dict[str, dict[str, Any]]  # event rule id: the rule, as ListEventRules gives it
+    options: mapping.Options
+    report: Report
+
+    def alarms(self, events: Iterable[dict[str, Any]]) -> list[Alarm]:
+        lifecycles: dict[tuple[str, tuple[str, ...]], list[tuple[int, dict[str, Any]]]] = {}
+        by_route: dict[str, list[dict[str, Any]]] = {}
+        for rule_id, rule in self.rules.items():
+            for route in self.routes.get(rule_id, ()):
+                by_route.setdefault(route, []).append(rule)
+        for event in events:
+            name = f"event {str(event.get('ID'))[:40]!r} ({str(event.get('EventType'))[:80]})"
+            try:
+                happened = int(event.get("HappenTime"))  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                self.report.errors.append(f"{name} left out: its HappenTime cannot be read")
+                continue
+            for route, rules in sorted(by_route.items()):
+                match = event_rules.matching(event, rules)
+                self.report.errors += [f"{name} not judged: {reason}" for reason in match.unsure]
+                if match.rules:
+                    body = event_rules.callback(event, match.rules)
+                    keys = tuple(event_center.lifecycle_keys(body, self.options))
+                    lifecycles.setdefault((route, keys), []).append((happened, body))
+        return [
+            self._alarm(route, keys, sorted(bodies, key=lambda b: b[0])) for (route, keys), bodies in lifecycles.items()
+        ]
+
+    def _alarm(self, route: str, keys: tuple[str, ...], bodies: list[tuple[int, dict[str, Any]]]) -> Alarm:
+        """One lifecycle's alarm: on since its last opening, or ended by its last event."""
+        every_level = self.options._replace(min_severity=mapping.INFO)
+        translated = [(at, alert_groups.reconciled(body, every_level)[0], body) for at, body in bodies]
+        at, last, _ = translated[-1]
+        if last["event_status"] != mapping.OK:
+            oks: dict[str, mapping.Event] = {k: {**last, "event_status": mapping.OK, "alert_key": k} for k in keys}
+            return Alarm(route, last["alert_key"], _at(at), None, last, oks, self._paged(bodies[-1][1]))
+        closing: dict[str, mapping.Event] = {k: {**last, "alert_key": k} for k in keys}
+        # The firing that opened it, where the read holds it; else its Ok stands in, and is never sent.
+        opened = [(t, e, b) for t, e, b in translated if e["event_status"] != mapping.OK]
+        started, firing, body = opened[-1] if opened else translated[-1]
+        return Alarm(
+            route, firing["alert_key"], _at(started), _at(at), firing, closing, bool(opened) and self._paged(body)
+        )
+
+    def _paged(self, body: dict[str, Any]) -> bool:
+        """Whether the relay sends this callback's firing (MIN_SEVERITY)."""
+        return bool(alert_groups.reconciled(body, self.options))
+
+
+def _at(epoch: int) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
 # Reading Flashduty's side ---------------------------------------------------------------------------
 
 
@@ -353,18 +456,24 @@ class Integrations:
 
     settings: config.Settings
     routes: dict[str, set[str]]  # alarm policy id: the routes it feeds
+    event_routes: dict[str, set[str]] = field(default_factory=dict)  # event rule id: the routes it feeds
     seen: dict[str, tuple[datetime, int]] = field(default_factory=dict)  # route: (seen, integration id)
 
     def ours(self, alert: Alert) -> bool:
-        """A metric alert the relay made for a reconciled policy, and pushed (where it says: its stamp)
-        to one of this deployment's integrations."""
-        labels = alert.labels
+        """An alert the relay made for a reconciled alarm policy (a metric or no-data alert) or event
+        rule (an event alert), and pushed (where it says: its stamp) to one of this deployment's
+        integrations."""
+        kind = alert.labels.get("kind")
         return (
-            labels.get("source") == "volcengine"
-            and labels.get("kind") in metric_alarms.RECOVERY_TYPES
-            and labels.get("rule_id") in self.routes
-            and any(self.mine(route, alert) for route in self.routes[labels["rule_id"]])
+            alert.labels.get("source") == "volcengine"
+            and (kind in metric_alarms.RECOVERY_TYPES or kind == event_center.EVENT)
+            and any(self.mine(route, alert) for route in self.rule_routes(alert.labels))
         )
+
+    def rule_routes(self, labels: Mapping[str, str]) -> set[str]:
+        """The routes the rule that made an alert feeds (its `rule_id`: a policy's, or an event rule's)."""
+        table = self.event_routes if labels.get("kind") == event_center.EVENT else self.routes
+        return table.get(labels.get("rule_id", ""), set())
 
     def mine(self, route: str, alert: Alert) -> bool:
         """Whether this alert may be of this route's integration: its stamp (flashduty.STAMP_LABEL) is
@@ -377,7 +486,7 @@ class Integrations:
         """A stamped alert is, for certain, of the integration of each route of its policy whose key
         has that stamp."""
         if flashduty.STAMP_LABEL in alert.labels:
-            for route in self.routes.get(alert.labels.get("rule_id", ""), ()):
+            for route in self.rule_routes(alert.labels):
                 self.learn(route, alert)
 
     def learn(self, route: str, alert: Alert) -> None:
@@ -393,11 +502,7 @@ class Integrations:
         """The routes whose integration holds this alert; where none is known to, each route of its
         policy whose integration is not known yet (an Ok where nothing is open opens nothing)."""
         known = [r for r, (_, i) in self.seen.items() if i == alert.integration_id and self.mine(r, alert)]
-        return known or sorted(
-            r
-            for r in self.routes.get(alert.labels.get("rule_id", ""), ())
-            if r not in self.seen and self.mine(r, alert)
-        )
+        return known or sorted(r for r in self.rule_routes(alert.labels) if r not in self.seen and self.mine(r, alert))
 
     def theirs(self, alarm: Alarm, by_key: Mapping[str, Mapping[str, Alert]], routes: set[str]) -> list[Alert]:
         """Flashduty's alerts of this alarm's keys in its route's integration (where that is not known,
@@ -686,43 +791,85 @@ def reconcile(
     """One run: read both sides, and send what makes Flashduty match Cloud Monitor. `report` is filled
     as it goes, so that a run that stops midway (a failure, TimeoutError when its time runs out)
     still says what it sent."""
-    routes = monitor.wiring(webhook, settings, report)
-    if not routes:
+    routes, event_routes = monitor.wiring(webhook, settings, report)
+    if not routes and not event_routes:
         raise ReconcileError(
-            f"no alarm policy calls the callback URL {webhook!r} (RECONCILE_WEBHOOK): nothing to reconcile. "
-            "Run the deploy with --alarm-policies, or set RECONCILE_WEBHOOK to your callback URL's name."
+            f"no alarm policy or event rule calls the callback URL {webhook!r} (RECONCILE_WEBHOOK): nothing to "
+            "reconcile. Run the deploy with --alarm-policies or --event-rules, or set RECONCILE_WEBHOOK to your "
+            "callback URL's name."
         )
-    cloud = AlarmReader(routes, monitor.policies(set(routes)), settings.mapping, report)
-    integrations = Integrations(settings, routes)
+    cloud = AlarmReader(routes, monitor.policies(set(routes)) if routes else {}, settings.mapping, report)
+    integrations = Integrations(settings, routes, event_routes)
     sender = Sender(settings, reader.deadline, dry_run, out, report)
     run = Run(monitor, reader, cloud, integrations, sender, report)
-    rule_ids = sorted(routes)
-    # Each time is said in the clock of the service it is compared with (clocks.py): Cloud Monitor's
-    # for its windows (its answers above told it), Flashduty's for its windows and for "when Cloud
-    # Monitor was read", which its alerts' updated_at is held against.
-    now = monitor.clock.now()
     open_alerts = [a for a in reader.open_alerts(HISTORY) if integrations.ours(a)]
     report.open_in_flashduty = len(open_alerts)
-    for alert in open_alerts:  # where a policy feeds one route, its alerts say that route's integration
+    for alert in open_alerts:  # where a rule feeds one route, its alerts say that route's integration
         integrations.learn_stamped(alert)
-        if len(routes[alert.labels["rule_id"]]) == 1:
-            integrations.learn(next(iter(routes[alert.labels["rule_id"]])), alert)
+        if len(integrations.rule_routes(alert.labels)) == 1:
+            integrations.learn(next(iter(integrations.rule_routes(alert.labels))), alert)
+    if routes:
+        _alarms(run, sorted(routes), since, open_alerts)
+    if event_routes:
+        _events(
+            run,
+            EventReader(event_routes, monitor.event_rules(set(event_routes)), settings.mapping, report),
+            since,
+            open_alerts,
+        )
+    return report
+
+
+def _alarms(run: Run, rule_ids: list[str], since: timedelta, open_alerts: list[Alert]) -> None:
+    """The alarm policies' alarms: those on first (lost firings), then those ended (lost recoveries),
+    then the open alerts no alarm read accounts for."""
+    monitor, reader, report = run.monitor, run.reader, run.report
+    # Each time is said in the clock of the service it is compared with (clocks.py): Cloud Monitor's
+    # for its windows (its answers so far told it), Flashduty's for its windows and for "when Cloud
+    # Monitor was read", which its alerts' updated_at is held against.
+    now = monitor.clock.now()
     on_read_at = reader.clock.now()
     for start, end in _newest_first(now, since):
         for page in monitor.groups(rule_ids, start, end, ["alerting"], report):
-            alarms = cloud.alarms(page, on=True)
+            alarms = run.cloud.alarms(page, on=True)
             report.on += len(alarms)
             run.on_keys |= {(a.route, k) for a in alarms for k in a.closing}
             keys = {k for a in alarms for k in a.closing}
             run.settle(alarms, reader.clock.now(), [a for a in open_alerts if a.alert_key in keys])
     if report.unread:
-        return report  # what is on is not all known: no Ok may be sent on its absence
+        return  # what is on is not all known: no Ok may be sent on its absence
     for page in monitor.groups(rule_ids, now - since, now + CLOCK_SKEW, [], report):
-        alarms = [a for a in cloud.alarms(page) if a.ended and (a.route, a.key) not in run.on_keys]
+        alarms = [a for a in run.cloud.alarms(page) if a.ended and (a.route, a.key) not in run.on_keys]
         report.ended += len(alarms)
         run.settle(alarms, reader.clock.now())
-    run.close_stale(open_alerts, on_read_at)
-    return report
+    run.close_stale([a for a in open_alerts if a.labels.get("kind") != event_center.EVENT], on_read_at)
+
+
+def _events(run: Run, events: EventReader, since: timedelta, open_alerts: list[Alert]) -> None:
+    """The event rules' events of the last `since`, and since the oldest open alert of a lifecycle that
+    ends (its ending may have been lost before): each lifecycle's last event decides, openings (lost
+    incidents) first. An open event alert no event read accounts for is left as it is."""
+    monitor, reader = run.monitor, run.reader
+    rules = list(events.rules.values())
+    if not rules:
+        return
+    now = monitor.clock.now()
+    ending = [
+        a.updated_at
+        for a in open_alerts
+        if a.labels.get("kind") == event_center.EVENT and event_center.ends(a.labels.get("check", ""), events.options)
+    ]
+    start = max(now - HISTORY, min([now - since, *(at - CLOCK_SKEW for at in ending)]))
+    sources = sorted({str(r.get("Source") or "") for r in rules} - {""})
+    types = sorted({str(t) for r in rules for t in r.get("EventType") or []})
+    read_at = reader.clock.now()  # before the read: a delivery the relay makes while it reads is seen
+    read = [e for page in monitor.events(sources, types, start, now + CLOCK_SKEW) for e in page]
+    run.report.events = len(read)
+    alarms = sorted(events.alarms(read), key=lambda a: a.ended is not None)
+    for first in range(0, len(alarms), PAGE_SIZE):
+        chunk = alarms[first : first + PAGE_SIZE]
+        keys = {k for a in chunk for k in a.closing}
+        run.settle(chunk, read_at, [a for a in open_alerts if a.alert_key in keys])
 
 
 def _source(alert: Alert) -> tuple[str, str]:

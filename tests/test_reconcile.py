@@ -965,7 +965,7 @@ def test_flashduty_refusals_name_the_key_and_the_permission(run, openapi, policy
 
 def test_without_the_callback_url_or_keys_it_says_what_to_do(run, openapi, policy) -> None:
     code, out = run(RECONCILE_WEBHOOK="another-name")
-    assert code == 2 and "no alarm policy calls the callback URL" in out and "RECONCILE_WEBHOOK" in out
+    assert code == 2 and "no alarm policy or event rule calls the callback URL" in out and "RECONCILE_WEBHOOK" in out
     code, out = run(FLASHDUTY_APP_KEY="")
     assert code == 2 and "FLASHDUTY_APP_KEY" in out and "Channels Read" in out
     code, out = run(VOLCENGINE_SECRET_KEY="")
@@ -1268,3 +1268,139 @@ def test_stale_alerts_whose_reads_outlast_a_run_are_closed_a_batch_at_a_time(run
     for _ in range(2):
         code, out = run(max_seconds=4)
     assert len(open_resources(stub)) < 64, out  # two runs: some, at least, closed
+
+
+# Event Center events ------------------------------------------------------------------------------
+
+INCIDENT = "ecs:Instance:InstanceFailure:Succeeded"
+EXECUTING, SUCCEEDED = "ecs:Disk:DiskError.Redeploy.Executing", "ecs:Disk:DiskError.Redeploy.Succeeded"
+
+
+@pytest.fixture
+def event_rule(openapi: OpenAPIStub) -> Callable[..., dict]:
+    """An event rule that calls the relay's callback URL (made with none, if no policy made it)."""
+
+    def wired(name: str, types: list[str], **fields) -> dict:
+        fields.setdefault("FilterPattern", {"source": "ecs", "types": types})
+        rule = openapi.add_event_rule(name, EventType=types, **fields)
+        hook = openapi.webhooks.setdefault(
+            "1", {"Id": "1", "Name": WEBHOOK, "Type": "custom", "Url": "https://relay.example/", "RuleIds": []}
+        )
+        hook["EventRuleIds"] = [*hook.get("EventRuleIds", []), rule["RuleId"]]
+        return rule
+
+    return wired
+
+
+def event_callback(event: dict, rule: dict) -> dict:
+    """The callback Volcengine sends for an event a rule matched (the documented shape)."""
+    return {
+        "Type": "Event",
+        "AccountId": "2100000001",
+        "Region": event["Region"],
+        "Source": event["Source"],
+        "ProjectName": "default",
+        "Id": event["ID"],
+        "EventType": event["EventType"],
+        "HappenedAt": event["HappenTime"],
+        "Details": event["Detail"],
+        "Rules": [{"RuleId": rule["RuleId"], "RuleName": rule["RuleName"], "Level": rule["Level"]}],
+    }
+
+
+def event_statuses(stub: FlashdutyStub) -> list[tuple[str, str, str]]:
+    return [
+        (r.event["event_status"], r.event["labels"]["check"], r.event["labels"]["resource"])
+        for r in stub.accepted()
+        if r.event["labels"].get("kind") == "event"
+    ]
+
+
+def test_a_lost_incident_is_paged_at_its_rule_s_level_with_only_event_rules_wired(run, openapi, stub, event_rule):
+    rule = event_rule("ecs failures", [INCIDENT], Level="warning")
+    openapi.add_event(INCIDENT, "i-failed", epoch(10))
+    code, out = run()
+    assert code == 0, out  # no alarm policy wired: events alone are reconciled
+    assert event_statuses(stub) == [("Warning", "ecs:Instance:InstanceFailure", "i-failed")], out
+    (sent,) = stub.accepted()
+    assert sent.event["labels"]["rule_id"] == rule["RuleId"] and sent.event["labels"]["reconciled"] == "true"
+    stub.age_alerts(AGO)
+    assert run()[0] == 0 and len(stub.accepted()) == 1  # the next run: matching
+    assert openapi.violations == [] and stub.violations == []
+
+
+def test_the_relay_and_reconcile_meet_on_the_same_alert_key(run, openapi, stub, relay, event_rule) -> None:
+    rule = event_rule("ecs failures", [INCIDENT])
+    event = openapi.add_event(INCIDENT, "i-seen", epoch(10))
+    relay(event_callback(event, rule))  # the callback arrived
+    stub.age_alerts(AGO)
+    code, out = run()
+    assert code == 0 and len(stub.accepted()) == 1 and "1 already matching" in out, out
+
+
+def test_a_lifecycle_whose_ending_was_lost_is_closed(run, openapi, stub, relay, event_rule) -> None:
+    rule = event_rule("disk redeploys", [EXECUTING, SUCCEEDED])
+    relay(event_callback(openapi.add_event(EXECUTING, "i-disk", epoch(20)), rule))
+    openapi.add_event(SUCCEEDED, "i-disk", epoch(12))  # its callback was lost
+    stub.age_alerts(20 * 60)  # the relay delivered the Executing when it happened
+    code, out = run()
+    assert code == 0, out
+    assert [s for s, _, _ in event_statuses(stub)] == ["Critical", "Ok"], out  # the open alert's Ok
+    assert stub.open_alerts() == [] and "1 recoveries" in out
+
+
+def test_an_ending_lost_before_since_is_closed_while_its_alert_is_open(run, openapi, stub, relay, event_rule) -> None:
+    rule = event_rule("disk redeploys", [EXECUTING, SUCCEEDED])
+    relay(event_callback(openapi.add_event(EXECUTING, "i-old", epoch(60 * 5)), rule))
+    stub.age_alerts(60 * 5 * 60)
+    openapi.add_event(SUCCEEDED, "i-old", epoch(60 * 4))  # four hours ago: long before --since
+    code, out = run()
+    assert code == 0 and stub.open_alerts() == [], out
+
+
+def test_a_whole_lost_lifecycle_is_shown_as_having_happened(run, openapi, stub, event_rule) -> None:
+    event_rule("disk redeploys", [EXECUTING, SUCCEEDED])
+    openapi.add_event(EXECUTING, "i-brief", epoch(20))
+    openapi.add_event(SUCCEEDED, "i-brief", epoch(15))
+    code, out = run()
+    assert code == 0 and [s for s, _, _ in event_statuses(stub)][:2] == ["Critical", "Ok"], out
+    assert stub.open_alerts() == [] and len(stub.alert_records) == 1 and "1 missed alarms" in out
+
+
+def test_a_person_s_close_of_an_incident_is_never_fought(run, openapi, stub, relay, event_rule) -> None:
+    rule = event_rule("ecs failures", [INCIDENT])
+    relay(event_callback(openapi.add_event(INCIDENT, "i-known", epoch(20)), rule))
+    stub.close_by_hand(stub.accepted()[0].event["alert_key"])
+    stub.age_alerts(AGO)
+    code, out = run()
+    assert code == 0 and len(stub.accepted()) == 1 and "1 closed by hand" in out, out
+
+
+def test_events_no_wired_enabled_rule_would_send_are_left_alone(run, openapi, stub, event_rule) -> None:
+    event_rule("ecs failures, night only", [INCIDENT], EffectStartAt="01:00", EffectEndAt="01:30")
+    event_rule("ecs failures, off", [INCIDENT], EnableState="disable")
+    other = openapi.add_event_rule("not the relay's", EventType=[INCIDENT], FilterPattern={})
+    assert other["RuleId"] not in openapi.webhooks["1"]["EventRuleIds"]
+    # 10:00 UTC is 18:00 in UTC+8: outside 01:00-01:30 under both readings of the rule's zone.
+    at = int(datetime.now(UTC).replace(hour=10, minute=0, second=0).timestamp())
+    at -= 86400 if at > time.time() else 0
+    openapi.add_event(INCIDENT, "i-day", at)
+    code, out = run(since=timedelta(days=1))
+    assert code == 0 and event_statuses(stub) == [], out
+
+
+@pytest.mark.parametrize(
+    "fields, why",
+    [
+        ({"FilterPattern": {"source": "ecs", "types": [INCIDENT], "Data": {"ecs": ["2"]}}}, "cannot evaluate"),
+        ({"EffectStartAt": "09:00", "EffectEndAt": "12:00"}, "one zone, not the other"),
+    ],
+)
+def test_an_event_a_rule_may_or_may_not_send_is_reported_not_paged(run, openapi, stub, event_rule, fields, why):
+    event_rule("ecs failures", [INCIDENT], **fields)
+    # 03:30 UTC is 11:30 in UTC+8: inside 09:00-12:00 in one reading, outside in the other.
+    at = int(datetime.now(UTC).replace(hour=3, minute=30, second=0).timestamp())
+    at -= 86400 if at > time.time() else 0
+    openapi.add_event(INCIDENT, "i-unsure", at)
+    code, out = run(since=timedelta(days=1))
+    assert code == 1 and event_statuses(stub) == [] and why in out, out

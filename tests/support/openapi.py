@@ -149,6 +149,9 @@ class OpenAPIStub(LocalServer):
         self.event_rules: dict[str, dict[str, Any]] = {}  # RuleId: the rule as ListEventRules gives it
         self.alarm_policies: dict[str, dict[str, Any]] = {}  # Id: the rule as ListRules gives it
         self.alert_groups: dict[str, dict[str, Any]] = {}  # Id: as ListAlertGroup gives it
+        self.events: dict[str, dict[str, Any]] = {}  # ID: an Event Center event as ListEvents gives it
+        # The largest ListEvents page it serves (None: whatever PageSize asks; the docs give no most).
+        self.event_page_max: int | None = None
         # ListAlertGroup's TotalCount, which its docs do not promise: "all" (every entry the query
         # matches), "missing" (left out), or "page" (the page's own count, as though it were the last).
         self.alert_group_total = "all"
@@ -612,6 +615,57 @@ class OpenAPIStub(LocalServer):
             del answer["TotalCount"]
         return answer
 
+    def add_event(self, event_type: str, resource: str, happened: int, **fields: Any) -> dict[str, Any]:
+        """An Event Center event as ListEvents gives it (DataForListEventsOutput), its Detail the
+        CloudEvents object a callback's Details carries."""
+        event_id = f"ev{next(self._ids):06d}"
+        self.events[event_id] = {
+            "ID": event_id,
+            "Source": event_type.split(":")[0],
+            "EventType": event_type,
+            "HappenTime": happened,
+            "Region": "cn-beijing",
+            "EventBusName": "default",
+            "Detail": {
+                "specversion": "1.0",
+                "id": event_id,
+                "source": event_type.split(":")[0],
+                "type": event_type,
+                "volcaccountid": "2100000001",
+                "volcregion": "cn-beijing",
+                "volceventbusname": "default",
+                "volcresourcename": resource,
+                "subject": resource,
+                "time": str(happened),
+            },
+            **fields,
+        }
+        return self.events[event_id]
+
+    def _list_events(self, body: dict[str, Any]) -> dict[str, Any]:
+        """ListEvents (docs 6408/130880): StartTime/EndTime bound HappenTime (the last 30 minutes when
+        both are unset), Source and EventType filter, OrderBy only HappenTime, Asc false by default."""
+        start, end = body.get("StartTime"), body.get("EndTime")
+        if start is None and end is None:
+            end = int(self.clock())
+            start = end - 1800
+        if not isinstance(start, int) or not isinstance(end, int) or start > end:
+            self.violations.append(f"ListEvents StartTime/EndTime must be epoch seconds, start first: {start}, {end}")
+            return {"Data": [], "TotalCount": 0}
+        if body.get("OrderBy") not in (None, "HappenTime"):
+            self.violations.append(f"ListEvents OrderBy {body.get('OrderBy')!r}: only HappenTime is documented")
+        sources, types = set(body.get("Source") or []), set(body.get("EventType") or [])
+        found = [
+            e
+            for e in self.events.values()
+            if start <= e["HappenTime"] <= end
+            and (not sources or e["Source"] in sources)
+            and (not types or e["EventType"] in types)
+        ]
+        found.sort(key=lambda e: (e["HappenTime"], e["ID"]), reverse=not body.get("Asc"))
+        size = min(int(body.get("PageSize") or 30), self.event_page_max or 10**6)
+        return self._page({**body, "PageSize": size}, found)
+
     @staticmethod
     def _page(body: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
         number, size = int(body.get("PageNumber") or 1), int(body.get("PageSize") or 10)
@@ -661,6 +715,7 @@ class OpenAPIStub(LocalServer):
             "ListRulesByIds": self._list_rules_by_ids,
             "TagResources": self._tag_resources,
             "ListAlertGroup": self._list_alert_group,
+            "ListEvents": self._list_events,
         }
 
     def _handle(self, action: str, version: str, headers: Any, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
