@@ -8,7 +8,8 @@ match Cloud Monitor:
    on the same host) name the alarm policies and, by their path, the route (ROUTES) each feeds.
    ListRules gives the policies' project and tags; ListAlertGroup the alarms that are on now
    (AlertStates alerting, however long ago they started: those triggered within --since first) and
-   those triggered within --since.
+   those triggered within --since. The event rules calling them (ListEventRules) and their events
+   (ListEvents) are read as the Event Center callbacks those rules would have sent (event_rules.py).
 2. Flashduty (its Open API, FLASHDUTY_APP_KEY): the relay's open alerts of those policies, and the
    alerts of every alarm's key (the relay's alert key, so the two meet). Each route's integration is
    learned from where those alerts are.
@@ -20,12 +21,13 @@ match Cloud Monitor:
    is complete only where the API marks its end (a short page), never by a count. An alarm that
    cannot be read keeps every alert of its policy and resource as it is, said in the report.
 
-The parts read alone: CloudMonitor and AlarmReader (Cloud Monitor's side), AlertReader and
+The parts read alone: CloudMonitor, AlarmReader and EventReader (Cloud Monitor's side), AlertReader and
 Integrations (Flashduty's), decisions.decide (deciding), Sender (sending); Run ties them together.
 Each page of alarms is decided and sent as it comes, the next few being read meanwhile; lost
-firings (the alarms on, the newest first) before lost recoveries. A bounded run stops in time and
-the next run carries on. Read-only keys: VOLCENGINE_ACCESS_KEY / VOLCENGINE_SECRET_KEY (ListWebhooks,
-ListRules, ListAlertGroup) and FLASHDUTY_APP_KEY (Channels Read).
+firings (the alarms on, the newest first) before lost recoveries; then the events' lifecycles (an
+EventReader's). A bounded run stops in time and the next run carries on. Read-only keys:
+VOLCENGINE_ACCESS_KEY / VOLCENGINE_SECRET_KEY (ListWebhooks, ListRules, ListAlertGroup,
+ListEventRules, ListEvents) and FLASHDUTY_APP_KEY (Channels Read).
 """
 
 from __future__ import annotations

@@ -409,7 +409,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
             parser.exit(
                 2,
                 "deploy: RECONCILE_ACCESS_KEY is the deploying key: give reconcile a key of its own, "
-                "allowed only Cloud Monitor's ListWebhooks, ListRules and ListAlertGroup\n",
+                "allowed only Cloud Monitor's ListWebhooks, ListRules, ListAlertGroup, ListEventRules and ListEvents\n",
             )
         environment.update(reconcile_key, VOLCENGINE_REGION=args.region, RECONCILE_WEBHOOK=args.name)
         environment.update({name: value for name in RECONCILE_SETTINGS if (value := shell(name))})

@@ -29,6 +29,7 @@ MODULES = (
     "replay.py",
     "reconcile.py",
     "decisions.py",
+    "event_rules.py",
     "flashduty_alerts.py",
     "clocks.py",
     "volcengine_api.py",
