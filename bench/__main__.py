@@ -53,6 +53,7 @@ def main() -> None:
         )
         load.run()
         reconcile.run()
+        reconcile.event_storm()
     table("Budgets: this run's ratios side by side", ("ratio", "this run", "budget", "within"), budgets)
     minutes, seconds = divmod(round(time.monotonic() - started), 60)
     print(f"\nThe run took {minutes} min {seconds} s.")
