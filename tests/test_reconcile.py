@@ -1404,3 +1404,26 @@ def test_an_event_a_rule_may_or_may_not_send_is_reported_not_paged(run, openapi,
     openapi.add_event(INCIDENT, "i-unsure", at)
     code, out = run(since=timedelta(days=1))
     assert code == 1 and event_statuses(stub) == [] and why in out, out
+
+
+def test_events_served_in_smaller_pages_than_asked_and_no_total_are_all_read(run, openapi, stub, event_rule):
+    event_rule("ecs failures", [INCIDENT])
+    openapi.event_page_max, openapi.event_total = 30, False  # neither is documented either way
+    for n in range(75):
+        openapi.add_event(INCIDENT, f"i-{n:03d}", epoch(20) + n)
+    code, out = run()
+    assert code == 0 and len(event_statuses(stub)) == 75, out
+    assert max(c.body["PageSize"] for c in openapi.calls if c.action == "ListEvents") == 100
+
+
+def test_a_key_not_allowed_the_event_reads_still_reconciles_alarms_and_says_so(run, openapi, policy, stub, event_rule):
+    event_rule("ecs failures", [INCIDENT])
+    openapi.add_event(INCIDENT, "i-failed", epoch(10))
+    openapi.add_alert_group(policy, "i-lost", epoch(20))
+    openapi.deny.add("ListEventRules")  # a read-only key made before 0.4.1
+    code, out = run()
+    assert code == 1 and "Event Center events not reconciled" in out and "ListEventRules" in out, out
+    assert statuses(stub) == [("Critical", "i-lost")] and event_statuses(stub) == []
+    del openapi.webhooks["1"]["RuleIds"][:]  # events alone: it cannot run at all
+    code, out = run()
+    assert code == 2 and "ListEventRules" in out, out

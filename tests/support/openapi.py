@@ -150,8 +150,10 @@ class OpenAPIStub(LocalServer):
         self.alarm_policies: dict[str, dict[str, Any]] = {}  # Id: the rule as ListRules gives it
         self.alert_groups: dict[str, dict[str, Any]] = {}  # Id: as ListAlertGroup gives it
         self.events: dict[str, dict[str, Any]] = {}  # ID: an Event Center event as ListEvents gives it
-        # The largest ListEvents page it serves (None: whatever PageSize asks; the docs give no most).
+        # The largest ListEvents page it serves (None: whatever PageSize asks; the docs give no most),
+        # and whether its answer gives TotalCount (the docs' answer does not list it).
         self.event_page_max: int | None = None
+        self.event_total = True
         # ListAlertGroup's TotalCount, which its docs do not promise: "all" (every entry the query
         # matches), "missing" (left out), or "page" (the page's own count, as though it were the last).
         self.alert_group_total = "all"
@@ -664,7 +666,10 @@ class OpenAPIStub(LocalServer):
         ]
         found.sort(key=lambda e: (e["HappenTime"], e["ID"]), reverse=not body.get("Asc"))
         size = min(int(body.get("PageSize") or 30), self.event_page_max or 10**6)
-        return self._page({**body, "PageSize": size}, found)
+        answer = self._page({**body, "PageSize": size}, found)
+        if not self.event_total:
+            del answer["TotalCount"]
+        return answer
 
     @staticmethod
     def _page(body: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
