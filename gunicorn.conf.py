@@ -8,9 +8,13 @@ gunicorn itself; the application is still functions-framework's, from create_app
 import errno
 import logging
 import os
+import select
 import socket
 import sys
 import time
+
+from gunicorn.http.errors import NoMoreData
+from gunicorn.workers.gthread import ThreadWorker
 
 import config as relay_config  # gunicorn reads every name here as a setting, and `config` is one
 from logs import JsonFormatter
@@ -32,7 +36,6 @@ _port = os.environ.get("_FAAS_RUNTIME_PORT") or os.environ.get("_BYTEFAAS_RUNTIM
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{_port}"
 workers = _whole("WORKERS", 1, 64)  # Flashduty's limits are kept per process
 threads = _whole("THREADS", 16, 1024)
-worker_class = "gthread"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "warning").strip().lower()
 if loglevel not in ("debug", "info", "warning", "error", "critical"):
     sys.exit(f"relay: GUNICORN_LOG_LEVEL must be debug, info, warning, error or critical, got {loglevel!r}")
@@ -58,6 +61,47 @@ keepalive = 5
 control_socket_disable = True
 BODY_STALL_SECONDS = 5.0
 BODY_SECONDS = 5.0  # a whole body, as the relay gives it (callback.BODY_READ_SECONDS)
+HEADERS_SECONDS = 5.0  # a request line and headers, from the first byte read of them
+
+
+class _Headers:
+    """A connection's socket whose reads of one request's line and headers end HEADERS_SECONDS after
+    the first, however steadily the client sends: a stranger sending a byte, or headers a byte a
+    second, frees its thread then (the connection is dropped, as one that went away), where it held
+    it for as long as it kept sending. pre_request budgets the body; post_request starts the next
+    request's headers afresh (keep-alive)."""
+
+    def __init__(self, sock):
+        self.raw, self._deadline = sock, None
+
+    def recv(self, size):
+        if self._deadline is None:
+            self._deadline = time.monotonic() + HEADERS_SECONDS
+        poll = select.poll()  # whatever the socket's blocking mode: gunicorn's reads block
+        poll.register(self.raw, select.POLLIN)
+        left = self._deadline - time.monotonic()
+        if left <= 0 or not poll.poll(left * 1000):
+            raise NoMoreData(b"")  # gunicorn closes the connection quietly
+        return self.raw.recv(size)
+
+    def restart(self):
+        self._deadline = None
+
+    def __getattr__(self, name):
+        return getattr(self.raw, name)
+
+
+class _Worker(ThreadWorker):
+    """gunicorn's threaded worker, each plain connection read through _Headers. (Over TLS, which the
+    relay leaves to the gateway in front, gunicorn's own reads are kept.)"""
+
+    def enqueue_req(self, conn):
+        if not isinstance(conn.sock, _Headers) and not self.cfg.is_ssl:
+            conn.sock = _Headers(conn.sock)
+        super().enqueue_req(conn)
+
+
+worker_class = _Worker
 
 
 def pre_request(worker, req):
@@ -69,23 +113,27 @@ def pre_request(worker, req):
     sock = getattr(unreader, "sock", None)
     if sock is None:
         return
-    sock = getattr(sock, "raw", sock)  # a keep-alive connection's next request: budget it afresh
+    headers = sock if isinstance(sock, _Headers) else None
+    sock = getattr(sock, "raw", sock)
     sock.settimeout(BODY_STALL_SECONDS)
-    unreader.sock = _Budgeted(sock, time.monotonic() + BODY_SECONDS)
+    unreader.sock = _Budgeted(sock, time.monotonic() + BODY_SECONDS, headers)
 
 
 def post_request(worker, req, environ, resp):
-    """The connection's next request (keep-alive) is read from the socket itself, not this one's budget."""
+    """The connection's next request (keep-alive) has its headers budgeted afresh, not this one's body."""
     unreader = getattr(req, "unreader", None)
-    if isinstance(getattr(unreader, "sock", None), _Budgeted):
-        unreader.sock = unreader.sock.raw
+    budgeted = getattr(unreader, "sock", None)
+    if isinstance(budgeted, _Budgeted):
+        unreader.sock = budgeted.headers or budgeted.raw
+        if budgeted.headers:
+            budgeted.headers.restart()
 
 
 class _Budgeted:
     """A request's socket whose reads end at a deadline, however steadily the client sends."""
 
-    def __init__(self, sock, deadline):
-        self.raw, self._deadline = sock, deadline
+    def __init__(self, sock, deadline, headers=None):
+        self.raw, self._deadline, self.headers = sock, deadline, headers
 
     def recv(self, size):
         if time.monotonic() >= self._deadline:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -287,6 +288,45 @@ def test_the_samples_leave_open_only_what_is_still_wrong(stub) -> None:
     # web-01 recovered and the disk's redeploy succeeded (each posted after its firing); web-02, the
     # instance failure (published only once it happened) and the no-data alarm are still wrong.
     assert still_open == {"i-3tlf2xkx8w0hcexampl2", "i-3tlf2xkx8w0hcfail01", "enas-cnbj-example"}, posted.stdout
+
+
+@pytest.mark.parametrize("trickle", [False, True], ids=["one byte, then nothing", "headers a byte at a time"])
+def test_strangers_slow_at_their_headers_do_not_hold_the_door_shut(trickle: bool) -> None:
+    """As many strangers as the server has threads, each sending a byte of a request line (and the
+    rest a byte at a time, or nothing): a real callback is still answered within Volcengine's 8 s,
+    and each stranger is cut once its headers' time (gunicorn.conf.HEADERS_SECONDS) is up."""
+    with production_server({"DRY_RUN": "true", "THREADS": "4"}) as (url, _, _):
+        host, port = url.split("//")[1].strip("/").split(":")
+        strangers = [socket.create_connection((host, int(port)), timeout=15) for _ in range(4)]
+        stop = threading.Event()
+
+        def send_slowly() -> None:
+            for sock in strangers:
+                sock.sendall(b"P")
+            headers = iter(b"OST / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200)
+            while trickle and not stop.wait(0.3):
+                byte = next(headers)
+                for sock in strangers:
+                    with contextlib.suppress(OSError):  # cut: as it should be
+                        sock.send(bytes([byte]))
+
+        sending = threading.Thread(target=send_slowly)
+        sending.start()
+        try:
+            started = time.monotonic()
+            answer = urllib.request.urlopen(
+                urllib.request.Request(url, data=(ROOT / "samples/event.json").read_bytes()), timeout=20
+            )
+            assert answer.status == 200 and time.monotonic() - started < 8  # Volcengine gives up after 8 s
+            for sock in strangers:
+                _, closed = answer_and_close(sock, wait=10)
+                assert closed  # its thread is free again
+            assert time.monotonic() - started < 12
+        finally:
+            stop.set()
+            sending.join()
+            for sock in strangers:
+                sock.close()
 
 
 def test_strangers_trickling_a_small_body_do_not_hold_the_door_shut() -> None:
