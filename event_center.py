@@ -216,6 +216,12 @@ def ends(check: str, options: Options) -> bool:
     return lifecycle is not None and not lifecycle.ending_is_the_incident
 
 
+def is_ending(event_type: str, options: Options) -> bool:
+    """Whether an event of this full type (with its state) ends a lifecycle, closing its alert."""
+    check, state = _lifecycle(event_type, options)
+    return state.lower() in options.closing_states and ends(check, options)
+
+
 def _known_lifecycle(check: str, options: Options) -> EventLifecycle | None:
     """What the catalog (or the user, in EVENT_LIFECYCLE_TYPES) says of an event type; None if nothing."""
     if check.lower() in options.lifecycle_types:

@@ -852,30 +852,55 @@ def _alarms(run: Run, rule_ids: list[str], since: timedelta, open_alerts: list[A
 
 
 def _events(run: Run, events: EventReader, since: timedelta, open_alerts: list[Alert]) -> None:
-    """The event rules' events of the last `since`, and since the oldest open alert of a lifecycle that
-    ends (its ending may have been lost before): each lifecycle's last event decides, openings (lost
-    incidents) first. An open event alert no event read accounts for is left as it is."""
-    monitor, reader = run.monitor, run.reader
+    """The event rules' events of the last `since`, each lifecycle's last event deciding, lost
+    incidents first; then, where an alert of a lifecycle that ends is open since before `since`, the
+    endings of its type since then (its ending may have been lost before): each read whole, and
+    decided, before the next. An open event alert no event read accounts for is left as it is."""
+    monitor, options = run.monitor, events.options
     rules = list(events.rules.values())
     if not rules:
         return
     now = monitor.clock.now()
-    ending = [
-        a.updated_at
-        for a in open_alerts
-        if a.labels.get("kind") == event_center.EVENT and event_center.ends(a.labels.get("check", ""), events.options)
-    ]
-    start = max(now - HISTORY, min([now - since, *(at - CLOCK_SKEW for at in ending)]))
     sources = sorted({str(r.get("Source") or "") for r in rules} - {""})
     types = sorted({str(t) for r in rules for t in r.get("EventType") or []})
-    read_at = reader.clock.now()  # before the read: a delivery the relay makes while it reads is seen
-    read = [e for page in monitor.events(sources, types, start, now + CLOCK_SKEW) for e in page]
-    run.report.events = len(read)
-    alarms = sorted(events.alarms(read), key=lambda a: a.ended is not None)
+    recent = _settle_events(run, events, sources, types, now - since, now + CLOCK_SKEW, open_alerts)
+    lifecycles = [
+        a
+        for a in open_alerts
+        if a.labels.get("kind") == event_center.EVENT
+        and event_center.ends(a.labels.get("check", ""), options)
+        and a.alert_key not in recent
+    ]
+    endings = [t for t in types if event_center.is_ending(t, options)]
+    if lifecycles and endings:
+        start = max(now - HISTORY, min(a.updated_at for a in lifecycles) - CLOCK_SKEW)
+        if start < now - since:
+            keys = {a.alert_key for a in lifecycles}
+            _settle_events(run, events, sources, endings, start, now - since, open_alerts, only=keys)
+
+
+def _settle_events(
+    run: Run,
+    events: EventReader,
+    sources: list[str],
+    types: list[str],
+    start: datetime,
+    end: datetime,
+    open_alerts: list[Alert],
+    only: set[str] | None = None,
+) -> set[str]:
+    """Read these events whole, decide each lifecycle (of these alert keys, if `only`), send what is
+    due; the alert keys of the lifecycles read."""
+    read_at = run.reader.clock.now()  # before the read: a delivery the relay makes while it reads is seen
+    read = [e for page in run.monitor.events(sources, types, start, end) for e in page]
+    run.report.events += len(read)
+    alarms = [a for a in events.alarms(read) if only is None or only & set(a.closing)]
+    alarms.sort(key=lambda a: a.ended is not None)
     for first in range(0, len(alarms), PAGE_SIZE):
         chunk = alarms[first : first + PAGE_SIZE]
         keys = {k for a in chunk for k in a.closing}
         run.settle(chunk, read_at, [a for a in open_alerts if a.alert_key in keys])
+    return {k for a in alarms for k in a.closing}
 
 
 def _source(alert: Alert) -> tuple[str, str]:

@@ -1427,3 +1427,18 @@ def test_a_key_not_allowed_the_event_reads_still_reconciles_alarms_and_says_so(r
     del openapi.webhooks["1"]["RuleIds"][:]  # events alone: it cannot run at all
     code, out = run()
     assert code == 2 and "ListEventRules" in out, out
+
+
+def test_an_old_open_lifecycle_does_not_keep_a_new_incident_from_being_paged(run, openapi, stub, relay, event_rule):
+    """A lifecycle alert open for 200 days widens the read to its endings only, after the recent
+    events are read and sent: years of other events never stand between a lost incident and its page."""
+    rule = event_rule("ecs", [INCIDENT, EXECUTING, SUCCEEDED])
+    relay(event_callback(openapi.add_event(EXECUTING, "i-stuck", epoch(60 * 24 * 200)), rule))
+    stub.age_alerts(200 * 86400)
+    for n in range(3000):  # old incidents, all delivered long ago
+        openapi.add_event(INCIDENT, f"i-old-{n}", epoch(60 * 24 * 199) + n * 60)
+    openapi.add_event(INCIDENT, "i-new", epoch(10))  # lost
+    openapi.delays["ListEvents"] = 0.2
+    code, out = run(max_seconds=4.0)
+    assert ("Critical", "ecs:Instance:InstanceFailure", "i-new") in event_statuses(stub), out
+    assert [c.body["EventType"] for c in openapi.calls if c.action == "ListEvents"][-1] == [SUCCEEDED]
