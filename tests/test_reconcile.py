@@ -1442,3 +1442,226 @@ def test_an_old_open_lifecycle_does_not_keep_a_new_incident_from_being_paged(run
     code, out = run(max_seconds=4.0)
     assert ("Critical", "ecs:Instance:InstanceFailure", "i-new") in event_statuses(stub), out
     assert [c.body["EventType"] for c in openapi.calls if c.action == "ListEvents"][-1] == [SUCCEEDED]
+
+
+# Review 28: attacks on the Event Center reconcile and the clocks ---------------------------------
+
+
+def test_r28_detail_as_json_text_meets_the_relays_key(run, openapi, stub, relay, event_rule):
+    """ListEvents' Detail as its JSON text (as a callback's Details may come, event_center._details): the SDK's
+    model raises AttributeError, which nothing catches: a traceback, no summary line, the alarms' exit lost."""
+    rule = event_rule("ecs failures", [INCIDENT])
+    event = openapi.add_event(INCIDENT, "i-text", epoch(10))
+    relay(event_callback(event, rule))
+    event["Detail"] = json.dumps(event["Detail"])
+    stub.age_alerts(AGO)
+    code, out = run()
+    assert code == 0 and len(stub.accepted()) == 1 and "1 already matching" in out, out
+
+
+def test_r28_happen_time_in_milliseconds(run, openapi, stub, event_rule):
+    """HappenTime in milliseconds (the callback's HappenedAt and ListAlertGroup's StartAt are read either way)."""
+    event_rule("ecs failures", [INCIDENT])
+    openapi.add_event(INCIDENT, "i-ms", epoch(10))
+    serve = openapi._list_events
+
+    def in_milliseconds(body):
+        answer = serve(body)
+        answer["Data"] = [{**e, "HappenTime": e["HappenTime"] * 1000} for e in answer["Data"]]
+        return answer
+
+    openapi._list_events = in_milliseconds
+    code, out = run()
+    assert code == 0 and event_statuses(stub) == [("Critical", "ecs:Instance:InstanceFailure", "i-ms")], out
+
+
+def test_r28_an_old_open_lifecycle_does_not_page_other_resources_old_events(run, openapi, stub, relay, event_rule):
+    """The window widened for one open lifecycle's ending is decided whole: other resources' incidents and
+    whole lifecycles of days ago are paged now, as they would not be without that open alert."""
+    rules = event_rule("ecs events", [EXECUTING, SUCCEEDED, INCIDENT])
+    relay(event_callback(openapi.add_event(EXECUTING, "i-stuck", epoch(60 * 24 * 20)), rules))
+    stub.age_alerts(20 * 86400)  # a redeploy whose ending has not come (or was lost) 20 days ago
+    openapi.add_event(INCIDENT, "i-gone", epoch(60 * 24 * 10))  # 10 days ago, long resolved
+    openapi.add_event(EXECUTING, "i-past", epoch(60 * 24 * 9))
+    openapi.add_event(SUCCEEDED, "i-past", epoch(60 * 24 * 9 - 30))
+    code, out = run()
+    sent = [(s, resource) for s, _, resource in event_statuses(stub)[1:]]
+    assert sent == [], out  # nothing of 9-10 days ago is paged now; the alarms' rule: missed only within --since
+
+
+def test_r28_a_lost_incident_is_paged_while_a_backlog_of_lost_recoveries_is_closed(
+    run, openapi, policy, stub, relay, event_rule
+):
+    """After an outage: lost recoveries of old alarms take more than a run to close (a scaled model of
+    thousands), and an instance failed 5 minutes ago whose callback was lost too."""
+    for n in range(64):
+        group = openapi.add_alert_group(policy, f"i-{n:02d}", epoch(60 * 48))
+        relay(callback_of(group))
+        group.update(AlertState="Recovered", EndAt=epoch(60 * 24))
+    stub.age_alerts(AGO)
+    event_rule("ecs failures", [INCIDENT])
+    openapi.add_event(INCIDENT, "i-failed", epoch(5))
+    openapi.delays["ListAlertGroup"] = 0.4
+    for _ in range(2):
+        code, out = run(max_seconds=4)
+    # A page nobody got before an Ok: the lost firing goes first, as the alarms' lost firings do.
+    assert ("Critical", "ecs:Instance:InstanceFailure", "i-failed") in event_statuses(stub), out
+
+
+def test_r28_a_lifecycle_ending_in_the_second_it_began_is_not_left_open_whatever_the_order(
+    run, openapi, stub, event_rule
+):
+    """ListEvents answering the newest first despite Asc (or ordering one second's events its own way)."""
+    event_rule("disk redeploys", [EXECUTING, SUCCEEDED])
+    at = epoch(10)
+    openapi.add_event(EXECUTING, "i-quick", at)
+    openapi.add_event(SUCCEEDED, "i-quick", at)  # done within the second HappenTime is given in
+    serve = openapi._list_events
+    openapi._list_events = lambda body: serve({**body, "Asc": False})
+    code, out = run()
+    assert stub.open_alerts() == [], out  # the redeploy is over: nothing left open to page on
+
+
+def test_r28_a_rule_whose_pattern_and_event_types_disagree_is_reported_not_silently_skipped(
+    run, openapi, stub, event_rule
+):
+    """EventType lists InstanceFailure, FilterPattern's types another type: which one Volcengine sends by is
+    not documented, so a lost incident of it is either paged or reported, never passed over in silence."""
+    event_rule("ecs failures", [INCIDENT], FilterPattern={"source": "ecs", "types": [EXECUTING]})
+    openapi.add_event(INCIDENT, "i-failed", epoch(10))
+    code, out = run()
+    assert event_statuses(stub) or (code == 1 and "ecs failures" in out), out
+
+
+def one_answer_dated(server, seconds: float) -> None:
+    """The server's next answer carries a Date this far off (a gateway node, or a proxy, whose clock is);
+    every later one its service's own."""
+    answers = itertools.count()
+    clock = server._server.clock
+    server._server.clock = lambda: clock() + (seconds if next(answers) == 0 else 0)
+
+
+def test_r28_one_cloud_monitor_answer_dated_hours_ahead_does_not_hide_the_last_half_hours_events(
+    run, openapi, stub, event_rule
+):
+    event_rule("ecs failures", [INCIDENT])
+    openapi.add_event(INCIDENT, "i-failed", epoch(10))
+    one_answer_dated(openapi, 3 * 3600)  # ListWebhooks' answer; ListEventRules' and ListEvents' are right
+    code, out = run()
+    assert event_statuses(stub) == [("Critical", "ecs:Instance:InstanceFailure", "i-failed")], out
+
+
+def test_r28_one_flashduty_answer_dated_hours_ahead_does_not_make_a_route_blind(run, openapi, stub, event_rule):
+    event_rule("ecs failures", [INCIDENT])
+    openapi.add_event(INCIDENT, "i-failed-1", epoch(10))
+    openapi.add_event(INCIDENT, "i-failed-2", epoch(9))
+    one_answer_dated(stub, 3 * 3600)  # the open alerts' first window; the rest are right
+    code, out = run()
+    assert sorted(r for _, _, r in event_statuses(stub)) == ["i-failed-1", "i-failed-2"], out
+    assert "cannot see that integration's channel" not in out, out
+
+
+@pytest.mark.parametrize("date", ["%a %b %d %H:%M:%S %Y", "%a, %d %b %Y %H:%M:%S -0000"])
+def test_r28_a_date_header_without_gmt_is_read_as_utc_whatever_this_machines_zone(monkeypatch, date):
+    """RFC 9110 has recipients accept asctime's form, which names no zone and means UTC; `-0000` is UTC too."""
+    import clocks
+
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    try:
+        now = time.time()
+        clock = clocks.Clock("Cloud Monitor")
+        clock.heard(time.strftime(date, time.gmtime(now)), now)
+        assert abs(clock.offset) < 2, clock.offset
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_r28_one_old_open_lifecycle_does_not_keep_a_fresh_lost_incident_from_being_paged(
+    run, openapi, stub, relay, event_rule
+):
+    """One redeploy alert open 20 days (its ending lost, or not come) widens ListEvents to 20 days, read
+    oldest first and whole before anything is decided: a timer run's time goes to reading old events."""
+    rule = event_rule("ecs events", [EXECUTING, SUCCEEDED, INCIDENT])
+    event_rule("state changes (muted)", ["ecs:Instance:StateChange"], EnableState="disable")
+    relay(event_callback(openapi.add_event(EXECUTING, "i-stuck", epoch(60 * 24 * 20)), rule))
+    stub.age_alerts(20 * 86400)
+    for n in range(1500):  # a scaled model: a busy account's events of 20 days
+        openapi.add_event("ecs:Instance:StateChange", f"i-{n % 50:02d}", epoch(60 * 24 * 19) + n * 1000)
+    openapi.add_event(INCIDENT, "i-failed", epoch(5))
+    openapi.delays["ListEvents"] = 0.3
+    for _ in range(2):
+        code, out = run(max_seconds=4)
+    assert ("Critical", "ecs:Instance:InstanceFailure", "i-failed") in event_statuses(stub), out
+
+
+def test_r28_an_opening_that_lands_after_its_ending_is_closed_within_two_runs(run, openapi, stub, relay, event_rule):
+    """Volcengine retrying the Executing callback (or the drain replaying it) after the Succeeded one
+    arrived: the alert opens after the lifecycle ended, and the read shows no opening after the ending."""
+    rule = event_rule("disk redeploys", [EXECUTING, SUCCEEDED])
+    executing = openapi.add_event(EXECUTING, "i-late", epoch(40))
+    relay(event_callback(openapi.add_event(SUCCEEDED, "i-late", epoch(35)), rule))  # closes nothing yet
+    relay(event_callback(executing, rule))  # its retry lands now
+    stub.age_alerts(30 * 60)  # 5 minutes after the ending
+    for _ in range(2):
+        code, out = run()
+        stub.age_alerts(AGO)  # time passes for both services
+        for event in openapi.events.values():
+            event["HappenTime"] -= AGO
+    assert stub.open_alerts() == [], out
+
+
+@pytest.mark.parametrize("empty", [{}, None, []])
+def test_r28_a_pattern_key_that_sets_no_condition_does_not_stop_a_lost_incident(run, openapi, stub, event_rule, empty):
+    """A FilterPattern as an API may give it back with a key that holds nothing (`Data` empty): no condition."""
+    event_rule("ecs failures", [INCIDENT], FilterPattern={"source": "ecs", "types": [INCIDENT], "Data": empty})
+    openapi.add_event(INCIDENT, "i-failed", epoch(10))
+    code, out = run()
+    assert event_statuses(stub) == [("Critical", "ecs:Instance:InstanceFailure", "i-failed")], out
+
+
+def test_r28_a_wired_event_rule_past_the_first_list_event_rules_page_is_reconciled_or_named(
+    run, openapi, stub, event_rule
+):
+    """ListEventRules without TotalCount (as ListEvents' documented answer lacks it): the relay's rule on page 2."""
+    for n in range(100):
+        openapi.add_event_rule(f"someone else's {n}", EventType=[INCIDENT])
+    event_rule("ecs failures", [INCIDENT])
+    openapi.add_event(INCIDENT, "i-failed", epoch(10))
+    serve = openapi._list_event_rules
+
+    def without_total(body):
+        answer = serve(body)
+        del answer["TotalCount"]
+        return answer
+
+    openapi._list_event_rules = without_total
+    code, out = run()
+    assert event_statuses(stub) or (code != 0 and "ecs failures" in out), out
+
+
+def test_r28_an_ending_ok_that_landed_late_is_not_taken_for_a_persons_close(run, openapi, stub, relay, event_rule):
+    """Executing (delivered), Succeeded (its callback retried, landing minutes late), Executing again (lost):
+    the alert was closed by the relay's Ok, not by a person, and the new redeploy is paged."""
+    rule = event_rule("disk redeploys", [EXECUTING, SUCCEEDED])
+    relay(event_callback(openapi.add_event(EXECUTING, "i-again", epoch(20)), rule))
+    stub.age_alerts(20 * 60)
+    succeeded = openapi.add_event(SUCCEEDED, "i-again", epoch(15))
+    openapi.add_event(EXECUTING, "i-again", epoch(10))  # its callback lost
+    relay(event_callback(succeeded, rule))  # the retry of the Succeeded callback lands 5 minutes late
+    stub.age_alerts(5 * 60)
+    code, out = run()
+    assert [s for s, _, _ in event_statuses(stub)][-1] == "Critical" and len(stub.open_alerts()) == 1, out
+
+
+def test_r28_a_reconciled_event_carries_the_callbacks_labels(run, openapi, stub, event_rule):
+    """docs/reconcile.md: "its key, level and labels are the callback's"."""
+    rule = event_rule("ecs failures", [INCIDENT])
+    event = openapi.add_event(INCIDENT, "i-failed", epoch(10))
+    code, out = run()
+    (sent,) = stub.accepted()
+    (relays,) = mapping.translate(event_callback(event, rule)).events
+    labels = {k: v for k, v in sent.event["labels"].items() if k not in ("reconciled", "relay_integration")}
+    wanted = {k: v for k, v in relays["labels"].items() if k != "relay_integration"}
+    assert labels == wanted and sent.event["alert_key"] == relays["alert_key"], out
