@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+import event_center
 from event_fields import (
     DEFAULT_OPTIONS,
     DESCRIPTION_MAX,
@@ -136,7 +137,10 @@ def closing(alert_key: str, title: str, labels: Mapping[str, str]) -> Event:
 
 def recovered_by_event(labels: Mapping[str, str]) -> bool:
     """Whether an alert's labels are those of a recovery event: Flashduty gives an alert the labels of
-    its last event, so an alert a person closed keeps its firing's."""
+    its last event, so an alert a person closed keeps its firing's. An Event Center alert's recovery
+    is its lifecycle's ending (an incident's `Succeeded` is the incident, never its recovery)."""
+    if labels.get("kind") == event_center.EVENT:
+        return event_center.is_ending(labels.get("event_type", ""), DEFAULT_OPTIONS)
     return labels.get("callback_type") in RECOVERY_TYPES.values()
 
 

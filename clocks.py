@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import insort
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -23,25 +24,28 @@ class Clock:
 
     def __init__(self, service: str) -> None:
         self.service = service
-        self._offset: float | None = None
+        self._bounds: list[float] = []
         self._lock = threading.Lock()
 
     def heard(self, date: str | None, received: float) -> None:
         """An answer's Date header, the answer received at `received` (time.time()). A Date is the
         second the answer was made in, before it arrived: the service's clock on arrival was at least
-        that, and within a second and the answer's way of it. The largest such bound is the closest."""
+        that, and within a second and the answer's way of it. The offset is the median of these
+        bounds, so that one answer dated far off (a proxy's, a cache's) moves nothing."""
         try:
-            stamped = parsedate_to_datetime(date or "").timestamp()
+            stamped = parsedate_to_datetime(date or "")
         except (TypeError, ValueError, IndexError, OverflowError):
             return  # no Date (a proxy dropped it), or not one: nothing learned
+        if stamped.tzinfo is None:  # asctime's form, or -0000: UTC (RFC 9110), never this machine's zone
+            stamped = stamped.replace(tzinfo=UTC)
         with self._lock:
-            bound = stamped - received
-            self._offset = bound if self._offset is None else max(self._offset, bound)
+            insort(self._bounds, stamped.timestamp() - received)
 
     @property
     def offset(self) -> float:
         """Seconds the service's clock is ahead of this machine's (0 while no answer has said)."""
-        return self._offset or 0.0
+        with self._lock:
+            return self._bounds[(len(self._bounds) - 1) // 2] if self._bounds else 0.0
 
     def now(self) -> datetime:
         """Now, by the service's clock (at most a second behind it, where its answers gave a Date)."""

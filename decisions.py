@@ -67,6 +67,10 @@ class Alarm:
     # Its firing passes MIN_SEVERITY. One that does not is still an alarm: an alert it opened at another
     # level (before a de-escalation) stays open while it is on, and closes when it ends.
     paged: bool = True
+    # The read holds everything Cloud Monitor has of it since its alert opened (an Event Center
+    # lifecycle's events): an alert updated after its end is an earlier event delivered late (a
+    # retried callback, the drain), not a new episode.
+    complete: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,7 @@ def decide(alarm: Alarm | None, alerts: Sequence[Alert], known: Known) -> tuple[
             return BY_HAND, []
         return (ESCALATED if open_ else LOST_FIRING), [alarm.firing]
     if open_:
-        if any(a.updated_at > alarm.ended + CLOCK_SKEW for a in open_):
+        if not alarm.complete and any(a.updated_at > alarm.ended + CLOCK_SKEW for a in open_):
             return CHANGED, []  # something came after it ended (it fired again): not this end's to close
         if known.unreadable:
             return UNREADABLE, []

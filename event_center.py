@@ -216,6 +216,11 @@ def ends(check: str, options: Options) -> bool:
     return lifecycle is not None and not lifecycle.ending_is_the_incident
 
 
+def check_of(event_type: str, options: Options) -> str:
+    """An event type without its state: what its alerts' `check` label holds."""
+    return _lifecycle(event_type, options)[0]
+
+
 def is_ending(event_type: str, options: Options) -> bool:
     """Whether an event of this full type (with its state) ends a lifecycle, closing its alert."""
     check, state = _lifecycle(event_type, options)

@@ -7,6 +7,7 @@ Pure: no I/O, no clock, no environment.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, NamedTuple
@@ -32,9 +33,10 @@ class Match(NamedTuple):
     unsure: list[str]
 
 
-def matching(event: Mapping[str, Any], rules: Sequence[Mapping[str, Any]]) -> Match:
+def matching(event: Mapping[str, Any], rules: Sequence[Mapping[str, Any]], happened: datetime) -> Match:
     """Of these rules (each as ListEventRules gives it), those that would have sent this event (as
-    ListEvents gives it): enabled, of its source and event type, its FilterPattern met, and its
+    ListEvents gives it, which happened then): enabled, of its source, its type in both the rule's
+    EventType and its FilterPattern's types (where it names some), the pattern met, and the rule's
     hours holding the event's time under every reading of their zone."""
     matched: list[dict[str, Any]] = []
     unsure: list[str] = []
@@ -42,26 +44,37 @@ def matching(event: Mapping[str, Any], rules: Sequence[Mapping[str, Any]]) -> Ma
     for rule in rules:
         if as_text(rule.get("EnableState")).lower() != ENABLED or as_text(rule.get("Source")).lower() != source:
             continue
-        if event_type not in {as_text(t).lower() for t in rule.get("EventType") or []}:
-            continue
+        listed = event_type in {as_text(t).lower() for t in rule.get("EventType") or []}
         met = _pattern(rule.get("FilterPattern"), source, event_type)
-        hours = _within_hours(rule, event.get("HappenTime"))
+        hours = _within_hours(rule, happened)
         name = f"event rule {as_text(rule.get('RuleName'))!r} ({as_text(rule.get('RuleId'))})"
-        if met is False or hours is False:
+        if (not listed and met is not True) or hours is False:
             continue  # the rule does not send it: left alone
         if met is None:
             unsure.append(f"{name}: its FilterPattern has conditions reconcile cannot evaluate")
+        elif listed != met:  # which of the two Volcengine sends by is not documented
+            unsure.append(f"{name}: its EventType and its FilterPattern disagree on this event's type")
         elif hours is None:
-            unsure.append(f"{name}: the event came at an hour its effective hours hold in one zone, not the other")
+            unsure.append(f"{name}: its effective hours hold the event's time in one zone, not the other")
         else:
             matched.append(dict(rule))
     return Match(matched, unsure)
 
 
-def callback(event: Mapping[str, Any], rules: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def types(rule: Mapping[str, Any]) -> set[str]:
+    """The event types a rule may send: its EventType's and its FilterPattern's (they may disagree)."""
+    named = {as_text(t) for t in rule.get("EventType") or []}
+    pattern = rule.get("FilterPattern")
+    if isinstance(pattern, dict):
+        for key, value in pattern.items():
+            if as_text(key).lower() in PATTERN_TYPES and isinstance(value, list):
+                named |= {as_text(t) for t in value}
+    return named - {""}
+
+
+def callback(event: Mapping[str, Any], rules: Sequence[Mapping[str, Any]], happened: datetime) -> dict[str, Any]:
     """The Event Center callback (Type Event) these rules would have sent for this event."""
-    given = event.get("Detail")
-    detail: dict[str, Any] = given if isinstance(given, dict) else {}
+    detail = _object(event.get("Detail"))
     return {
         "Type": "Event",
         "Id": as_text(event.get("ID")),
@@ -69,20 +82,32 @@ def callback(event: Mapping[str, Any], rules: Sequence[Mapping[str, Any]]) -> di
         "EventType": as_text(event.get("EventType")),
         "Region": as_text(event.get("Region")),
         "AccountId": as_text(detail.get("volcaccountid")) or as_text(rules[0].get("AccountId") if rules else ""),
-        "HappenedAt": event.get("HappenTime"),
-        "Details": detail,
+        "HappenedAt": int(happened.timestamp()),
+        "Details": event.get("Detail"),  # as it came: the callback's translation reads an object or its text
         "Rules": [{"RuleId": r.get("RuleId"), "RuleName": r.get("RuleName"), "Level": r.get("Level")} for r in rules],
     }
 
 
+def _object(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _pattern(pattern: Any, source: str, event_type: str) -> bool | None:
-    """Whether a FilterPattern lets the event through; None where it says what cannot be evaluated."""
+    """Whether a FilterPattern lets the event through; None where it says what cannot be evaluated. A
+    key that holds nothing (empty, null) sets no condition."""
     if pattern in (None, {}, ""):
         return True
     if not isinstance(pattern, dict):
         return None
     met = True
     for key, value in pattern.items():
+        if value in (None, {}, [], ""):
+            continue
         name = as_text(key).lower()
         values = {as_text(v).lower() for v in (value if isinstance(value, list) else [value])}
         if name in PATTERN_SOURCE:
@@ -94,7 +119,7 @@ def _pattern(pattern: Any, source: str, event_type: str) -> bool | None:
     return met
 
 
-def _within_hours(rule: Mapping[str, Any], happened: Any) -> bool | None:
+def _within_hours(rule: Mapping[str, Any], happened: datetime) -> bool | None:
     """Whether the rule's hours hold the event's time: True or False under every reading of their
     zone, None where the readings disagree or cannot be made."""
     start, end = as_text(rule.get("EffectStartAt")) or ALL_DAY[0], as_text(rule.get("EffectEndAt")) or ALL_DAY[1]
@@ -102,12 +127,11 @@ def _within_hours(rule: Mapping[str, Any], happened: Any) -> bool | None:
         return True
     try:
         first, last = _minutes(start), _minutes(end)
-        moment = datetime.fromtimestamp(int(happened), UTC)
-    except (TypeError, ValueError, OverflowError, OSError):
+    except ValueError:
         return None
     readings = set()
     for zone in ZONES:
-        local = moment.astimezone(zone)
+        local = happened.astimezone(zone)
         minute = local.hour * 60 + local.minute
         readings.add(first <= minute <= last if first <= last else minute >= first or minute <= last)
     return readings.pop() if len(readings) == 1 else None

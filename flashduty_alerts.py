@@ -56,6 +56,7 @@ class Alert:
     updated_at: datetime
     end_time: datetime | None
     title: str
+    started_at: datetime  # when it opened (start_time)
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -195,6 +196,7 @@ def _fields(item: dict[str, Any]) -> Alert:
         updated_at=_time(item.get("updated_at") or item.get("last_time")),
         end_time=_time(item["end_time"]) if item.get("end_time") else None,
         title=str(item.get("title", "")),
+        started_at=_time(item.get("start_time") or item.get("created_at") or item.get("updated_at")),
         labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
     )
 

@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
@@ -145,6 +145,7 @@ class CloudMonitor:
 
     api: Any
     models: Any
+    universal: Any  # the SDK's UniversalApi: actions called by name, their answers as JSON
     deadline: float
     clock: Clock = field(default_factory=lambda: Clock("Cloud Monitor"))  # its answers' Date headers
 
@@ -184,13 +185,16 @@ class CloudMonitor:
         return {rule.id: volcengine_api.wire(rule) for rule in rules if rule.id in ids}
 
     def event_rules(self, ids: set[str]) -> dict[str, dict[str, Any]]:
-        """These event rules as ListEventRules gives them (their source, types, level, pattern, hours)."""
-        rules = self._pages(
-            "ListEventRules",
-            "list event rules",
-            lambda page: self.models.ListEventRulesRequest(page_number=page, page_size=PAGE_SIZE),
-        )
-        return {rule.rule_id: volcengine_api.wire(rule) for rule in rules if rule.rule_id in ids}
+        """These event rules as ListEventRules gives them (their source, types, level, pattern, hours),
+        as JSON: the SDK's models would drop or choke on what they do not foresee."""
+        rules: list[dict[str, Any]] = []
+        for page in itertools.count(1):
+            answer = self._call_json("ListEventRules", "list event rules", {"PageNumber": page, "PageSize": PAGE_SIZE})
+            data = [r for r in answer.get("Data") or [] if isinstance(r, dict)]
+            rules += data
+            if not data or (len(data) < PAGE_SIZE and len(rules) >= int(answer.get("TotalCount") or 0)):
+                return {str(r.get("RuleId")): r for r in rules if str(r.get("RuleId")) in ids}
+        raise AssertionError("unreachable")
 
     def events(
         self, sources: list[str], types: list[str], start: datetime, end: datetime
@@ -200,24 +204,24 @@ class CloudMonitor:
         with no more than TotalCount read."""
         read = 0
         for page in itertools.count(1):
-            request = self.models.ListEventsRequest(
-                source=sources,
-                event_type=types,
-                start_time=int(start.timestamp()),
-                end_time=int(end.timestamp()),
-                order_by="HappenTime",
-                asc=True,
-                page_number=page,
-                page_size=PAGE_SIZE,
-            )
-            response = self._call("ListEvents", "list events", request)
-            batch = [volcengine_api.wire(e) for e in response.data or []]
+            body = {
+                "Source": sources,
+                "EventType": types,
+                "StartTime": int(start.timestamp()),
+                "EndTime": int(end.timestamp()),
+                "OrderBy": "HappenTime",
+                "Asc": True,
+                "PageNumber": page,
+                "PageSize": PAGE_SIZE,
+            }
+            answer = self._call_json("ListEvents", "list events", body)
+            batch = [e for e in answer.get("Data") or [] if isinstance(e, dict)]
             read += len(batch)
             if batch:
                 yield batch
             # Its largest page is not documented: a page is short against the size the answer says it served.
-            served = min(PAGE_SIZE, response.page_size or PAGE_SIZE)
-            if not batch or (len(batch) < served and read >= (response.total_count or 0)):
+            served = min(PAGE_SIZE, int(answer.get("PageSize") or PAGE_SIZE))
+            if not batch or (len(batch) < served and read >= int(answer.get("TotalCount") or 0)):
                 return
 
     def groups(
@@ -275,17 +279,32 @@ class CloudMonitor:
         return volcengine_api.pages(lambda page: self._call(action, what, request_of(page)))
 
     def _call(self, action: str, what: str, request: Any) -> Any:
-        """The SDK's answer to one action, its Date header heard by the clock."""
+        """The SDK's answer to one action (its `<action>_with_http_info`, which gives the headers too)."""
+        method = getattr(self.api, f"{re.sub(r'(?<!^)(?=[A-Z])', '_', action).lower()}_with_http_info")
+        return self._send(action, what, lambda timeout: method(request, _request_timeout=timeout))
+
+    def _call_json(self, action: str, what: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One action called by name with a JSON body (the SDK's universal API), its Result as JSON."""
+        info = self.models.UniversalInfo(
+            method="POST", service="cloudmonitor", version="2018-01-01", action=action, content_type="application/json"
+        )
+        answer = self._send(
+            action, what, lambda timeout: self.universal.do_call_with_http_info(info, body, _request_timeout=timeout)
+        )
+        if not isinstance(answer, dict):
+            raise ReconcileError(f"{what} ({action}): Cloud Monitor's answer is not as documented")
+        return answer
+
+    def _send(self, action: str, what: str, send: Callable[[tuple[float, float]], Any]) -> Any:
+        """One call within the run's deadline, its answer's Date header heard by the clock."""
         import urllib3
 
         remaining = min(CALL_TIMEOUT_SECONDS, self.deadline - time.monotonic())
         if remaining < 1.0:
             raise TimeoutError(f"no time left to {what}")
-        # The SDK's `<action>_with_http_info` gives the answer's headers too: its Date is Cloud Monitor's clock.
-        method = getattr(self.api, f"{re.sub(r'(?<!^)(?=[A-Z])', '_', action).lower()}_with_http_info")
         with flashduty.watched(self.deadline) as progress:  # an answer still arriving then is cut off
             try:
-                data, _, headers = method(request, _request_timeout=(min(5.0, remaining), remaining))
+                data, _, headers = send((min(5.0, remaining), remaining))
                 self.clock.heard(headers.get("Date"), time.time())
                 return data
             except self.models.ApiException as error:
@@ -298,6 +317,10 @@ class CloudMonitor:
                 raise ReconcileError(f"{what} ({action}) failed: {code}") from None
             except (urllib3.exceptions.HTTPError, OSError) as error:  # its text may hold the URL
                 raise _unanswered(what, action, error) from None
+            except (AttributeError, TypeError, ValueError, KeyError) as error:  # the SDK's model could not read it
+                raise ReconcileError(
+                    f"{what} ({action}): Cloud Monitor's answer is not as documented ({type(error).__name__})"
+                ) from None
             finally:
                 if progress.cut:  # shut mid-answer, perhaps mid-headers: whatever came of it is not the answer
                     raise TimeoutError(f"{action} was still answering at the run's deadline: cut off")
@@ -400,54 +423,60 @@ class EventReader:
     rules: dict[str, dict[str, Any]]  # event rule id: the rule, as ListEventRules gives it
     options: mapping.Options
     report: Report
+    unsure: collections.Counter[str] = field(default_factory=collections.Counter)  # why, how many events
 
     def alarms(self, events: Iterable[dict[str, Any]]) -> list[Alarm]:
-        lifecycles: dict[tuple[str, tuple[str, ...]], list[tuple[int, dict[str, Any]]]] = {}
+        lifecycles: dict[tuple[str, tuple[str, ...]], list[tuple[datetime, bool, dict[str, Any]]]] = {}
         by_route: dict[str, list[dict[str, Any]]] = {}
         for rule_id, rule in self.rules.items():
             for route in self.routes.get(rule_id, ()):
                 by_route.setdefault(route, []).append(rule)
         for event in events:
-            name = f"event {str(event.get('ID'))[:40]!r} ({str(event.get('EventType'))[:80]})"
             try:
-                happened = int(event.get("HappenTime"))  # type: ignore[arg-type]
-            except (TypeError, ValueError):
-                self.report.errors.append(f"{name} left out: its HappenTime cannot be read")
+                happened = alert_groups.moment(event.get("HappenTime"))  # seconds or milliseconds
+            except ValueError:
+                happened = None
+            if happened is None:
+                self.unsure[f"an event of {str(event.get('EventType'))[:80]} whose HappenTime cannot be read"] += 1
                 continue
+            ending = event_center.is_ending(str(event.get("EventType") or ""), self.options)
             for route, rules in sorted(by_route.items()):
-                match = event_rules.matching(event, rules)
-                self.report.errors += [f"{name} not judged: {reason}" for reason in match.unsure]
+                match = event_rules.matching(event, rules, happened)
+                self.unsure.update(match.unsure)
                 if match.rules:
-                    body = event_rules.callback(event, match.rules)
+                    body = event_rules.callback(event, match.rules, happened)
                     keys = tuple(event_center.lifecycle_keys(body, self.options))
-                    lifecycles.setdefault((route, keys), []).append((happened, body))
+                    lifecycles.setdefault((route, keys), []).append((happened, ending, body))
+        # In time order; within one second (HappenTime's grain), an opening before its ending.
         return [
-            self._alarm(route, keys, sorted(bodies, key=lambda b: b[0])) for (route, keys), bodies in lifecycles.items()
+            self._alarm(route, keys, [(at, body) for at, _, body in sorted(bodies, key=lambda b: b[:2])])
+            for (route, keys), bodies in lifecycles.items()
         ]
 
-    def _alarm(self, route: str, keys: tuple[str, ...], bodies: list[tuple[int, dict[str, Any]]]) -> Alarm:
-        """One lifecycle's alarm: on since its last opening, or ended by its last event."""
+    def said(self) -> None:
+        """What it could not judge, a line per reason with how many events (not one a event)."""
+        for reason, count in sorted(self.unsure.items()):
+            self.report.errors.append(f"{count} event(s) not judged: {reason}")
+
+    def _alarm(self, route: str, keys: tuple[str, ...], bodies: list[tuple[datetime, dict[str, Any]]]) -> Alarm:
+        """One lifecycle's alarm: on since its last opening, or ended by its last event. The read holds
+        all of it since its alert opened (complete): see _events."""
         every_level = self.options._replace(min_severity=mapping.INFO)
         translated = [(at, alert_groups.reconciled(body, every_level)[0], body) for at, body in bodies]
         at, last, _ = translated[-1]
         if last["event_status"] != mapping.OK:
             oks: dict[str, mapping.Event] = {k: {**last, "event_status": mapping.OK, "alert_key": k} for k in keys}
-            return Alarm(route, last["alert_key"], _at(at), None, last, oks, self._paged(bodies[-1][1]))
+            return Alarm(route, last["alert_key"], at, None, last, oks, self._paged(bodies[-1][1]), complete=True)
         closing: dict[str, mapping.Event] = {k: {**last, "alert_key": k} for k in keys}
         # The firing that opened it, where the read holds it; else its Ok stands in, and is never sent.
         opened = [(t, e, b) for t, e, b in translated if e["event_status"] != mapping.OK]
         started, firing, body = opened[-1] if opened else translated[-1]
-        return Alarm(
-            route, firing["alert_key"], _at(started), _at(at), firing, closing, bool(opened) and self._paged(body)
-        )
+        paged = bool(opened) and self._paged(body)
+        return Alarm(route, firing["alert_key"], started, at, firing, closing, paged, complete=True)
 
     def _paged(self, body: dict[str, Any]) -> bool:
         """Whether the relay sends this callback's firing (MIN_SEVERITY)."""
         return bool(alert_groups.reconciled(body, self.options))
-
-
-def _at(epoch: int) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
 
 
 # Reading Flashduty's side ---------------------------------------------------------------------------
@@ -812,71 +841,85 @@ def reconcile(
         integrations.learn_stamped(alert)
         if len(integrations.rule_routes(alert.labels)) == 1:
             integrations.learn(next(iter(integrations.rule_routes(alert.labels))), alert)
+    # What matters most first: the alarms on (lost firings), then the events (lost incidents first),
+    # then the alarms ended (lost recoveries) and the stale alerts, which may take runs to close.
+    on_read_at = reader.clock.now()
     if routes:
-        _alarms(run, sorted(routes), since, open_alerts)
+        _alarms_on(run, sorted(routes), since, open_alerts)
     if event_routes:
         try:
-            events = EventReader(event_routes, monitor.event_rules(set(event_routes)), settings.mapping, report)
-            _events(run, events, since, open_alerts)
+            _events(run, monitor.event_rules(set(event_routes)), since, open_alerts)
         except ReconcileError as failure:
             if not routes:
                 raise
             # The alarms' work stands (a key made before 0.4.1 was allowed neither read): said, exit 1.
             report.errors.append(f"Event Center events not reconciled: {failure}")
+    if routes and not report.unread:  # what is on is not all known: no Ok may be sent on its absence
+        _alarms_ended(run, sorted(routes), since, open_alerts, on_read_at)
     return report
 
 
-def _alarms(run: Run, rule_ids: list[str], since: timedelta, open_alerts: list[Alert]) -> None:
-    """The alarm policies' alarms: those on first (lost firings), then those ended (lost recoveries),
-    then the open alerts no alarm read accounts for."""
+def _alarms_on(run: Run, rule_ids: list[str], since: timedelta, open_alerts: list[Alert]) -> None:
+    """The alarm policies' alarms on now, those triggered within `since` first: lost firings."""
     monitor, reader, report = run.monitor, run.reader, run.report
     # Each time is said in the clock of the service it is compared with (clocks.py): Cloud Monitor's
     # for its windows (its answers so far told it), Flashduty's for its windows and for "when Cloud
     # Monitor was read", which its alerts' updated_at is held against.
-    now = monitor.clock.now()
-    on_read_at = reader.clock.now()
-    for start, end in _newest_first(now, since):
+    for start, end in _newest_first(monitor.clock.now(), since):
         for page in monitor.groups(rule_ids, start, end, ["alerting"], report):
             alarms = run.cloud.alarms(page, on=True)
             report.on += len(alarms)
             run.on_keys |= {(a.route, k) for a in alarms for k in a.closing}
             keys = {k for a in alarms for k in a.closing}
             run.settle(alarms, reader.clock.now(), [a for a in open_alerts if a.alert_key in keys])
-    if report.unread:
-        return  # what is on is not all known: no Ok may be sent on its absence
-    for page in monitor.groups(rule_ids, now - since, now + CLOCK_SKEW, [], report):
+
+
+def _alarms_ended(
+    run: Run, rule_ids: list[str], since: timedelta, open_alerts: list[Alert], on_read_at: datetime
+) -> None:
+    """The alarms triggered within `since` and ended (lost recoveries, missed alarms), then the open
+    alerts no alarm read accounts for."""
+    now = run.monitor.clock.now()
+    for page in run.monitor.groups(rule_ids, now - since, now + CLOCK_SKEW, [], run.report):
         alarms = [a for a in run.cloud.alarms(page) if a.ended and (a.route, a.key) not in run.on_keys]
-        report.ended += len(alarms)
-        run.settle(alarms, reader.clock.now())
+        run.report.ended += len(alarms)
+        run.settle(alarms, run.reader.clock.now())
     run.close_stale([a for a in open_alerts if a.labels.get("kind") != event_center.EVENT], on_read_at)
 
 
-def _events(run: Run, events: EventReader, since: timedelta, open_alerts: list[Alert]) -> None:
+def _events(run: Run, rules: dict[str, dict[str, Any]], since: timedelta, open_alerts: list[Alert]) -> None:
     """The event rules' events of the last `since`, each lifecycle's last event deciding, lost
-    incidents first; then, where an alert of a lifecycle that ends is open since before `since`, the
-    endings of its type since then (its ending may have been lost before): each read whole, and
-    decided, before the next. An open event alert no event read accounts for is left as it is."""
-    monitor, options = run.monitor, events.options
-    rules = list(events.rules.values())
-    if not rules:
-        return
-    now = monitor.clock.now()
-    sources = sorted({str(r.get("Source") or "") for r in rules} - {""})
-    types = sorted({str(t) for r in rules for t in r.get("EventType") or []})
-    recent = _settle_events(run, events, sources, types, now - since, now + CLOCK_SKEW, open_alerts)
-    lifecycles = [
-        a
-        for a in open_alerts
-        if a.labels.get("kind") == event_center.EVENT
-        and event_center.ends(a.labels.get("check", ""), options)
-        and a.alert_key not in recent
-    ]
-    endings = [t for t in types if event_center.is_ending(t, options)]
-    if lifecycles and endings:
-        start = max(now - HISTORY, min(a.updated_at for a in lifecycles) - CLOCK_SKEW)
-        if start < now - since:
-            keys = {a.alert_key for a in lifecycles}
-            _settle_events(run, events, sources, endings, start, now - since, open_alerts, only=keys)
+    incidents first; then, for each open alert of a lifecycle that ends and that read did not
+    account for, the events of its type since `since` before it opened (its ending may have been
+    lost before, or its opening delivered after it), for those alerts only. Each read is whole, so
+    a lifecycle's read holds all of it since its alert opened (an alert updated after the
+    lifecycle's end was an earlier event delivered late). An open event alert no event read
+    accounts for is left as it is."""
+    routes = run.integrations.event_routes
+    for rule_id in sorted(set(routes) - set(rules)):
+        run.report.errors.append(f"event rule {rule_id} calls the relay, but ListEventRules does not list it")
+    enabled = {i: r for i, r in rules.items() if str(r.get("EnableState") or "").lower() == event_rules.ENABLED}
+    events = EventReader(routes, enabled, run.cloud.options, run.report)
+    if enabled:
+        now = run.monitor.clock.now()
+        sources = sorted({str(r.get("Source") or "") for r in enabled.values()} - {""})
+        types = sorted({t for r in enabled.values() for t in event_rules.types(r)})
+        recent = _settle_events(run, events, sources, types, now - since, now + CLOCK_SKEW, open_alerts)
+        older = [
+            a
+            for a in open_alerts
+            if a.labels.get("kind") == event_center.EVENT
+            and event_center.ends(a.labels.get("check", ""), events.options)
+            and a.alert_key not in recent
+        ]
+        checks = {a.labels.get("check", "").lower() for a in older}
+        of_them = [t for t in types if event_center.check_of(t, events.options).lower() in checks]
+        if older and of_them:
+            # From `since` before it opened: an opening delivered late (a retry, the drain) opens it after its end.
+            start = max(now - HISTORY, min(a.started_at for a in older) - since - CLOCK_SKEW)
+            keys = {a.alert_key for a in older}
+            _settle_events(run, events, sources, of_them, start, now + CLOCK_SKEW, open_alerts, only=keys)
+    events.said()
 
 
 def _settle_events(
@@ -979,9 +1022,10 @@ def _run(
 
     region = environ.get("VOLCENGINE_REGION", "cn-beijing")
     client = volcengine_api.client(access_key, secret_key, region, endpoint, reads=flashduty.read_retry(deadline))
-    monitor = CloudMonitor(
-        volcenginesdkcloudmonitor.CLOUDMONITORApi(client), volcengine_api.models(volcenginesdkcloudmonitor), deadline
-    )
+    from volcenginesdkcore.universal import UniversalApi
+
+    api, models = volcenginesdkcloudmonitor.CLOUDMONITORApi(client), volcengine_api.models(volcenginesdkcloudmonitor)
+    monitor = CloudMonitor(api, models, UniversalApi(client), deadline)
     webhook = environ.get("RECONCILE_WEBHOOK", "").strip() or DEFAULT_WEBHOOK
     reader = AlertReader(api_url, app_key, deadline)
     reconcile(monitor, reader, settings, webhook=webhook, since=since, dry_run=dry_run, out=out, report=report)

@@ -71,13 +71,16 @@ def wire(model: Any) -> Any:
     return canonical_str(model)
 
 
-def pages(fetch: Callable[[int], Any]) -> list[Any]:
-    """Every item of a Cloud Monitor list (its Data and TotalCount), asking page 1, 2... of `fetch`."""
+def pages(fetch: Callable[[int], Any], size: int = 100) -> list[Any]:
+    """Every item of a list (its Data and TotalCount), asking page 1, 2... of `fetch` (`size` a page).
+    A read ends at an empty page, or a short one with TotalCount read: an answer without TotalCount
+    is read on to its short page."""
     items: list[Any] = []
     for page in itertools.count(1):
         response = fetch(page)
-        items += response.data or []
-        if not response.data or len(items) >= (response.total_count or 0):
+        data = response.data or []
+        items += data
+        if not data or (len(data) < size and len(items) >= (response.total_count or 0)):
             break
     return items
 
