@@ -1448,7 +1448,7 @@ def test_an_old_open_lifecycle_does_not_keep_a_new_incident_from_being_paged(run
 # Review 28: attacks on the Event Center reconcile and the clocks ---------------------------------
 
 
-def test_events_review_detail_as_json_text_meets_the_relays_key(run, openapi, stub, relay, event_rule):
+def test_event_detail_as_json_text_meets_the_relays_key(run, openapi, stub, relay, event_rule):
     """ListEvents' Detail as its JSON text (as a callback's Details may come, event_center._details): the SDK's
     model raises AttributeError, which nothing catches: a traceback, no summary line, the alarms' exit lost."""
     rule = event_rule("ecs failures", [INCIDENT])
@@ -1460,7 +1460,7 @@ def test_events_review_detail_as_json_text_meets_the_relays_key(run, openapi, st
     assert code == 0 and len(stub.accepted()) == 1 and "1 already matching" in out, out
 
 
-def test_events_review_happen_time_in_milliseconds(run, openapi, stub, event_rule):
+def test_event_happen_time_in_milliseconds(run, openapi, stub, event_rule):
     """HappenTime in milliseconds (the callback's HappenedAt and ListAlertGroup's StartAt are read either way)."""
     event_rule("ecs failures", [INCIDENT])
     openapi.add_event(INCIDENT, "i-ms", epoch(10))
@@ -1476,7 +1476,7 @@ def test_events_review_happen_time_in_milliseconds(run, openapi, stub, event_rul
     assert code == 0 and event_statuses(stub) == [("Critical", "ecs:Instance:InstanceFailure", "i-ms")], out
 
 
-def test_events_review_an_old_open_lifecycle_does_not_page_other_resources_old_events(run, openapi, stub, relay, event_rule):
+def test_event_an_old_open_lifecycle_does_not_page_other_resources_old_events(run, openapi, stub, relay, event_rule):
     """The window widened for one open lifecycle's ending is decided whole: other resources' incidents and
     whole lifecycles of days ago are paged now, as they would not be without that open alert."""
     rules = event_rule("ecs events", [EXECUTING, SUCCEEDED, INCIDENT])
@@ -1490,7 +1490,7 @@ def test_events_review_an_old_open_lifecycle_does_not_page_other_resources_old_e
     assert sent == [], out  # nothing of 9-10 days ago is paged now; the alarms' rule: missed only within --since
 
 
-def test_events_review_a_lost_incident_is_paged_while_a_backlog_of_lost_recoveries_is_closed(
+def test_event_a_lost_incident_is_paged_while_a_backlog_of_lost_recoveries_is_closed(
     run, openapi, policy, stub, relay, event_rule
 ):
     """After an outage: lost recoveries of old alarms take more than a run to close (a scaled model of
@@ -1509,7 +1509,7 @@ def test_events_review_a_lost_incident_is_paged_while_a_backlog_of_lost_recoveri
     assert ("Critical", "ecs:Instance:InstanceFailure", "i-failed") in event_statuses(stub), out
 
 
-def test_events_review_a_lifecycle_ending_in_the_second_it_began_is_not_left_open_whatever_the_order(
+def test_event_a_lifecycle_ending_in_the_second_it_began_is_not_left_open_whatever_the_order(
     run, openapi, stub, event_rule
 ):
     """ListEvents answering the newest first despite Asc (or ordering one second's events its own way)."""
@@ -1523,7 +1523,7 @@ def test_events_review_a_lifecycle_ending_in_the_second_it_began_is_not_left_ope
     assert stub.open_alerts() == [], out  # the redeploy is over: nothing left open to page on
 
 
-def test_events_review_a_rule_whose_pattern_and_event_types_disagree_is_reported_not_silently_skipped(
+def test_event_a_rule_whose_pattern_and_event_types_disagree_is_reported_not_silently_skipped(
     run, openapi, stub, event_rule
 ):
     """EventType lists InstanceFailure, FilterPattern's types another type: which one Volcengine sends by is
@@ -1542,7 +1542,7 @@ def one_answer_dated(server, seconds: float) -> None:
     server._server.clock = lambda: clock() + (seconds if next(answers) == 0 else 0)
 
 
-def test_events_review_one_cloud_monitor_answer_dated_hours_ahead_does_not_hide_the_last_half_hours_events(
+def test_event_one_cloud_monitor_answer_dated_hours_ahead_does_not_hide_the_last_half_hours_events(
     run, openapi, stub, event_rule
 ):
     event_rule("ecs failures", [INCIDENT])
@@ -1552,7 +1552,7 @@ def test_events_review_one_cloud_monitor_answer_dated_hours_ahead_does_not_hide_
     assert event_statuses(stub) == [("Critical", "ecs:Instance:InstanceFailure", "i-failed")], out
 
 
-def test_events_review_one_flashduty_answer_dated_hours_ahead_does_not_make_a_route_blind(run, openapi, stub, event_rule):
+def test_event_one_flashduty_answer_dated_hours_ahead_does_not_make_a_route_blind(run, openapi, stub, event_rule):
     event_rule("ecs failures", [INCIDENT])
     openapi.add_event(INCIDENT, "i-failed-1", epoch(10))
     openapi.add_event(INCIDENT, "i-failed-2", epoch(9))
@@ -1563,7 +1563,7 @@ def test_events_review_one_flashduty_answer_dated_hours_ahead_does_not_make_a_ro
 
 
 @pytest.mark.parametrize("date", ["%a %b %d %H:%M:%S %Y", "%a, %d %b %Y %H:%M:%S -0000"])
-def test_events_review_a_date_header_without_gmt_is_read_as_utc_whatever_this_machines_zone(monkeypatch, date):
+def test_event_a_date_header_without_gmt_is_read_as_utc_whatever_this_machines_zone(monkeypatch, date):
     """RFC 9110 has recipients accept asctime's form, which names no zone and means UTC; `-0000` is UTC too."""
     import clocks
 
@@ -1579,7 +1579,7 @@ def test_events_review_a_date_header_without_gmt_is_read_as_utc_whatever_this_ma
         time.tzset()
 
 
-def test_events_review_one_old_open_lifecycle_does_not_keep_a_fresh_lost_incident_from_being_paged(
+def test_event_one_old_open_lifecycle_does_not_keep_a_fresh_lost_incident_from_being_paged(
     run, openapi, stub, relay, event_rule
 ):
     """One redeploy alert open 20 days (its ending lost, or not come) widens ListEvents to 20 days, read
@@ -1597,7 +1597,7 @@ def test_events_review_one_old_open_lifecycle_does_not_keep_a_fresh_lost_inciden
     assert ("Critical", "ecs:Instance:InstanceFailure", "i-failed") in event_statuses(stub), out
 
 
-def test_events_review_an_opening_that_lands_after_its_ending_is_closed_within_two_runs(run, openapi, stub, relay, event_rule):
+def test_event_an_opening_that_lands_after_its_ending_is_closed_within_two_runs(run, openapi, stub, relay, event_rule):
     """Volcengine retrying the Executing callback (or the drain replaying it) after the Succeeded one
     arrived: the alert opens after the lifecycle ended, and the read shows no opening after the ending."""
     rule = event_rule("disk redeploys", [EXECUTING, SUCCEEDED])
@@ -1614,7 +1614,9 @@ def test_events_review_an_opening_that_lands_after_its_ending_is_closed_within_t
 
 
 @pytest.mark.parametrize("empty", [{}, None, []])
-def test_events_review_a_pattern_key_that_sets_no_condition_does_not_stop_a_lost_incident(run, openapi, stub, event_rule, empty):
+def test_event_a_pattern_key_that_sets_no_condition_does_not_stop_a_lost_incident(
+    run, openapi, stub, event_rule, empty
+):
     """A FilterPattern as an API may give it back with a key that holds nothing (`Data` empty): no condition."""
     event_rule("ecs failures", [INCIDENT], FilterPattern={"source": "ecs", "types": [INCIDENT], "Data": empty})
     openapi.add_event(INCIDENT, "i-failed", epoch(10))
@@ -1622,7 +1624,7 @@ def test_events_review_a_pattern_key_that_sets_no_condition_does_not_stop_a_lost
     assert event_statuses(stub) == [("Critical", "ecs:Instance:InstanceFailure", "i-failed")], out
 
 
-def test_events_review_a_wired_event_rule_past_the_first_list_event_rules_page_is_reconciled_or_named(
+def test_event_a_wired_event_rule_past_the_first_list_event_rules_page_is_reconciled_or_named(
     run, openapi, stub, event_rule
 ):
     """ListEventRules without TotalCount (as ListEvents' documented answer lacks it): the relay's rule on page 2."""
@@ -1642,7 +1644,7 @@ def test_events_review_a_wired_event_rule_past_the_first_list_event_rules_page_i
     assert event_statuses(stub) or (code != 0 and "ecs failures" in out), out
 
 
-def test_events_review_an_ending_ok_that_landed_late_is_not_taken_for_a_persons_close(run, openapi, stub, relay, event_rule):
+def test_event_an_ending_ok_that_landed_late_is_not_taken_for_a_persons_close(run, openapi, stub, relay, event_rule):
     """Executing (delivered), Succeeded (its callback retried, landing minutes late), Executing again (lost):
     the alert was closed by the relay's Ok, not by a person, and the new redeploy is paged."""
     rule = event_rule("disk redeploys", [EXECUTING, SUCCEEDED])
@@ -1656,7 +1658,7 @@ def test_events_review_an_ending_ok_that_landed_late_is_not_taken_for_a_persons_
     assert [s for s, _, _ in event_statuses(stub)][-1] == "Critical" and len(stub.open_alerts()) == 1, out
 
 
-def test_events_review_a_reconciled_event_carries_the_callbacks_labels(run, openapi, stub, event_rule):
+def test_event_a_reconciled_event_carries_the_callbacks_labels(run, openapi, stub, event_rule):
     """docs/reconcile.md: "its key, level and labels are the callback's"."""
     rule = event_rule("ecs failures", [INCIDENT])
     event = openapi.add_event(INCIDENT, "i-failed", epoch(10))
