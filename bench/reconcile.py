@@ -33,6 +33,8 @@ PAGE_SECONDS = 0.6
 TIMER_EVERY = 300.0
 RUNS = 3  # a run past the second is a failure of the requirement; the third says whether it converges
 KEY = "fd-bench-key"
+# Its own integration: the run above filled the minute of KEY's push limit, which this would wait out.
+EVENT_KEY = "fd-bench-events-key"
 LOST_EVENTS = 1000
 
 
@@ -63,7 +65,9 @@ def event_storm() -> None:
             openapi.add_event(types[0], f"i-{n:05d}", now - 1500 + n)
         openapi.delays["ListEvents"] = PAGE_SECONDS
         started = time.monotonic()
-        code = reconcile.timer(_environ(openapi, flashduty), REQUEST_TIMEOUT)["exit_code"]
+        code = reconcile.timer(
+            {**_environ(openapi, flashduty), "FLASHDUTY_INTEGRATION_KEY": EVENT_KEY}, REQUEST_TIMEOUT
+        )["exit_code"]
         paged = len(flashduty.open_alerts())
         took = max((r.at for r in flashduty.received), default=started) - started
     finally:
