@@ -193,8 +193,8 @@ class CloudMonitor:
             data = [r for r in answer.get("Data") or [] if isinstance(r, dict)]
             rules += data
             if not data or (len(data) < PAGE_SIZE and len(rules) >= int(answer.get("TotalCount") or 0)):
-                return {str(r.get("RuleId")): r for r in rules if str(r.get("RuleId")) in ids}
-        raise AssertionError("unreachable")
+                break
+        return {str(r.get("RuleId")): r for r in rules if str(r.get("RuleId")) in ids}
 
     def events(
         self, sources: list[str], types: list[str], start: datetime, end: datetime
