@@ -454,7 +454,7 @@ class EventReader:
         ]
 
     def said(self) -> None:
-        """What it could not judge, a line per reason with how many events (not one a event)."""
+        """What it could not judge, a line per reason with how many events (not a line per event)."""
         for reason, count in sorted(self.unsure.items()):
             self.report.errors.append(f"{count} event(s) not judged: {reason}")
 
